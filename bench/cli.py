@@ -1,0 +1,157 @@
+"""The ``bench`` command line.
+
+    bench run --method M --task T [--preset quick|paper] [--seed S | --seeds S ...]
+              [--device auto|cpu|cuda] [--set key=value ...] [--data-root DIR]
+              [--results-dir DIR] [--modality X] [--pretrain-data NAME]
+    bench list [--json]
+    bench leaderboard [--results-dir DIR]
+    bench prepare NAME [--data-root DIR] [--split S ...] [--modalities M ...]
+    bench --version
+
+The flag names are a fixed interface (other tools call them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from importlib import metadata
+from typing import Sequence
+
+from ssl3d.bench.config import ConfigError, parse_set_args
+from ssl3d.bench.registry import UnknownNameError
+
+
+def _version() -> str:
+    try:
+        return metadata.version("ssl3d-bench")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description="ssl3d-bench: benchmark self-supervised 3D representations.")
+    parser.add_argument("--version", action="version", version=f"ssl3d-bench {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="pretrain (or reuse a cached pretraining) and evaluate one method on one task")
+    run.add_argument("--method", required=True, help="registered method name (see `bench list`)")
+    run.add_argument("--task", required=True, help="registered task name (see `bench list`)")
+    run.add_argument("--preset", default="quick", help="method preset: quick (2-core CPU, minutes; default) or paper")
+    seeds = run.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=None, help="one seed (default 0)")
+    seeds.add_argument("--seeds", type=int, nargs="+", default=None, help="several seeds, run one after the other")
+    run.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:i]")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a setting: method.*, train.*, data.* or <protocol>.* (repeatable)")
+    run.add_argument("--data-root", default=None, help="data and cache folder (default $SSL3D_DATA or ~/.cache/ssl3d)")
+    run.add_argument("--results-dir", default=None, help="results folder (default $SSL3D_RESULTS or ./results)")
+    run.add_argument("--modality", default=None, help="modality to evaluate (default: the task's first the method embeds)")
+    run.add_argument("--pretrain-data", default=None, help="dataset to pretrain on (default: the task's dataset)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    lst = sub.add_parser("list", help="methods, tasks, datasets and protocols, plugins included")
+    lst.add_argument("--json", action="store_true", help="machine-readable output")
+
+    board = sub.add_parser("leaderboard", help="aggregate results over seeds into tables")
+    board.add_argument("--results-dir", default=None, help="results folder (default $SSL3D_RESULTS or ./results)")
+
+    prep = sub.add_parser("prepare", help="generate / download / preprocess a dataset into the cache")
+    prep.add_argument("name", help="dataset name (see `bench list`)")
+    prep.add_argument("--data-root", default=None, help="data and cache folder (default $SSL3D_DATA or ~/.cache/ssl3d)")
+    prep.add_argument("--split", nargs="+", default=None, help="splits to prepare (default: all)")
+    prep.add_argument("--modalities", nargs="+", default=["points"], help="modalities to precompute (default: points)")
+    prep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="dataset settings, e.g. data.n_points=2048")
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ssl3d.bench.runner import RunSpec, execute
+
+    overrides = parse_set_args(args.overrides)
+    seeds = args.seeds if args.seeds is not None else [args.seed if args.seed is not None else 0]
+    for seed in seeds:
+        spec = RunSpec(method=args.method, task=args.task, preset=args.preset, seed=seed, device=args.device,
+                       overrides=overrides, modality=args.modality, pretrain_data=args.pretrain_data,
+                       data_root=args.data_root, results_dir=args.results_dir, progress=not args.no_progress)
+        result = execute(spec)
+        metrics = "  ".join(f"{k}={v:.2f}" for k, v in result["metrics"].items())
+        print(f"{result['method']} on {result['task']} ({result['modality']}, preset {result['preset']}, "
+              f"seed {seed}): {metrics}  [{result['timings']['total_s']:.1f}s]")
+        print(f"  result: {args.results_dir or 'results'}/runs/{result['run_id']}/result.json")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from ssl3d.bench.runner import list_everything
+
+    info = list_everything()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print("Methods:")
+    for name, m in info["methods"].items():
+        print(f"  {name:24s} pretrain on {', '.join(m['pretrain']) or '-':18s} embeds {', '.join(m['embed'])}")
+    print("Tasks:")
+    for name, t in info["tasks"].items():
+        print(f"  {name:24s} {t['dataset']} x {t['protocol']} on {', '.join(t['modalities'])}")
+    print("Datasets:")
+    for name, d in info["datasets"].items():
+        print(f"  {name:24s} {', '.join(d['modalities'])}")
+    print("Protocols:", ", ".join(info["protocols"]))
+    for name, err in info["plugin_errors"].items():
+        print(f"warning: plugin {name!r} failed to load: {err}", file=sys.stderr)
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from ssl3d.bench.leaderboard import write_leaderboard
+
+    summary, markdown = write_leaderboard(args.results_dir)
+    print(markdown)
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from ssl3d.bench.config import apply_overrides
+    from ssl3d.datasets import get_dataset
+    from ssl3d.datasets.base import dataset_summary
+
+    cls = get_dataset(args.name)
+    data_o = {k.split(".", 1)[1] if k.startswith("data.") else k: v for k, v in parse_set_args(args.overrides).items()}
+    config = apply_overrides(cls.Config(), data_o, section="data.")
+    for split in args.split or cls.splits:
+        ds = cls(split, args.modalities, config, args.data_root)
+        summary = dataset_summary(ds)
+        print(f"{args.name}/{split}: {summary['shapes']} shapes, per class {summary['per_class']}")
+        for group, report in ds.reports.items():
+            print(f"  {group}: {report.n_valid}/{report.n_items} valid, skipped {len(report.skipped)}, "
+                  f"{report.size_bytes / 1e6:.1f} MB, built {report.n_built} in {report.seconds:.1f}s -> {report.path}")
+            for shape, reason in report.skipped.items():
+                print(f"    skipped {shape}: {reason}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    handlers = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "prepare": cmd_prepare}
+    try:
+        return handlers[args.command](args)
+    except (UnknownNameError, ConfigError, ValueError, FileNotFoundError) as exc:
+        print(f"bench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Dataclass configurations: presets, ``--set key=value`` overrides, hashing.
+
+Every configurable object (method, protocol, dataset) carries a dataclass
+``Config`` whose fields are commented at their definition. A config may nest
+other dataclasses (a method's ``train`` section); overrides address nested
+fields with dots (``train.epochs=3``). Values given as strings are parsed
+according to the field's annotation, so ``--set train.lr=1e-3`` becomes a
+float and ``--set svm.kernel=poly`` is refused when the field is a
+``Literal["linear", "rbf"]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from typing import Any, Literal, Mapping, TypeVar, Union, get_args, get_origin
+
+C = TypeVar("C")
+
+
+class ConfigError(ValueError):
+    """A bad configuration key or value; the message names what is valid."""
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready nested dict of a dataclass config (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=list))
+
+
+def config_hash(payload: Any, length: int = 12) -> str:
+    """A stable short hash of a JSON-able payload (dict order does not matter)."""
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def flat_keys(config: Any, prefix: str = "") -> list[str]:
+    """All dotted leaf keys of a dataclass config."""
+    keys: list[str] = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            keys.extend(flat_keys(value, f"{prefix}{f.name}."))
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def _resolved_hints(cls: type) -> dict[str, Any]:
+    # no globalns: get_type_hints then resolves each base class's fields in its own module
+    return typing.get_type_hints(cls)
+
+
+def parse_value(raw: Any, annotation: Any, key: str) -> Any:
+    """Convert ``raw`` (often a string from the command line) to ``annotation``."""
+    origin = get_origin(annotation)
+    if origin is Literal:
+        choices = get_args(annotation)
+        for choice in choices:
+            if raw == choice or str(raw) == str(choice):
+                return choice
+        raise ConfigError(f"{key}={raw!r} is not one of {', '.join(map(repr, choices))}")
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if raw is None or (isinstance(raw, str) and raw.lower() in ("none", "null")):
+            if len(args) < len(get_args(annotation)):
+                return None
+        errors = []
+        for arg in args:
+            try:
+                return parse_value(raw, arg, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError("; ".join(errors))
+    if origin in (tuple, list):
+        items = raw
+        if isinstance(raw, str):
+            text = raw.strip()
+            items = json.loads(text) if text.startswith("[") else [s for s in text.split(",") if s]
+        (inner, *_rest) = get_args(annotation) or (str,)
+        parsed = [parse_value(item, inner, key) for item in items]
+        return tuple(parsed) if origin is tuple else parsed
+    if annotation is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key}={raw!r} is not a boolean (true/false)")
+    if annotation in (int, float, str):
+        try:
+            if annotation is int and isinstance(raw, str):
+                value = float(raw)
+                if not value.is_integer():
+                    raise ValueError
+                return int(value)
+            return annotation(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}={raw!r} is not a valid {annotation.__name__}") from None
+    return raw
+
+
+def apply_overrides(config: C, overrides: Mapping[str, Any], *, section: str = "") -> C:
+    """A copy of ``config`` with dotted ``overrides`` applied and type-checked.
+
+    Raises:
+        ConfigError: an unknown key (the message lists the valid keys) or a
+            value that does not parse as the field's type.
+    """
+    updated = config
+    for key, raw in overrides.items():
+        updated = _set_path(updated, key.split("."), raw, full_key=f"{section}{key}", root=config, section=section)
+    return updated
+
+
+def _set_path(config: Any, path: list[str], raw: Any, *, full_key: str, root: Any, section: str) -> Any:
+    names = {f.name: f for f in dataclasses.fields(config)}
+    head, *rest = path
+    if head not in names:
+        valid = ", ".join(f"{section}{k}" for k in flat_keys(root))
+        raise ConfigError(f"unknown key {full_key!r}; valid keys: {valid}")
+    current = getattr(config, head)
+    if rest:
+        if not dataclasses.is_dataclass(current):
+            raise ConfigError(f"{full_key!r}: {head!r} has no sub-keys")
+        value = _set_path(current, rest, raw, full_key=full_key, root=root, section=section)
+    elif dataclasses.is_dataclass(current):
+        raise ConfigError(f"{full_key!r} is a section; set one of its keys: {', '.join(flat_keys(current))}")
+    else:
+        value = parse_value(raw, _resolved_hints(type(config))[head], full_key)
+    return dataclasses.replace(config, **{head: value})
+
+
+def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
+    """Rebuild a (nested) dataclass config from :func:`to_dict` output."""
+    hints = _resolved_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            value = from_dict(hint, value)
+        else:
+            value = parse_value(value, hint, f.name)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def parse_set_args(items: list[str] | None) -> dict[str, str]:
+    """``["a.b=1", "c=x"]`` -> ``{"a.b": "1", "c": "x"}`` with a clear error on a missing '='."""
+    result: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        result[key.strip()] = value.strip()
+    return result
+
+
+def build_preset(cls: type[C], name: str) -> C:
+    """The config ``cls`` under preset ``name``.
+
+    A config class lists its presets in ``PRESETS: ClassVar[dict[str, dict]]``
+    as dotted overrides of the field defaults; the defaults are the paper's
+    values, so ``paper`` is usually ``{}``.
+    """
+    presets: Mapping[str, Mapping[str, Any]] = getattr(cls, "PRESETS", {"paper": {}})
+    if name not in presets:
+        raise ConfigError(f"unknown preset {name!r} for {cls.__qualname__}; valid presets: {', '.join(presets)}")
+    return apply_overrides(cls(), presets[name])

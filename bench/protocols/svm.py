@@ -1,0 +1,120 @@
+"""The SVM protocol: a support-vector classifier on frozen global features.
+
+Definition (also in docs/protocols.md):
+
+1. features ``f = method.embed(x, modality)`` for every train and test shape
+   (eval mode, no augmentation, dataset order);
+2. optional standardisation (zero mean, unit variance per dimension) fitted on
+   training features only (inside each CV fold, then on the whole train split);
+3. ``sklearn.svm.SVC`` with the chosen kernel; C picked from ``c_grid`` by
+   stratified k-fold cross-validation on the *train split only* (accuracy;
+   ties go to the smaller C), then refitted on the whole train split;
+4. metrics on the test split: ``overall_acc`` = % correct, ``mean_class_acc``
+   = mean over classes of per-class recall, in %.
+
+The kernel ``rbf`` with ``gamma="auto"`` (= 1/D) is SwitchVAE's setting
+(official code: ``SVC(kernel="rbf")`` on the latent means); ``linear`` with
+``c_grid=(1.0,)`` and no standardisation is the fixed-C protocol of point
+cloud pretext papers (OcCo). The seed controls the CV folds and the
+``label_fraction`` subset (low-shot).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from ssl3d.bench.features import extract_features
+from ssl3d.bench.protocols.base import EvalContext, Protocol, ProtocolResult, register_protocol
+
+
+@dataclass(frozen=True)
+class SVMConfig:
+    """SVM protocol settings (``--set svm.KEY=VALUE``)."""
+
+    kernel: Literal["linear", "rbf"] = "linear"  # SVC kernel
+    c_grid: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)  # candidate C values; one value = no CV
+    folds: int = 5  # stratified CV folds on the train split (reduced when a class has fewer shapes)
+    gamma: Literal["scale", "auto"] = "scale"  # rbf width; "auto" = 1/D, SwitchVAE's setting
+    standardize: bool = True  # zero-mean/unit-variance features, fitted on train only
+    label_fraction: float = 1.0  # fraction of train labels kept per class (low-shot); >= 1 shape per class
+
+
+def class_balanced_subset(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices keeping ``fraction`` of each class (at least one shape per class)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"label_fraction must be in (0, 1], got {fraction}")
+    keep = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        k = max(1, int(round(fraction * len(idx))))
+        keep.append(rng.choice(idx, size=k, replace=False))
+    return np.sort(np.concatenate(keep))
+
+
+def accuracy_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """``overall_acc`` and ``mean_class_acc`` in % (classes present in y_true)."""
+    classes = np.unique(y_true)
+    per_class = [np.mean(y_pred[y_true == c] == c) for c in classes]
+    return {"overall_acc": 100.0 * float(np.mean(y_pred == y_true)), "mean_class_acc": 100.0 * float(np.mean(per_class))}
+
+
+def _make_svm(config: SVMConfig, c: float) -> Pipeline:
+    gamma = config.gamma if config.kernel == "rbf" else "scale"
+    svc = SVC(kernel=config.kernel, C=c, gamma=gamma)
+    # the scaler sits inside the pipeline so that CV fits it on each training fold only
+    return make_pipeline(StandardScaler(), svc) if config.standardize else make_pipeline(svc)
+
+
+def fit_svm(x_train: np.ndarray, y_train: np.ndarray, config: SVMConfig, seed: int) -> tuple[Pipeline, dict]:
+    """Select C by stratified CV on the training set and refit on all of it; returns (model, details)."""
+    grid = sorted(config.c_grid)
+    if not grid:
+        raise ValueError("svm.c_grid is empty")
+    folds = min(config.folds, int(np.bincount(y_train)[np.unique(y_train)].min()))  # every fold needs every class
+    cv_scores: dict[str, float] = {}
+    if len(grid) > 1 and folds >= 2:
+        splits = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(x_train, y_train))
+        for c in grid:
+            accs = [np.mean(_make_svm(config, c).fit(x_train[tr], y_train[tr]).predict(x_train[va]) == y_train[va])
+                    for tr, va in splits]
+            cv_scores[repr(c)] = 100.0 * float(np.mean(accs))
+        best_c = max(grid, key=lambda c: (cv_scores[repr(c)], -c))  # ties -> smaller C
+    else:
+        best_c = grid[0]
+    model = _make_svm(config, best_c).fit(x_train, y_train)
+    return model, {"chosen_C": best_c, "cv_acc_by_C": cv_scores, "cv_folds": folds if cv_scores else 0}
+
+
+@register_protocol("svm")
+class SVMProtocol(Protocol):
+    """Linear / RBF SVM classification on frozen global features (see module docstring)."""
+
+    name = "svm"
+    Config = SVMConfig
+
+    def evaluate(self, method, train_data, test_data, modality: str, ctx: EvalContext) -> ProtocolResult:
+        x_train, y_train = extract_features(method, train_data, modality, batch_size=ctx.batch_size,
+                                            progress=ctx.progress, desc=f"embed train ({modality})")
+        x_test, y_test = extract_features(method, test_data, modality, batch_size=ctx.batch_size,
+                                          progress=ctx.progress, desc=f"embed test ({modality})")
+        return self.evaluate_features(x_train, y_train, x_test, y_test, ctx.seed)
+
+    def evaluate_features(self, x_train, y_train, x_test, y_test, seed: int) -> ProtocolResult:
+        """The protocol on precomputed features (also used by tests)."""
+        cfg = self.config
+        rng = np.random.default_rng(seed)
+        if cfg.label_fraction < 1.0:
+            keep = class_balanced_subset(y_train, cfg.label_fraction, rng)
+            x_train, y_train = x_train[keep], y_train[keep]
+        model, details = fit_svm(x_train, y_train, cfg, seed)
+        metrics = accuracy_metrics(y_test, model.predict(x_test))
+        details.update(n_train=int(len(y_train)), n_test=int(len(y_test)), feature_dim=int(x_train.shape[1]),
+                       kernel=cfg.kernel)
+        return ProtocolResult(metrics, details)

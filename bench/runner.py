@@ -1,0 +1,261 @@
+"""The runner: (method, preset + overrides, pretraining data, task, seed) -> a stored result.
+
+Pretraining is cached under ``$SSL3D_DATA/pretrain/<method>/<key>/`` where the
+key hashes everything that determines the weights (method and its code
+version, resolved config, pretraining dataset + its settings, seed), so five
+tasks on one method pretrain once, and an interrupted pretraining resumes from
+the ``last.pt`` checkpoint of that folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import platform
+import secrets
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ssl3d.bench.config import ConfigError, apply_overrides, build_preset, config_hash, flat_keys, to_dict
+from ssl3d.bench.io import atomic_path
+from ssl3d.bench.protocols import PROTOCOLS, EvalContext
+from ssl3d.bench.results import ResultStore
+from ssl3d.bench.tasks import TASKS, get_task
+from ssl3d.datasets import DATASETS, default_root
+from ssl3d.methods import METHODS, Method, RunContext
+from ssl3d.methods.trainer import seed_everything
+
+log = logging.getLogger("ssl3d.run")
+
+
+@dataclass
+class RunSpec:
+    """One run as the command line describes it."""
+
+    method: str
+    task: str
+    preset: str = "quick"  # method preset: "quick" (2-core CPU, minutes) or "paper"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda[:i]
+    overrides: dict[str, str] = field(default_factory=dict)  # --set key=value
+    modality: str | None = None  # None = the task's first modality the method can embed
+    pretrain_data: str | None = None  # None = the task's dataset (train split, labels unused)
+    data_root: str | None = None
+    results_dir: str | None = None
+    progress: bool = True
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; a missing CUDA is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu or auto")
+    return device
+
+
+def split_overrides(overrides: dict[str, str], protocol: str) -> tuple[dict, dict, dict]:
+    """Sort ``--set`` keys into (method, data, protocol) overrides by their first component.
+
+    ``train.*`` is a shortcut for ``method.train.*``.
+    """
+    method_o, data_o, proto_o = {}, {}, {}
+    for key, value in overrides.items():
+        head, _, rest = key.partition(".")
+        if head == "method" and rest:
+            method_o[rest] = value
+        elif head == "train" and rest:
+            method_o[key] = value
+        elif head == "data" and rest:
+            data_o[rest] = value
+        elif head == protocol and rest:
+            proto_o[rest] = value
+        else:
+            raise ConfigError(
+                f"--set {key}: unknown section {head!r}; keys start with method., train., data. or {protocol}. "
+                "(run with a wrong key such as --set method.x=1 to see every valid key)"
+            )
+    return method_o, data_o, proto_o
+
+
+def resolve_modality(task_name: str, method_cls: type[Method], requested: str | None, needs: str) -> str:
+    """The modality a run evaluates; an impossible pair names what would work."""
+    task = get_task(task_name)
+    can = method_cls.embed_modalities if needs == "embed" else method_cls.point_feature_modalities
+    usable = [m for m in task.modalities if m in can]
+    if requested is not None:
+        if requested not in task.modalities:
+            raise ValueError(f"task {task.name!r} evaluates {', '.join(task.modalities)}; not {requested!r}")
+        if requested not in can:
+            raise ValueError(
+                f"method {method_cls.name!r} cannot embed {requested!r} (it embeds {', '.join(sorted(can)) or 'nothing'}); "
+                f"for task {task.name!r} use --modality {' or '.join(usable)}" if usable else
+                f"method {method_cls.name!r} cannot embed {requested!r} and shares no modality with task {task.name!r}"
+            )
+        return requested
+    if not usable:
+        fits = [n for n in METHODS.names() if set(task.modalities) & set(METHODS.get(n).embed_modalities)]
+        raise ValueError(
+            f"method {method_cls.name!r} embeds {', '.join(sorted(can)) or 'nothing'} but task {task.name!r} "
+            f"evaluates {', '.join(task.modalities)}; methods that fit this task: {', '.join(fits)}"
+        )
+    return usable[0]
+
+
+def build_data_config(dataset_cls, task_options: dict, method: Method, user: dict[str, str]):
+    """Dataset defaults < task options < the method's needs < the user's ``--set data.*``."""
+    config = dataset_cls.Config()
+    config = apply_overrides(config, task_options, section="data.")
+    config = apply_overrides(config, method.data_overrides(), section="data.")
+    return apply_overrides(config, user, section="data.")
+
+
+def pretrain_key(method: Method, data_name: str, data_settings: dict[str, Any], seed: int) -> str:
+    return config_hash({"method": method.name, "version": method.version, "config": to_dict(method.config),
+                        "data": data_name, "data_settings": data_settings, "seed": seed}, length=16)
+
+
+def pretrain_or_load(method: Method, dataset, seed: int, device: torch.device, cache_root: Path, progress: bool) -> dict:
+    """Pretrain ``method`` on ``dataset`` or load the cached weights; returns cache info."""
+    if not method.pretrain_modalities or method.config.train.epochs == 0:
+        method.pretrain(dataset, RunContext(device=device, seed=seed, progress=progress))
+        return {"cached": False, "key": None}
+    settings = {g: dataset.settings(g) for g in dataset.groups()}
+    key = pretrain_key(method, dataset.name, settings, seed)
+    folder = cache_root / "pretrain" / method.name / key
+    final = folder / "final.pt"
+    if final.exists():
+        state = torch.load(final, map_location="cpu", weights_only=True)
+        method.load_state_dict(state).to(device)
+        log.info("pretraining cache hit: %s", final)
+        return {"cached": True, "key": key, "path": str(final)}
+    folder.mkdir(parents=True, exist_ok=True)
+    method.pretrain(dataset, RunContext(device=device, seed=seed, checkpoint_dir=folder, progress=progress))
+    with atomic_path(final) as tmp:
+        torch.save(method.state_dict(), tmp)
+    return {"cached": False, "key": key, "path": str(final)}
+
+
+def git_commit() -> str:
+    """The commit of the ssl3d-bench checkout (``+dirty`` when modified), or ``unknown``."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        if sha.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha.stdout.strip()[:12] + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment() -> dict[str, Any]:
+    versions = {}
+    for pkg in ("ssl3d-bench", "torch", "torchvision", "numpy", "scikit-learn", "trimesh", "torch-geometric"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions}
+
+
+def new_run_id(spec: RunSpec) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}-{spec.method}-{spec.task}-s{spec.seed}-{secrets.token_hex(3)}"
+
+
+def execute(spec: RunSpec) -> dict[str, Any]:
+    """Run one (method, task, seed), store the result, return it."""
+    task = get_task(spec.task)
+    method_cls = METHODS.get(spec.method)
+    protocol_cls = PROTOCOLS.get(task.protocol)
+    dataset_cls = DATASETS.get(task.dataset)
+    method_o, data_o, proto_o = split_overrides(spec.overrides, protocol_cls.name)
+    method = method_cls.from_preset(spec.preset, method_o)
+    protocol_config = apply_overrides(protocol_cls.Config(), task.protocol_options, section=f"{protocol_cls.name}.")
+    protocol = protocol_cls(apply_overrides(protocol_config, proto_o, section=f"{protocol_cls.name}."))
+    modality = resolve_modality(spec.task, method_cls, spec.modality, protocol_cls.needs)
+    device = resolve_device(spec.device)
+    root = Path(spec.data_root) if spec.data_root else default_root()
+    store = ResultStore(spec.results_dir)
+    run_id = new_run_id(spec)
+    run_dir = store.run_dir(run_id)
+    handler = _attach_log_file(run_dir / "run.log")
+    try:
+        log.info("run %s: method=%s preset=%s task=%s modality=%s seed=%d device=%s",
+                 run_id, spec.method, spec.preset, spec.task, modality, spec.seed, device)
+        t0 = time.perf_counter()
+        seed_everything(spec.seed)
+        data_config = build_data_config(dataset_cls, task.data_options, method, data_o)
+        eval_modalities = protocol.dataset_modalities(modality)
+        train = dataset_cls("train", eval_modalities, data_config, root, progress=spec.progress)
+        test = dataset_cls("test", eval_modalities, data_config, root, progress=spec.progress)
+        t_data = time.perf_counter()
+
+        pre_name = spec.pretrain_data or task.dataset
+        pre_cls = DATASETS.get(pre_name)
+        pre_config = build_data_config(pre_cls, task.data_options if pre_name == task.dataset else {}, method, data_o)
+        pre_modalities = sorted(method.pretrain_modalities) or ["points"]
+        needs_data = bool(method.pretrain_modalities) and method.config.train.epochs > 0
+        pre_data = pre_cls("train", pre_modalities, pre_config, root, progress=spec.progress) if needs_data else train
+        pretrain_info = pretrain_or_load(method, pre_data, spec.seed, device, root, spec.progress)
+        t_pre = time.perf_counter()
+
+        ctx = EvalContext(seed=spec.seed, device=str(device), progress=spec.progress)
+        outcome = protocol.evaluate(method, train, test, modality, ctx)
+        t_eval = time.perf_counter()
+        result = {
+            "run_id": run_id,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "task": task.name, "method": method.name, "modality": modality, "preset": spec.preset,
+            "seed": spec.seed, "pretrain_data": pre_name, "dataset_version": train.version,
+            "git_commit": git_commit(), "device": str(device),
+            "metrics": {k: round(float(v), 4) for k, v in outcome.metrics.items()},
+            "protocol": {"name": protocol.name, "config": to_dict(protocol.config), "details": outcome.details},
+            "config": {"method": to_dict(method.config), "data": to_dict(data_config),
+                       "pretrain_data_config": to_dict(pre_config), "overrides": spec.overrides},
+            "pretraining": {**pretrain_info, **{k: v for k, v in method.pretrain_info.items() if k != "history"}},
+            "timings": {"data_s": round(t_data - t0, 3), "pretrain_s": round(t_pre - t_data, 3),
+                        "eval_s": round(t_eval - t_pre, 3), "total_s": round(t_eval - t0, 3)},
+            "environment": environment(),
+        }
+        path = store.save(result)
+        log.info("metrics: %s", result["metrics"])
+        log.info("result written to %s", path)
+        return result
+    finally:
+        logging.getLogger("ssl3d").removeHandler(handler)
+        handler.close()
+
+
+def _attach_log_file(path: Path) -> logging.Handler:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("ssl3d")
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    return handler
+
+
+def list_everything() -> dict[str, Any]:
+    """Methods, tasks, datasets and protocols with a few facts each (``bench list``)."""
+    methods = {}
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        methods[name] = {"pretrain": sorted(cls.pretrain_modalities), "embed": sorted(cls.embed_modalities),
+                         "presets": list(getattr(cls.Config, "PRESETS", {"paper": {}})), "paper": cls.paper,
+                         "config_keys": [f"method.{k}" for k in flat_keys(build_preset(cls.Config, "paper"))]}
+    tasks = {n: {**{k: v for k, v in dataclasses.asdict(TASKS.get(n)).items() if k != "name"}} for n in TASKS.names()}
+    datasets = {n: {"modalities": sorted(DATASETS.get(n).available_modalities)} for n in DATASETS.names()}
+    return {"methods": methods, "tasks": tasks, "datasets": datasets, "protocols": PROTOCOLS.names(),
+            "plugin_errors": {**METHODS.plugin_errors, **TASKS.plugin_errors, **DATASETS.plugin_errors}}

@@ -1,0 +1,64 @@
+"""Tasks: a dataset x a protocol x options, registered by name (``synth-svm``...).
+
+A task declares the modalities it can evaluate, in order of preference; a run
+picks the first one the method can embed unless ``--modality`` says otherwise.
+Third-party packages add tasks through the entry-point group ``ssl3d.tasks``
+(an entry point may name a :class:`Task` object or a module that registers some).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ssl3d.bench.registry import Registry
+
+
+@dataclass(frozen=True)
+class Task:
+    """One benchmark task.
+
+    Args:
+        name: registry key, ``<dataset>-<protocol>`` by convention.
+        dataset: registered dataset name evaluated on (train and test splits).
+        protocol: registered protocol name.
+        modalities: modalities the task can evaluate, most natural first.
+        data_options: dataset-config overrides fixed by the task (e.g. ``n_points``).
+        protocol_options: protocol-config overrides fixed by the task.
+        description: one line for ``bench list``.
+    """
+
+    name: str
+    dataset: str
+    protocol: str
+    modalities: tuple[str, ...]
+    data_options: dict[str, Any] = field(default_factory=dict)
+    protocol_options: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+TASKS: Registry[Task] = Registry("task", "ssl3d.tasks")
+
+
+def register_task(task: Task) -> Task:
+    """Add ``task`` to the registry under its name."""
+    TASKS.add(task.name, task)
+    return task
+
+
+def get_task(name: str) -> Task:
+    """The task registered as ``name`` (unknown names list the valid ones)."""
+    return TASKS.get(name)
+
+
+def list_tasks(pattern: str = "*") -> list[str]:
+    """Registered task names matching a shell-style wildcard."""
+    return TASKS.names(pattern)
+
+
+SHAPE_MODALITIES = ("points", "voxels", "views")
+
+register_task(Task(
+    "synth-svm", "synth", "svm", SHAPE_MODALITIES + ("image",),
+    description="synth: linear SVM on frozen global features (overall / mean-class accuracy)",
+))

@@ -1,0 +1,301 @@
+"""The dataset base class: index -> derived modalities cached on disk -> samples.
+
+A dataset split is a :class:`torch.utils.data.Dataset` returning one dict of
+tensors per shape with only the modalities asked for (keys and shapes in
+``ARCHITECTURE.md``, "Data contract"). Subclasses say which shapes a split has
+(:meth:`ShapeDataset.index`) and how to load one (:meth:`ShapeDataset.load_mesh`);
+the base class computes each modality group once per shape, in worker
+processes, into a resumable HDF5 cache keyed by every setting that shapes the
+result (:mod:`ssl3d.datasets.cache`), so changing N, R, V or H makes a new
+cache instead of reusing a wrong one.
+
+Modality groups share one cache file: ``points`` (+ ``normals``,
+``point_labels``), ``voxels``, ``views``, ``image`` (+ ``mask``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Iterable, Literal
+
+import numpy as np
+import torch
+import trimesh
+from torch.utils.data import Dataset
+
+from ssl3d.bench.config import config_hash, to_dict
+from ssl3d.bench.registry import Registry
+from ssl3d.datasets.cache import CacheReport, H5Reader, build_cache
+
+log = logging.getLogger(__name__)
+
+DATASETS: Registry[type["ShapeDataset"]] = Registry("dataset", "ssl3d.datasets")
+register_dataset = DATASETS.register
+
+#: modality -> the cached group that produces it
+MODALITY_GROUP = {
+    "points": "points", "normals": "points", "point_labels": "points",
+    "voxels": "voxels", "views": "views", "image": "image", "mask": "image",
+}
+ALL_MODALITIES = tuple(MODALITY_GROUP)
+#: the DataConfig fields each group's cache depends on
+GROUP_SETTINGS = {
+    "points": ("n_points", "dense_factor"),
+    "voxels": ("voxel_resolution",),
+    "views": ("view_rig", "n_views", "view_size", "view_shading"),
+    "image": ("image_size",),
+}
+
+
+def default_root() -> Path:
+    """Where datasets and caches live: ``$SSL3D_DATA`` or ``~/.cache/ssl3d``."""
+    return Path(os.environ.get("SSL3D_DATA") or Path.home() / ".cache" / "ssl3d").expanduser()
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Settings of the modality pipeline, shared by every dataset (``--set data.KEY=VALUE``)."""
+
+    n_points: int = 1024  # points per shape after farthest-point sampling
+    dense_factor: int = 8  # the dense area-weighted sample has dense_factor * n_points points before FPS
+    voxel_resolution: int = 32  # R of the R^3 solid occupancy grid
+    view_rig: Literal["ring12", "first8", "dodeca20", "random"] = "ring12"  # camera rig of `views`
+    n_views: int = 12  # number of views for the `random` rig (the fixed rigs define their own)
+    view_size: int = 137  # height = width of rendered views, pixels
+    view_shading: Literal["grey", "depth"] = "grey"  # two-light Lambertian grey or normalised depth
+    image_size: int = 224  # height = width of photo-like query images, pixels
+    workers: int = 0  # preprocessing processes; 0 = one per CPU core (does not change results)
+
+
+@dataclass(frozen=True)
+class ShapeInfo:
+    """One shape of a split: a display name, its category and where to find it."""
+
+    name: str  # unique within the split, used in reports ("chair_0003", a file path...)
+    label: int  # category index into the dataset's class_names
+    source: Any = None  # whatever load_mesh needs (a path, a seed, a record)
+
+
+class ShapeDataset(Dataset):
+    """Base class of every dataset split.
+
+    Args:
+        split: one of the class's ``splits``.
+        modalities: keys to return besides ``label`` and ``index``.
+        config: the dataset's ``Config`` (default: its defaults).
+        root: data folder (default :func:`default_root`); the dataset lives in ``root/<name>``.
+        progress: show progress bars while preprocessing.
+        prepare: build missing caches now (else on first access).
+    """
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[DataConfig]] = DataConfig
+    available_modalities: ClassVar[frozenset[str]] = frozenset(ALL_MODALITIES)
+    splits: ClassVar[tuple[str, ...]] = ("train", "test")
+    #: bump when processing changes so old caches are not reused
+    version: ClassVar[str] = "1"
+
+    def __init__(
+        self,
+        split: str = "train",
+        modalities: Iterable[str] = ("points",),
+        config: DataConfig | None = None,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        progress: bool = True,
+        prepare: bool = True,
+    ) -> None:
+        if split not in self.splits:
+            raise ValueError(f"{self.name}: unknown split {split!r}; valid splits: {', '.join(self.splits)}")
+        self.modalities = tuple(dict.fromkeys(modalities))
+        unknown = [m for m in self.modalities if m not in self.available_modalities]
+        if unknown:
+            raise ValueError(
+                f"{self.name} cannot provide {', '.join(unknown)}; it provides: {', '.join(sorted(self.available_modalities))}"
+            )
+        self.split = split
+        self.config = config if config is not None else self.Config()
+        self.root = Path(root) if root is not None else default_root()
+        self.progress = progress
+        self.shapes: list[ShapeInfo] = self.index(split)
+        self._readers: dict[str, H5Reader] = {}
+        self._valid: np.ndarray | None = None
+        self.reports: dict[str, CacheReport] = {}
+        if prepare:
+            self.prepare()
+
+    # -- hooks for subclasses --------------------------------------------------
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def num_parts(self) -> int:
+        """Number of global part ids (0 when the dataset has no part labels)."""
+        return 0
+
+    def index(self, split: str) -> list[ShapeInfo]:
+        """The shapes of ``split`` in a fixed order."""
+        raise NotImplementedError
+
+    def load_mesh(self, shape: ShapeInfo) -> tuple[trimesh.Trimesh, np.ndarray | None]:
+        """The mesh of a shape (+Y up) and its per-face global part ids (or None)."""
+        raise NotImplementedError(f"{self.name} has no meshes")
+
+    def point_noise(self) -> float:
+        """Surface-noise standard deviation added to sampled points (synthetic data only)."""
+        return 0.0
+
+    # -- caching -------------------------------------------------------------
+    @property
+    def dataset_dir(self) -> Path:
+        return self.root / self.name
+
+    def settings(self, group: str) -> dict[str, Any]:
+        """Everything that determines the cached arrays of ``group``."""
+        cfg = to_dict(self.config)
+        base = {k: v for k, v in cfg.items() if k not in DataConfig.__dataclass_fields__}
+        own = {k: cfg[k] for k in GROUP_SETTINGS[group]}
+        return {"dataset": self.name, "version": self.version, "group": group, **base, **own}
+
+    def cache_path(self, group: str) -> Path:
+        return self.dataset_dir / "processed" / f"{self.split}-{group}-{config_hash(self.settings(group))}.h5"
+
+    def groups(self) -> list[str]:
+        return list(dict.fromkeys(MODALITY_GROUP[m] for m in self.modalities))
+
+    def prepare(self) -> dict[str, CacheReport]:
+        """Build (or find) the cache of every requested modality group."""
+        for group in self.groups():
+            if group in self._readers:
+                continue
+            report = build_cache(
+                self.cache_path(group),
+                len(self.shapes),
+                _GroupComputer(self, group),
+                attrs=self.settings(group),
+                workers=self.config.workers or None,
+                progress=self.progress,
+                desc=f"{self.name}/{self.split} {group}",
+            )
+            self.reports[group] = report
+            for shape_name, reason in report.skipped.items():
+                log.warning("%s/%s: skipped %s: %s", self.name, self.split, shape_name, reason)
+            self._readers[group] = H5Reader(self.cache_path(group))
+        valid = np.ones(len(self.shapes), dtype=bool)
+        for reader in self._readers.values():
+            valid &= reader.valid
+        self._valid = np.flatnonzero(valid)
+        return self.reports
+
+    def compute(self, group: str, i: int) -> dict[str, np.ndarray]:
+        """The arrays of ``group`` for shape ``i`` (runs in a worker process)."""
+        shape = self.shapes[i]
+        rng = np.random.default_rng([hash_name(self.name), i, _GROUP_IDS[group]])
+        mesh, face_part = self.load_mesh(shape)
+        cfg = self.config
+        if group == "points":
+            from ssl3d.datasets.modalities.points import sample_mesh_points
+
+            out = sample_mesh_points(
+                mesh, cfg.n_points, rng, face_part=face_part, n_dense=cfg.dense_factor * cfg.n_points,
+                noise_std=self.point_noise(), name=shape.name,
+            )
+            if face_part is None:
+                out.pop("point_labels", None)
+            return out
+        from ssl3d.datasets.modalities.pipeline import compute_group
+
+        return compute_group(group, mesh, face_part, cfg, rng)
+
+    # -- access ----------------------------------------------------------------
+    def _ensure_ready(self) -> None:
+        if self._valid is None:
+            self.prepare()
+
+    def __len__(self) -> int:
+        self._ensure_ready()
+        return len(self._valid)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """int64 [len(self)] category of every (valid) shape."""
+        self._ensure_ready()
+        return np.array([self.shapes[i].label for i in self._valid], dtype=np.int64)
+
+    def shape_name(self, index: int) -> str:
+        self._ensure_ready()
+        return self.shapes[self._valid[index]].name
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        self._ensure_ready()
+        i = int(self._valid[index])
+        sample: dict[str, torch.Tensor] = {
+            "label": torch.tensor(self.shapes[i].label, dtype=torch.int64),
+            "index": torch.tensor(index, dtype=torch.int64),
+        }
+        for modality in self.modalities:
+            reader = self._readers[MODALITY_GROUP[modality]]
+            if modality not in reader.keys:
+                raise KeyError(f"{self.name}: modality {modality!r} is not available for this dataset")
+            sample[modality] = _to_tensor(modality, reader.read(modality, i))
+        return sample
+
+    def __repr__(self) -> str:
+        n = len(self) if self._valid is not None else "?"
+        return f"{type(self).__name__}(split={self.split!r}, shapes={n}, modalities={list(self.modalities)})"
+
+
+_GROUP_IDS = {"points": 0, "voxels": 1, "views": 2, "image": 3}
+
+
+def hash_name(text: str) -> int:
+    """A process-independent integer hash of a string (Python's hash() is salted)."""
+    return zlib.crc32(text.encode())
+
+
+class _GroupComputer:
+    """Picklable per-shape job for cache workers."""
+
+    def __init__(self, dataset: ShapeDataset, group: str) -> None:
+        self.dataset = dataset
+        self.group = group
+
+    def __call__(self, index: int) -> dict[str, np.ndarray]:
+        return self.dataset.compute(self.group, index)
+
+    def describe(self, index: int) -> str:
+        return self.dataset.shapes[index].name
+
+
+def _to_tensor(modality: str, value: np.ndarray) -> torch.Tensor:
+    """Stored arrays (compact dtypes) -> the data contract's tensors."""
+    if modality == "views":  # uint8 [V, H, W] or [V, H, W, C] -> float [V, C, H, W]
+        t = torch.from_numpy(np.ascontiguousarray(value)).float() / 255.0
+        return t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
+    if modality == "image":  # uint8 [H, W, 3] -> float [3, H, W]
+        return torch.from_numpy(np.ascontiguousarray(value)).float().permute(2, 0, 1) / 255.0
+    if modality in ("voxels", "mask"):
+        return torch.from_numpy(np.ascontiguousarray(value)).float()
+    if modality == "point_labels":
+        return torch.from_numpy(np.ascontiguousarray(value)).long()
+    return torch.from_numpy(np.ascontiguousarray(value)).float()
+
+
+def dataset_summary(ds: ShapeDataset) -> dict[str, Any]:
+    """Shapes per class of a prepared split (for reports)."""
+    counts = np.bincount(ds.labels, minlength=ds.num_classes)
+    return {"split": ds.split, "shapes": int(len(ds)), "per_class": dict(zip(ds.class_names, map(int, counts)))}
+
+
+def replace_config(config: DataConfig, **changes: Any) -> DataConfig:
+    return dataclasses.replace(config, **changes)

@@ -1,0 +1,232 @@
+"""A resumable, crash-safe HDF5 cache of per-shape arrays.
+
+Derived modalities (points, voxels, views, photos) are computed once per shape
+and stored in one HDF5 file per (dataset, split, modality, settings). Building
+proceeds in *shards* of consecutive shapes: each shard is computed by a worker
+process and written atomically as a small ``.npz`` file, so an interrupted
+build resumes with the shards that are missing and finished shapes are never
+redone. When every shard exists they are merged, again atomically, into the
+final ``.h5`` file, whose presence means "complete"; nothing half-written is
+ever read back.
+
+A shape whose source file is corrupt is not fatal: its compute function raises
+:class:`~ssl3d.datasets.errors.DataFileError`, the shape is marked invalid in
+the cache (``valid`` = False), the error is kept by name in the file's
+``errors`` attribute, and the dataset leaves it out and reports it.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import h5py
+import numpy as np
+from tqdm.auto import tqdm
+
+from ssl3d.bench.io import atomic_path
+from ssl3d.datasets.errors import DataFileError
+
+
+class ShapeComputer(Protocol):
+    """What a cache builder calls per shape; must be picklable for worker processes."""
+
+    def __call__(self, index: int) -> dict[str, np.ndarray]: ...
+
+    def describe(self, index: int) -> str: ...
+
+
+@dataclass
+class CacheReport:
+    """What a cache build did: counts, skipped shapes with reasons, size and time."""
+
+    path: str
+    n_items: int
+    n_valid: int
+    skipped: dict[str, str] = field(default_factory=dict)  # shape name -> reason
+    n_built: int = 0  # shapes computed in this call (0 when the cache was complete)
+    seconds: float = 0.0
+    size_bytes: int = 0
+
+
+def default_workers() -> int:
+    """Worker processes for preprocessing: every core but none on a 1-core box."""
+    return max(1, (os.cpu_count() or 1))
+
+
+def _compute_shard(computer: ShapeComputer, start: int, stop: int, shard_path: str) -> tuple[str, int, dict[str, str]]:
+    arrays: dict[str, list[np.ndarray]] = {}
+    valid = np.zeros(stop - start, dtype=bool)
+    errors: dict[str, str] = {}
+    template: dict[str, np.ndarray] | None = None
+    outputs: list[dict[str, np.ndarray] | None] = []
+    for i in range(start, stop):
+        try:
+            out = computer(i)
+        except DataFileError as exc:
+            errors[computer.describe(i)] = str(exc)
+            outputs.append(None)
+            continue
+        template = template or out
+        outputs.append(out)
+    if template is not None:
+        for offset, out in enumerate(outputs):
+            valid[offset] = out is not None
+            for key, ref in template.items():
+                value = out[key] if out is not None else np.zeros_like(ref)
+                if value.shape != ref.shape:
+                    raise ValueError(f"{computer.describe(start + offset)}: {key} has shape {value.shape}, expected {ref.shape}")
+                arrays.setdefault(key, []).append(value)
+    payload = {k: np.stack(v) for k, v in arrays.items()}
+    payload["__valid__"] = valid
+    payload["__errors__"] = np.array(json.dumps(errors))
+    with atomic_path(shard_path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **payload)
+    return shard_path, stop - start, errors
+
+
+def build_cache(
+    path: str | os.PathLike[str],
+    n_items: int,
+    computer: ShapeComputer,
+    *,
+    attrs: dict[str, Any] | None = None,
+    shard_size: int = 32,
+    workers: int | None = None,
+    progress: bool = True,
+    desc: str = "preprocess",
+) -> CacheReport:
+    """Build ``path`` (HDF5) from ``computer(i)`` for ``i < n_items``; resume when interrupted.
+
+    Args:
+        path: the final ``.h5`` file; its existence means the cache is complete.
+        n_items: number of shapes.
+        computer: picklable callable returning a dict of fixed-shape arrays per shape.
+        attrs: JSON-able metadata stored on the file (settings, versions).
+        shard_size: shapes per resumable unit of work.
+        workers: processes (default: one per core); 1 computes in this process.
+        progress: show a progress bar.
+        desc: progress-bar label.
+    """
+    path = Path(path)
+    t0 = time.perf_counter()
+    if path.exists():
+        return cache_report(path)
+    if n_items == 0:
+        raise ValueError(f"{desc}: nothing to preprocess (0 shapes)")
+    shard_dir = path.with_name(path.name + ".shards")
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    ranges = [(s, min(s + shard_size, n_items)) for s in range(0, n_items, shard_size)]
+    todo = [(a, b, str(shard_dir / f"{a:08d}-{b:08d}.npz")) for a, b in ranges]
+    todo = [t for t in todo if not Path(t[2]).exists()]
+    done_before = n_items - sum(b - a for a, b, _ in todo)
+    workers = min(workers or default_workers(), max(1, len(todo)))
+    bar = tqdm(total=n_items, initial=done_before, desc=desc, unit="shape", disable=not progress, dynamic_ncols=True)
+    try:
+        if workers <= 1:
+            for a, b, shard in todo:
+                _compute_shard(computer, a, b, shard)
+                bar.update(b - a)
+        else:
+            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                futures = [pool.submit(_compute_shard, computer, a, b, shard) for a, b, shard in todo]
+                for fut in as_completed(futures):
+                    _, count, _ = fut.result()
+                    bar.update(count)
+    finally:
+        bar.close()
+    _merge_shards(path, [str(shard_dir / f"{a:08d}-{b:08d}.npz") for a, b in ranges], attrs or {})
+    shutil.rmtree(shard_dir, ignore_errors=True)
+    report = cache_report(path)
+    report.n_built = n_items - done_before
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _merge_shards(path: Path, shard_paths: list[str], attrs: dict[str, Any]) -> None:
+    errors: dict[str, str] = {}
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        valid_parts = []
+        datasets: dict[str, h5py.Dataset] = {}
+        n_total = 0
+        shards = []
+        for shard in shard_paths:
+            with np.load(shard) as data:
+                shards.append({k: data[k] for k in data.files})
+        n_total = sum(len(s["__valid__"]) for s in shards)
+        offset = 0
+        for s in shards:
+            n = len(s["__valid__"])
+            valid_parts.append(s["__valid__"])
+            errors.update(json.loads(str(s["__errors__"])))
+            for key, value in s.items():
+                if key.startswith("__"):
+                    continue
+                if key not in datasets:
+                    chunk = (1,) + value.shape[1:]
+                    datasets[key] = h5.create_dataset(key, shape=(n_total,) + value.shape[1:], dtype=value.dtype, chunks=chunk, compression="lzf")
+                datasets[key][offset : offset + n] = value
+            offset += n
+        h5.create_dataset("valid", data=np.concatenate(valid_parts))
+        h5.attrs["errors"] = json.dumps(errors)
+        h5.attrs["meta"] = json.dumps(attrs, sort_keys=True, default=str)
+
+
+def cache_report(path: str | os.PathLike[str]) -> CacheReport:
+    """Counts and skipped shapes of a finished cache file."""
+    path = Path(path)
+    with h5py.File(path, "r") as h5:
+        valid = h5["valid"][()]
+        errors = json.loads(h5.attrs.get("errors", "{}"))
+    return CacheReport(str(path), int(len(valid)), int(valid.sum()), errors, size_bytes=path.stat().st_size)
+
+
+class H5Reader:
+    """Lazy per-process reader of a cache file.
+
+    The HDF5 handle is opened on first access in the process that uses it and
+    never shared across ``fork`` (DataLoader workers each open their own).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+        try:
+            with h5py.File(self.path, "r") as h5:
+                self.valid = h5["valid"][()].astype(bool)
+                self.keys = tuple(k for k in h5.keys() if k != "valid")
+        except OSError as exc:
+            raise DataFileError(self.path, f"unreadable cache file ({exc}); delete it to rebuild") from exc
+
+    def _handle(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():
+            self._file = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._file
+
+    def read(self, key: str, index: int) -> np.ndarray:
+        return self._handle()[key][index]
+
+    def read_all(self, key: str) -> np.ndarray:
+        return self._handle()[key][()]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_file"] = None
+        state["_pid"] = None
+        return state
+
+
+def compute_with(fn: Callable[..., dict[str, np.ndarray]], *args: Any) -> Callable[[int], dict[str, np.ndarray]]:
+    """Small helper for tests: bind arguments to a per-shape function."""
+    return lambda i: fn(i, *args)

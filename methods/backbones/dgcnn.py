@@ -1,0 +1,379 @@
+r"""DGCNN (Wang et al., TOG 2019) with a memory-aware EdgeConv.
+
+EdgeConv computes, for every point :math:`i` and its :math:`k` nearest
+neighbours :math:`j \in \mathcal{N}(i)` (in the current feature space, so the
+graph is rebuilt at every layer),
+
+.. math::
+    x_i' = \max_{j \in \mathcal{N}(i)} h_\Theta\big([\,x_i,\; x_j - x_i\,]\big).
+
+The textbook implementation materialises the edge features as a
+``[B, 2C, N, k]`` tensor and runs ``Conv2d`` on it. Here the first layer of
+:math:`h_\Theta` is split by linearity,
+
+.. math::
+    W [x_i, x_j - x_i] = (W_1 - W_2)\, x_i + W_2\, x_j = a_i + b_j,
+
+so two per-point projections replace a :math:`k`-times larger convolution,
+and two further identities remove most edge-sized tensors altogether:
+
+* BatchNorm's batch statistics over all :math:`N k` edges follow in closed form
+  from :math:`a`, :math:`b`, the in-degrees and neighbour sums of :math:`b`
+  (:func:`_edge_moments`);
+* BatchNorm + LeakyReLU is monotone per channel (increasing when
+  :math:`\gamma_c \ge 0`, decreasing otherwise), so the max over neighbours can
+  be taken *before* it, on the pre-activations (:func:`_bn_act_max`).
+
+A one-layer EdgeConv therefore never allocates anything of size
+:math:`N k C`; deeper EdgeConv MLPs materialise their hidden edge features but
+still skip the ``2C``-wide input and the last layer's normalised copies. The
+outputs equal the dense formulation's (same parameters, same graph) up to
+floating-point rounding, gradients and running statistics included.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ssl3d.methods.backbones.knn import knn_indices
+from ssl3d.methods.backbones.outputs import PointBackboneOutput, check_points
+from ssl3d.methods.backbones.pointnet import PointwiseMLP, SegmentationHead
+
+__all__ = ["DGCNN", "DGCNN_PRESETS", "EdgeConv"]
+
+# Scratch bytes for one chunk of gathered neighbour rows (statistics / argmax).
+_GATHER_BUDGET = 32 * 2**20
+
+
+def _uses_batch_stats(norm: nn.BatchNorm1d) -> bool:
+    return norm.training or norm.running_mean is None
+
+
+def _bn_affine(norm: nn.BatchNorm1d, mean: Tensor | None, var: Tensor | None, count: int) -> tuple[Tensor, Tensor]:
+    """Per-channel ``(scale, shift)`` with ``BN(z) = scale * z + shift``.
+
+    Uses the given batch moments (biased variance over ``count`` values) in
+    training, updating the running buffers exactly as ``nn.BatchNorm1d``
+    would; uses the running buffers in eval mode.
+    """
+    if _uses_batch_stats(norm):
+        assert mean is not None and var is not None
+        if norm.training and norm.running_mean is not None:
+            if count < 2:
+                raise ValueError("BatchNorm needs more than one value per channel in training mode")
+            with torch.no_grad():
+                norm.num_batches_tracked.add_(1)
+                momentum = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
+                norm.running_mean.lerp_(mean.detach().to(norm.running_mean.dtype), momentum)
+                unbiased = var.detach() * (count / (count - 1))
+                norm.running_var.lerp_(unbiased.to(norm.running_var.dtype), momentum)
+    else:
+        mean, var = norm.running_mean, norm.running_var
+    scale = torch.rsqrt(var + norm.eps)
+    if norm.weight is not None:
+        scale = scale * norm.weight
+    shift = -mean * scale
+    if norm.bias is not None:
+        shift = shift + norm.bias
+    return scale, shift
+
+
+def _direction(scale: Tensor) -> Tensor:
+    """+1 where BN + LeakyReLU is increasing in its input, -1 where decreasing."""
+    return torch.where(scale.detach() < 0, -1.0, 1.0).to(scale.dtype)
+
+
+def _bn_act_max(z: Tensor, norm: nn.BatchNorm1d, slope: float) -> Tensor:
+    r"""``max_r LeakyReLU(BN(z))`` over dim 1 without materialising the normalised tensor.
+
+    BN statistics are taken over all :math:`M R` rows, as ``BatchNorm`` on the
+    flattened tensor would.
+
+    Shapes:
+        - **z:** :math:`(M, R, C)`
+        - **output:** :math:`(M, C)`
+    """
+    m, r, c = z.shape
+    mean = var = None
+    if _uses_batch_stats(norm):
+        var, mean = torch.var_mean(z.reshape(m * r, c), dim=0, correction=0)
+    scale, shift = _bn_affine(norm, mean, var, m * r)
+    sign = _direction(scale)
+    extreme = (z * sign).max(dim=1).values * sign
+    return F.leaky_relu(extreme * scale + shift, slope)
+
+
+def _row_chunk(rows: int, k: int, channels: int, itemsize: int) -> int:
+    return max(1, min(rows, _GATHER_BUDGET // max(1, k * channels * itemsize)))
+
+
+def _edge_moments(a: Tensor, b: Tensor, nbr: Tensor) -> tuple[Tensor, Tensor]:
+    r"""Mean and biased variance of :math:`e_{ij} = a_i + b_j` over all edges, in closed form.
+
+    With in-degrees :math:`c_j = |\{i : j \in \mathcal{N}(i)\}|`, centred
+    :math:`\bar a_i = a_i - \mathrm{mean}(a)`,
+    :math:`\bar b_j = b_j - \frac{1}{Mk}\sum_j c_j b_j` and neighbour sums
+    :math:`S_i = \sum_{j \in \mathcal{N}(i)} \bar b_j`,
+
+    .. math::
+        \mu = \mathrm{mean}(a) + \tfrac{1}{Mk}\textstyle\sum_j c_j b_j, \qquad
+        \sigma^2 = \tfrac{1}{Mk}\Big(k \textstyle\sum_i \bar a_i^2
+            + 2 \sum_i \bar a_i S_i + \sum_j c_j \bar b_j^2\Big).
+
+    Differentiable in ``a`` and ``b``; only ``[M, C]`` tensors are kept for
+    backward.
+
+    Shapes:
+        - **a, b:** :math:`(M, C)` (:math:`M = B N` flattened points)
+        - **nbr:** :math:`(M, k)` flat neighbour indices
+        - **output:** two :math:`(C,)` tensors
+    """
+    rows, k = nbr.shape
+    count = rows * k
+    degree = torch.bincount(nbr.reshape(-1), minlength=rows).to(b.dtype)
+    mean_a = a.mean(dim=0)
+    mean_b = (degree @ b) / count
+    a_c = a - mean_a
+    b_c = b - mean_b
+    step = _row_chunk(rows, k, b.shape[1], b.element_size())
+    cross = sum(
+        (a_c[s : s + step] * b_c[nbr[s : s + step]].sum(dim=1)).sum(dim=0) for s in range(0, rows, step)
+    )
+    var = (k * a_c.pow(2).sum(dim=0) + 2 * cross + degree @ b_c.pow(2)) / count
+    return mean_a + mean_b, var.clamp_min(0)
+
+
+@torch.no_grad()
+def _neighbour_argmax(v: Tensor, nbr: Tensor) -> Tensor:
+    """Per row and channel, the flat index ``j in nbr[i]`` maximising ``v[j, c]``.
+
+    Shapes:
+        - **v:** :math:`(M, C)`; **nbr:** :math:`(M, k)`; **output:** :math:`(M, C)` long
+    """
+    rows, k = nbr.shape
+    out = torch.empty(rows, v.shape[1], dtype=torch.long, device=v.device)
+    step = _row_chunk(rows, k, v.shape[1], v.element_size())
+    for s in range(0, rows, step):
+        block = nbr[s : s + step]
+        best = v[block].argmax(dim=1)  # [chunk, C] positions in 0..k-1
+        out[s : s + step] = block.gather(1, best)
+    return out
+
+
+class EdgeConv(nn.Module):
+    r"""Memory-aware EdgeConv (Wang et al. 2019, Eq. 7-8 with :math:`h_\Theta` an MLP).
+
+    .. math::
+        x_i' = \max_{j \in \mathcal{N}(i)} \mathrm{MLP}\big([\,x_i, x_j - x_i\,]\big),
+
+    every MLP layer being Linear (no bias) + BatchNorm + LeakyReLU. The first
+    layer's weight ``weight`` is stored exactly like the dense ``Conv2d``
+    weight ``[C_1, 2C]`` (columns ``[:C]`` act on :math:`x_i`, ``[C:]`` on
+    :math:`x_j - x_i`), so parameters transfer between the two forms. See the
+    module docstring for how the edge tensor is avoided.
+
+    Args:
+        in_channels: :math:`C`.
+        channels: output width of each MLP layer (an int for one layer).
+        k: neighbours per point when no graph is passed to :meth:`forward`.
+        negative_slope: LeakyReLU slope (must be >= 0 so the activation is monotone).
+        knn_chunk_size: forwarded to :func:`knn_indices`.
+
+    Shapes:
+        - **input:** :math:`(B, N, C)` and optional neighbour indices :math:`(B, N, k)`
+        - **output:** :math:`(B, N, C_{out})`
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int | Sequence[int],
+        k: int = 20,
+        negative_slope: float = 0.2,
+        knn_chunk_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        widths = (channels,) if isinstance(channels, int) else tuple(channels)
+        if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+            raise ValueError(f"channels must be a positive int or a non-empty sequence of them; got {channels!r}")
+        if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f"in_channels must be a positive int; got {in_channels!r}")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive int; got {k!r}")
+        if not negative_slope >= 0:
+            raise ValueError(f"negative_slope must be >= 0 (monotone activation); got {negative_slope}")
+        self.in_channels, self.channels, self.k = in_channels, widths, k
+        self.out_channels = widths[-1]
+        self.negative_slope = float(negative_slope)
+        self.knn_chunk_size = knn_chunk_size
+        self.weight = nn.Parameter(torch.empty(widths[0], 2 * in_channels))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Conv2d's default
+        self.norms = nn.ModuleList(nn.BatchNorm1d(w) for w in widths)
+        self.linears = nn.ModuleList(nn.Linear(p, w, bias=False) for p, w in zip(widths[:-1], widths[1:]))
+
+    def forward(self, x: Tensor, neighbours: Tensor | None = None) -> Tensor:
+        if x.dim() != 3 or x.shape[-1] != self.in_channels:
+            raise ValueError(f"x must be [B, N, {self.in_channels}]; got {tuple(x.shape)}")
+        bsz, n, _ = x.shape
+        if neighbours is None:
+            neighbours = knn_indices(x, min(self.k, n), chunk_size=self.knn_chunk_size)
+        if neighbours.shape[:2] != (bsz, n):
+            raise ValueError(f"neighbours must be [B, N, k] = [{bsz}, {n}, k]; got {tuple(neighbours.shape)}")
+        k = neighbours.shape[2]
+        offsets = torch.arange(bsz, device=x.device).view(bsz, 1, 1) * n
+        nbr = (neighbours + offsets).reshape(bsz * n, k)
+
+        flat = x.reshape(bsz * n, self.in_channels)
+        w_center, w_diff = self.weight.split(self.in_channels, dim=1)
+        a = flat @ (w_center - w_diff).t()  # acts on x_i
+        b = flat @ w_diff.t()  # acts on x_j
+        norm0 = self.norms[0]
+        mean = var = None
+        if _uses_batch_stats(norm0):
+            mean, var = _edge_moments(a, b, nbr)
+        scale, shift = _bn_affine(norm0, mean, var, bsz * n * k)
+
+        if not self.linears:
+            # One layer: max over j commutes with the monotone BN + LeakyReLU.
+            sign = _direction(scale)
+            b_max = b.gather(0, _neighbour_argmax(b * sign, nbr))
+            out = F.leaky_relu((a + b_max) * scale + shift, self.negative_slope)
+            return out.view(bsz, n, self.out_channels)
+
+        # Deeper MLP: hidden edge features are unavoidable, but BN is folded
+        # into the per-point terms before the gather.
+        h = (a * scale + shift).unsqueeze(1) + (b * scale)[nbr]  # [BN, k, C1]
+        h = F.leaky_relu(h, self.negative_slope).reshape(bsz * n * k, -1)
+        for linear, norm in zip(self.linears[:-1], self.norms[1:-1]):
+            h = F.leaky_relu(norm(linear(h)), self.negative_slope)
+        z = self.linears[-1](h).view(bsz * n, k, self.out_channels)
+        return _bn_act_max(z, self.norms[-1], self.negative_slope).view(bsz, n, self.out_channels)
+
+
+#: Named configurations. ``parae``: the DGCNN segmentation network of the
+#: Jigsaw3D / OcCo line that ParAE re-uses (Eckart et al. Sec. 4: five EdgeConv
+#: layers, global z = 1024-d max-pool after them, per-point logits from a head on
+#: [local, z]). ``cmcv``: F_p of CM-CV (Jing et al. Sec. 3.2: four EdgeConv
+#: blocks of two conv layers each, 64/64/64/128 kernels, a 512-d point-wise
+#: layer and max-pooling). ``dgcnn-cls``: the original classification DGCNN.
+DGCNN_PRESETS: dict[str, dict[str, object]] = {
+    "parae": dict(edge_channels=((64, 64), (64, 64), (64,)), global_dim=1024, pooling="max", head_channels=(512, 256)),
+    "cmcv": dict(edge_channels=((64, 64), (64, 64), (64, 64), (128, 128)), global_dim=512, pooling="max"),
+    "dgcnn-cls": dict(edge_channels=(64, 64, 128, 256), global_dim=1024, pooling="max+avg"),
+}
+
+
+class DGCNN(nn.Module):
+    r"""Dynamic Graph CNN encoder with an optional per-point segmentation head.
+
+    EdgeConv blocks (graph rebuilt in each block's input feature space; the
+    first graph uses the coordinates, i.e. the first three input channels)
+    produce local features :math:`x^{(1)}, \dots, x^{(L)}`; their concatenation
+    :math:`l_i` is mapped by a point-wise Linear + BN + LeakyReLU layer to
+    ``global_dim`` channels and pooled over points into :math:`z`
+    (``"max"``, or ``"max+avg"`` concatenating both as in the DGCNN classifier).
+    With ``num_point_outputs = J`` a head on :math:`[l_i, z]` gives logits.
+
+    Args:
+        in_channels: channels per point.
+        edge_channels: one entry per EdgeConv block: an int (one-layer MLP) or
+            a sequence of ints (MLP widths).
+        global_dim: width of the aggregation layer.
+        k: neighbours per point.
+        num_point_outputs: :math:`J`; builds the segmentation head when set.
+        pooling: ``"max"`` or ``"max+avg"``.
+        dropout: dropout after each hidden head layer.
+        head_channels: hidden widths of the segmentation head.
+        negative_slope: LeakyReLU slope.
+        knn_chunk_size: forwarded to :func:`knn_indices` (``None``: automatic).
+
+    Attributes:
+        global_dim: :math:`D_g`, width of :math:`z` (twice the aggregation
+            width for ``"max+avg"``).
+        point_dim: :math:`D_p`, sum of the blocks' output widths.
+
+    Shapes:
+        - **input:** :math:`(B, N, C)`
+        - **output:** :class:`PointBackboneOutput`: global :math:`(B, D_g)`,
+          point features :math:`(B, N, D_p)`, logits :math:`(B, N, J)` or None.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        edge_channels: Sequence[int | Sequence[int]] = (64, 64, 128, 256),
+        global_dim: int = 1024,
+        k: int = 20,
+        num_point_outputs: int | None = None,
+        pooling: Literal["max", "max+avg"] = "max",
+        dropout: float = 0.5,
+        head_channels: Sequence[int] = (256, 256, 128),
+        negative_slope: float = 0.2,
+        knn_chunk_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        if pooling not in ("max", "max+avg"):
+            raise ValueError(f"pooling must be 'max' or 'max+avg'; got {pooling!r}")
+        if len(edge_channels) == 0:
+            raise ValueError("edge_channels must list at least one EdgeConv block")
+        if num_point_outputs is not None and (not isinstance(num_point_outputs, int) or num_point_outputs < 1):
+            raise ValueError(f"num_point_outputs must be a positive int or None; got {num_point_outputs!r}")
+        if isinstance(global_dim, bool) or not isinstance(global_dim, int) or global_dim < 1:
+            raise ValueError(f"global_dim must be a positive int; got {global_dim!r}")
+        self.in_channels, self.k, self.pooling = in_channels, k, pooling
+        self.num_point_outputs = num_point_outputs
+        self.negative_slope = float(negative_slope)
+        self.knn_chunk_size = knn_chunk_size
+        convs, prev = [], in_channels
+        for block in edge_channels:
+            conv = EdgeConv(prev, block, k=k, negative_slope=negative_slope, knn_chunk_size=knn_chunk_size)
+            convs.append(conv)
+            prev = conv.out_channels
+        self.convs = nn.ModuleList(convs)
+        self.point_dim = sum(c.out_channels for c in convs)
+        self.aggregate = nn.Linear(self.point_dim, global_dim, bias=False)
+        self.aggregate_norm = nn.BatchNorm1d(global_dim)
+        self.global_dim = global_dim * (2 if pooling == "max+avg" else 1)
+        self.head = None
+        if num_point_outputs is not None:
+            self.head = SegmentationHead(
+                self.point_dim,
+                self.global_dim,
+                head_channels,
+                num_point_outputs,
+                activation=lambda: nn.LeakyReLU(negative_slope),
+                dropout=dropout,
+            )
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: object) -> "DGCNN":
+        """Build a named configuration from :data:`DGCNN_PRESETS`; keywords override it."""
+        if name not in DGCNN_PRESETS:
+            raise ValueError(f"unknown DGCNN preset {name!r}; valid: {sorted(DGCNN_PRESETS)}")
+        return cls(**{**DGCNN_PRESETS[name], **overrides})  # type: ignore[arg-type]
+
+    def forward(self, points: Tensor) -> PointBackboneOutput:
+        check_points(points, self.in_channels)
+        bsz, n, _ = points.shape
+        k = min(self.k, n)
+        x, feats = points, []
+        for layer, conv in enumerate(self.convs):
+            graph_space = x[..., :3] if layer == 0 else x
+            x = conv(x, knn_indices(graph_space, k, chunk_size=self.knn_chunk_size))
+            feats.append(x)
+        local = torch.cat(feats, dim=-1) if len(feats) > 1 else feats[0]
+        z = self.aggregate(local)
+        if self.pooling == "max":
+            # Max over points commutes with the monotone BN + LeakyReLU.
+            global_feature = _bn_act_max(z, self.aggregate_norm, self.negative_slope)
+        else:
+            h = F.leaky_relu(self.aggregate_norm(z.reshape(bsz * n, -1)), self.negative_slope).view(bsz, n, -1)
+            global_feature = torch.cat([h.max(dim=1).values, h.mean(dim=1)], dim=-1)
+        logits = self.head(local, global_feature) if self.head is not None else None
+        return PointBackboneOutput(global_feature=global_feature, point_features=local, logits=logits)

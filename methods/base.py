@@ -1,0 +1,212 @@
+"""The Method base class: one ``pretrain / embed`` interface for every pretext task.
+
+A method subclass declares its ``name``, the modalities its pretext task
+consumes and those it can embed, a ``Config`` dataclass (presets ``paper`` and
+``quick``), and four small hooks:
+
+* :meth:`Method.build_model` - the networks (an ``nn.Module``);
+* :meth:`Method.training_step` - one batch -> a dict with the ``loss``;
+* :meth:`Method.embed_batch` - one batch -> global features [B, D];
+* :meth:`Method.encoder` - the trainable encoder of a modality, for fine-tuning.
+
+The shared loop in :mod:`ssl3d.methods.trainer` does the rest (optimiser,
+schedule, progress, checkpoints, resume, non-finite loss checks), so method
+files stay short. Following scikit-learn, ``__init__`` only stores the config;
+the networks exist after :meth:`Method.pretrain` or :meth:`Method.load_state_dict`,
+and using a method before either raises :class:`NotPretrainedError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ssl3d.bench.config import build_preset, from_dict, to_dict
+from ssl3d.bench.registry import Registry
+from ssl3d.methods.config import MethodConfig
+
+METHODS: Registry[type["Method"]] = Registry("method", "ssl3d.methods")
+register_method = METHODS.register
+
+
+class NotPretrainedError(RuntimeError):
+    """A method used before ``pretrain()`` or ``load_state_dict()``."""
+
+
+@dataclass
+class RunContext:
+    """What a method needs from the run that trains it.
+
+    Args:
+        device: where to train.
+        seed: the run seed (python, numpy and torch are seeded from it per epoch).
+        checkpoint_dir: folder for ``last.pt``; None disables checkpoints and resume.
+        progress: show progress bars.
+        logger_name: logging channel for per-epoch lines (the runner routes it to the run log).
+    """
+
+    device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
+    seed: int = 0
+    checkpoint_dir: Path | None = None
+    progress: bool = True
+    logger_name: str = "ssl3d.train"
+
+
+class Method:
+    """Base class of self-supervised methods and baselines (see module docstring)."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    pretrain_modalities: ClassVar[frozenset[str]] = frozenset()
+    embed_modalities: ClassVar[frozenset[str]] = frozenset()
+    #: modalities that point_features() accepts (segmentation protocols)
+    point_feature_modalities: ClassVar[frozenset[str]] = frozenset()
+    #: the paper this method implements (for result files and docs)
+    paper: ClassVar[str] = ""
+    #: bump when a code change invalidates cached pretraining
+    version: ClassVar[str] = "1"
+
+    def __init__(self, config: MethodConfig | None = None) -> None:
+        self.config = config if config is not None else self.Config()
+        self.model: nn.Module | None = None
+        self.pretrain_info: dict[str, Any] = {}
+
+    # -- construction -----------------------------------------------------------
+    @classmethod
+    def from_preset(cls, preset: str = "paper", overrides: Mapping[str, Any] | None = None) -> "Method":
+        """A method configured by a preset plus dotted overrides."""
+        from ssl3d.bench.config import apply_overrides
+
+        config = build_preset(cls.Config, preset)
+        if overrides:
+            config = apply_overrides(config, overrides, section="method.")
+        return cls(config)
+
+    # -- hooks for subclasses -----------------------------------------------------
+    def build_model(self) -> nn.Module:
+        """Create the networks (called once at the start of pretraining or loading)."""
+        raise NotImplementedError
+
+    def training_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        """Loss of one batch: a dict with key ``loss`` (+ any scalar terms to log)."""
+        raise NotImplementedError(f"{self.name} has no pretext task")
+
+    def embed_batch(self, batch: dict[str, torch.Tensor], modality: str) -> torch.Tensor:
+        """Global features [B, D] of one batch (called in eval mode, without grad)."""
+        raise NotImplementedError
+
+    def point_features_batch(self, points: torch.Tensor) -> torch.Tensor:
+        """Per-point features [B, N, D] (called in eval mode, without grad)."""
+        raise NotImplementedError(f"{self.name} does not provide per-point features")
+
+    def encoder(self, modality: str) -> nn.Module:
+        """The trainable encoder of ``modality`` (shares weights with the method)."""
+        raise NotImplementedError(f"{self.name} exposes no encoder for {modality!r}")
+
+    def pretrain_dataset(self, data: Dataset) -> Dataset:
+        """Wrap the pretraining data (pair sampling, augmentation); default: as is."""
+        return data
+
+    def data_overrides(self) -> dict[str, Any]:
+        """Dataset settings this config needs (e.g. ``{"view_size": 64}``) - applied by the runner."""
+        return {}
+
+    def configure_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        """The optimiser described by ``config.train`` (override for parameter groups)."""
+        train = self.config.train
+        params = [p for p in model.parameters() if p.requires_grad]
+        if train.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=train.lr, momentum=train.momentum, nesterov=train.nesterov,
+                                   weight_decay=train.weight_decay)
+        algo = torch.optim.AdamW if train.optimizer == "adamw" else torch.optim.Adam
+        return algo(params, lr=train.lr, betas=tuple(train.betas), weight_decay=train.weight_decay)
+
+    def lr_factor(self, epoch: int) -> float:
+        """Learning-rate multiplier at the start of ``epoch`` (0-based), from ``config.train``."""
+        train = self.config.train
+        if train.scheduler == "step":
+            return train.gamma ** (max(0, epoch - train.schedule_start) // train.step_size)
+        if train.scheduler == "cosine":
+            import math
+
+            return 0.5 * (1 + math.cos(math.pi * epoch / max(1, train.epochs)))
+        return 1.0
+
+    # -- the public contract ------------------------------------------------------------
+    @property
+    def is_pretrained(self) -> bool:
+        return self.model is not None
+
+    def _check_pretrained(self) -> nn.Module:
+        if self.model is None:
+            raise NotPretrainedError(
+                f"method {self.name!r} has not been pretrained: call pretrain(data, run) or load_state_dict() first"
+            )
+        return self.model
+
+    def pretrain(self, data: Dataset, run: RunContext | None = None) -> "Method":
+        """Build the networks and run the pretext task on ``data`` (labels unused)."""
+        from ssl3d.methods.trainer import fit
+
+        run = run or RunContext()
+        fit(self, data, run)
+        return self
+
+    def _check_modality(self, modality: str, allowed: frozenset[str], what: str) -> None:
+        if modality not in allowed:
+            valid = ", ".join(sorted(allowed)) or "none"
+            raise ValueError(f"method {self.name!r} cannot {what} {modality!r}; it accepts: {valid}")
+
+    @torch.no_grad()
+    def embed(self, batch: Mapping[str, torch.Tensor], modality: str) -> torch.Tensor:
+        """Global features [B, D] of ``batch[modality]`` in eval mode (CPU float tensor)."""
+        self._check_modality(modality, self.embed_modalities, "embed")
+        model = self._check_pretrained()
+        model.eval()
+        device = next(model.parameters()).device
+        moved = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+        return self.embed_batch(moved, modality).float().cpu()
+
+    @torch.no_grad()
+    def point_features(self, points: torch.Tensor) -> torch.Tensor:
+        """Per-point features [B, N, D] of points [B, N, 3] in eval mode."""
+        self._check_modality("points", self.point_feature_modalities, "give per-point features for")
+        model = self._check_pretrained()
+        model.eval()
+        device = next(model.parameters()).device
+        return self.point_features_batch(points.to(device)).float().cpu()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Weights + config + pretraining info (loadable with ``weights_only=True``)."""
+        model = self._check_pretrained()
+        return {
+            "method": self.name,
+            "version": self.version,
+            "config": to_dict(self.config),
+            "model": model.state_dict(),
+            "pretrain_info": self.pretrain_info,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> "Method":
+        """Restore a :meth:`state_dict`; the stored config replaces the current one."""
+        if state.get("method") != self.name:
+            raise ValueError(f"state dict is for method {state.get('method')!r}, not {self.name!r}")
+        self.config = from_dict(self.Config, state["config"])
+        self.model = self.build_model()
+        self.model.load_state_dict(state["model"])
+        self.pretrain_info = dict(state.get("pretrain_info", {}))
+        return self
+
+    def to(self, device: torch.device | str) -> "Method":
+        self._check_pretrained().to(device)
+        return self
+
+    def __repr__(self) -> str:
+        state = "pretrained" if self.is_pretrained else "not pretrained"
+        return f"{type(self).__name__}(name={self.name!r}, {state})"

@@ -1,0 +1,43 @@
+"""Configuration dataclasses shared by every method: the training section and the base config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The shared pretraining loop's settings (``--set train.KEY=VALUE``)."""
+
+    epochs: int = 100  # passes over the pretraining data; 0 = no pretraining (random-init baselines)
+    batch_size: int = 32  # shapes per optimisation step
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"  # torch.optim algorithm
+    lr: float = 1e-3  # initial learning rate
+    weight_decay: float = 0.0  # L2 penalty (decoupled for adamw)
+    momentum: float = 0.9  # SGD momentum (ignored by Adam)
+    nesterov: bool = False  # Nesterov momentum for SGD
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam/AdamW betas
+    scheduler: Literal["none", "step", "cosine"] = "none"  # learning-rate schedule, stepped per epoch
+    step_size: int = 20  # epochs between decays of the step schedule
+    gamma: float = 0.1  # multiplicative decay of the step schedule
+    schedule_start: int = 0  # epochs before the step schedule starts decaying (SwitchVAE waits 50)
+    grad_clip: float = 0.0  # clip the global gradient norm to this value; 0 disables
+    max_steps_per_epoch: int = 0  # cap on optimisation steps per epoch; 0 = the whole dataset
+    num_workers: int = 0  # DataLoader worker processes
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast dtype on CUDA (CPU always runs fp32)
+    log_every: int = 10  # optimisation steps between progress-bar/log updates
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Base config of a method: subclasses add their fields and keep ``train``.
+
+    ``PRESETS`` maps a preset name to dotted overrides of the field defaults;
+    the defaults are the paper's values (preset ``paper``), ``quick`` is sized
+    for a 2-core CPU in minutes.
+    """
+
+    train: TrainConfig = field(default_factory=TrainConfig)  # the shared training loop
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "quick": {}}

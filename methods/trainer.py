@@ -1,0 +1,167 @@
+"""The shared pretraining loop: optimiser, schedule, progress, checkpoints, resume.
+
+Reproducibility and resume work together: at the start of every epoch the
+python, numpy and torch generators and the DataLoader's shuffling generator
+are re-seeded from ``(run seed, epoch)``. An epoch therefore depends only on
+the weights and optimiser state it starts from, which the checkpoint holds, so
+a run killed after epoch k and resumed from ``last.pt`` gives exactly the
+weights an uninterrupted run gives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import time
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ssl3d.bench.config import to_dict
+from ssl3d.bench.io import atomic_path
+
+if TYPE_CHECKING:
+    from ssl3d.methods.base import Method, RunContext
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Pretraining produced a NaN/inf loss; names the step and the last good checkpoint."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA) generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch: distinct per (seed, epoch), stable across processes."""
+    return (seed * 1_000_003 + epoch * 7_919 + 17) % 2**63
+
+
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if device.type != "cuda" or precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def fit(method: "Method", data: Dataset, run: "RunContext") -> None:
+    """Build ``method.model`` and train it on ``data`` (see module docstring)."""
+    log = logging.getLogger(run.logger_name)
+    train = method.config.train
+    seed_everything(run.seed)
+    method.model = model = method.build_model().to(run.device)
+    if train.epochs == 0 or not method.pretrain_modalities:
+        method.pretrain_info = {"epochs": 0, "steps": 0, "seconds": 0.0, "note": "random initialisation, no pretraining"}
+        return
+
+    dataset = method.pretrain_dataset(data)
+    if len(dataset) == 0:
+        raise ValueError(f"{method.name}: the pretraining data is empty")
+    optimizer = method.configure_optimizer(model)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    scaler = torch.amp.GradScaler("cuda") if run.device.type == "cuda" and train.precision == "fp16" else None
+    config_json = to_dict(method.config)
+    ckpt_path = run.checkpoint_dir / "last.pt" if run.checkpoint_dir is not None else None
+    start_epoch, history, seconds, step = 0, [], 0.0, 0
+    if ckpt_path is not None and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=run.device, weights_only=True)
+        if state.get("config") != config_json:
+            raise ValueError(f"{ckpt_path} was written with another config; delete it to start over")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, history, seconds, step = state["epoch"], state["history"], state["seconds"], state["step"]
+        log.info("%s: resumed from %s after epoch %d/%d", method.name, ckpt_path, start_epoch, train.epochs)
+
+    generator = torch.Generator()
+    loader = DataLoader(
+        dataset,
+        batch_size=min(train.batch_size, len(dataset)),
+        shuffle=True,
+        drop_last=len(dataset) > train.batch_size,  # no tiny last batch for BatchNorm
+        num_workers=train.num_workers,
+        generator=generator,
+        pin_memory=run.device.type == "cuda",
+        persistent_workers=train.num_workers > 0,
+    )
+    steps_per_epoch = len(loader) if not train.max_steps_per_epoch else min(len(loader), train.max_steps_per_epoch)
+    for epoch in range(start_epoch, train.epochs):
+        t0 = time.perf_counter()
+        seed = epoch_seed(run.seed, epoch)
+        seed_everything(seed)
+        generator.manual_seed(seed)
+        factor = method.lr_factor(epoch)
+        for group, base in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = base * factor
+        model.train()
+        sums: dict[str, float] = defaultdict(float)
+        n_batches = 0
+        bar = tqdm(total=steps_per_epoch, desc=f"pretrain {method.name} {epoch + 1}/{train.epochs}",
+                   disable=not run.progress, leave=False, dynamic_ncols=True)
+        for batch_idx, batch in enumerate(loader):
+            if batch_idx >= steps_per_epoch:
+                break
+            batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
+            with _autocast(run.device, train.precision):
+                terms = method.training_step(batch, step)
+            loss = terms["loss"]
+            if not torch.isfinite(loss):
+                last = f"{ckpt_path} (after epoch {start_epoch if epoch == start_epoch else epoch})" if ckpt_path and ckpt_path.exists() else "none"
+                raise NonFiniteLossError(
+                    f"{method.name}: loss is {loss.item()} at step {step} (epoch {epoch + 1}); last good checkpoint: {last}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+            else:
+                loss.backward()
+            if train.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            for key, value in terms.items():
+                sums[key] += float(value.detach())
+            n_batches += 1
+            step += 1
+            bar.update(1)
+            if batch_idx % train.log_every == 0:
+                bar.set_postfix(loss=f"{sums['loss'] / n_batches:.4g}")
+        bar.close()
+        seconds += time.perf_counter() - t0
+        record = {k: v / max(1, n_batches) for k, v in sums.items()}
+        record.update(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"], seconds=round(seconds, 3))
+        history.append(record)
+        log.info("%s epoch %d/%d: %s", method.name, epoch + 1, train.epochs,
+                 ", ".join(f"{k}={v:.5g}" for k, v in record.items() if k not in ("epoch",)))
+        if ckpt_path is not None:
+            _save_checkpoint(ckpt_path, model, optimizer, config_json, epoch + 1, history, seconds, step)
+
+    final = history[-1] if history else {}
+    method.pretrain_info = {
+        "epochs": train.epochs,
+        "steps": step,
+        "seconds": round(seconds, 3),
+        "final_loss": final.get("loss", math.nan),
+        "history": history,
+        "shapes_per_second": round(step * train.batch_size / seconds, 3) if seconds > 0 else None,
+    }
+
+
+def _save_checkpoint(path, model, optimizer, config_json, epoch, history, seconds, step) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(
+            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": config_json,
+             "epoch": epoch, "history": history, "seconds": seconds, "step": step},
+            tmp,
+        )

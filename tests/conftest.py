@@ -1,0 +1,58 @@
+"""Shared fixtures: isolated data/results folders, small torch thread pools, tiny synth settings."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+# Small dataset settings for end-to-end tests: 4 classes, 6 + 3 shapes each, 256 points.
+TINY_SYNTH = {
+    "data.n_classes": "4", "data.train_per_class": "6", "data.test_per_class": "3",
+    "data.n_points": "256", "data.workers": "1",
+}
+
+
+def tiny_set_args() -> list[str]:
+    """``--set`` arguments of TINY_SYNTH for a ``bench`` command line."""
+    return [arg for key, value in TINY_SYNTH.items() for arg in ("--set", f"{key}={value}")]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path_factory, monkeypatch):
+    """Every test gets its own data and results folders; nothing touches ~/.cache."""
+    data = tmp_path_factory.mktemp("ssl3d-data")
+    results = tmp_path_factory.mktemp("ssl3d-results")
+    monkeypatch.setenv("SSL3D_DATA", str(data))
+    monkeypatch.setenv("SSL3D_RESULTS", str(results))
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    yield
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data, or a clean skip when this checkout has no shared folder."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real sample data not found at {SHARED_DATA} (only present in the development workspace)")
+    return SHARED_DATA
+
+
+def subprocess_env(extra_paths: list[Path] | None = None) -> dict[str, str]:
+    """Environment for `bench` subprocesses: current env + extra PYTHONPATH entries, no progress noise."""
+    env = dict(os.environ)
+    paths = [str(p) for p in (extra_paths or [])]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env["OMP_NUM_THREADS"] = "1"
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+BENCH = [sys.executable, "-m", "ssl3d.bench.cli"]

@@ -1,0 +1,77 @@
+"""The result store (atomic, concurrent-safe) and the leaderboard statistics."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from ssl3d.bench.leaderboard import ci95_halfwidth, summarize, to_markdown, write_leaderboard
+from ssl3d.bench.results import LEADERBOARD_COLUMNS, ResultStore, leaderboard_rows
+
+
+def _result(run_id: str, seed: int, value: float, method: str = "m", created: str = "2026-01-01T00:00:00") -> dict:
+    return {"run_id": run_id, "created_at": created, "task": "synth-svm", "method": method, "modality": "points",
+            "preset": "quick", "seed": seed, "pretrain_data": "synth", "dataset_version": "synth-1",
+            "git_commit": "abc", "metrics": {"overall_acc": value, "mean_class_acc": value - 1}}
+
+
+def _writer(root: str, worker: int, n: int) -> None:
+    store = ResultStore(root)
+    for i in range(n):
+        store.save(_result(f"w{worker}-{i}", i, float(i)))
+
+
+def test_save_writes_json_and_rows(tmp_path):
+    store = ResultStore(tmp_path)
+    path = store.save(_result("r1", 0, 80.0))
+    assert path == tmp_path / "runs" / "r1" / "result.json" and path.exists()
+    frame = store.read_leaderboard()
+    assert list(frame.columns) == list(LEADERBOARD_COLUMNS)
+    assert sorted(frame["metric"]) == ["mean_class_acc", "overall_acc"]
+    assert not list(tmp_path.glob(".*.tmp")) and not list((tmp_path / "runs" / "r1").glob(".*.tmp"))
+
+
+def test_concurrent_writers_lose_no_row(tmp_path):
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path), w, 15)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    frame = ResultStore(tmp_path).read_leaderboard()
+    assert len(frame) == 3 * 15 * 2
+    assert frame["run_id"].nunique() == 45
+
+
+def test_ci_matches_scipy():
+    values = np.array([71.2, 74.9, 69.8, 73.3])
+    lo, hi = stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
+    assert ci95_halfwidth(values) == pytest.approx((hi - lo) / 2)
+    assert np.isnan(ci95_halfwidth(np.array([1.0])))
+
+
+def test_summary_groups_seeds_and_ignores_reruns(tmp_path):
+    rows = []
+    for seed, value in enumerate([70.0, 72.0, 74.0]):
+        rows += leaderboard_rows(_result(f"a{seed}", seed, value))
+    rows += leaderboard_rows(_result("old", 0, 10.0, created="2025-01-01T00:00:00"))  # superseded rerun of seed 0
+    rows += leaderboard_rows(_result("b0", 0, 50.0, method="other"))
+    summary = summarize(pd.DataFrame(rows))
+    row = summary[(summary.method == "m") & (summary.metric == "overall_acc")].iloc[0]
+    assert row["n"] == 3 and row["mean"] == pytest.approx(72.0) and row["std"] == pytest.approx(2.0)
+    assert row["ci95"] == pytest.approx(stats.t.ppf(0.975, 2) * 2.0 / np.sqrt(3))
+    md = to_markdown(summary)
+    assert "| m | points | quick |" in md and "72.00 ± 4.97 (3)" in md and "50.00 (1)" in md
+
+
+def test_write_leaderboard_files(tmp_path):
+    store = ResultStore(tmp_path)
+    store.save(_result("x", 0, 60.0))
+    summary, md = write_leaderboard(tmp_path)
+    assert (tmp_path / "summary.csv").exists() and (tmp_path / "leaderboard.md").exists()
+    assert "synth-svm" in md and len(summary) == 2

@@ -1,0 +1,78 @@
+"""The SVM protocol against a direct scikit-learn computation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from ssl3d.bench.protocols.svm import SVMConfig, SVMProtocol, accuracy_metrics, class_balanced_subset
+
+
+def _blobs(seed: int, n_per_class: int, n_classes: int = 3, dim: int = 8, spread: float = 2.5):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 1.0, size=(n_classes, dim))
+    y = np.repeat(np.arange(n_classes), n_per_class)
+    x = centres[y] + rng.normal(0, spread / np.sqrt(dim), size=(len(y), dim))
+    return x.astype(np.float32), y
+
+
+def test_accuracy_metrics_hand_example():
+    y_true = np.array([0, 0, 0, 0, 1, 1])
+    y_pred = np.array([0, 0, 0, 1, 1, 0])
+    m = accuracy_metrics(y_true, y_pred)
+    assert m["overall_acc"] == pytest.approx(100 * 4 / 6)
+    assert m["mean_class_acc"] == pytest.approx(100 * (3 / 4 + 1 / 2) / 2)
+
+
+def test_matches_sklearn_grid_search():
+    x_train, y_train = _blobs(0, 30)
+    x_test, y_test = _blobs(1, 15)
+    cfg = SVMConfig(c_grid=(0.01, 0.1, 1.0, 10.0), folds=4)
+    ours = SVMProtocol(cfg).evaluate_features(x_train, y_train, x_test, y_test, seed=3)
+
+    # the same protocol written directly with scikit-learn's GridSearchCV
+    pipe = make_pipeline(StandardScaler(), SVC(kernel="linear"))
+    search = GridSearchCV(pipe, {"svc__C": [0.01, 0.1, 1.0, 10.0]},
+                          cv=StratifiedKFold(4, shuffle=True, random_state=3), scoring="accuracy")
+    search.fit(x_train, y_train)
+    cv_means = dict(zip(search.cv_results_["param_svc__C"], search.cv_results_["mean_test_score"]))
+    for c, acc in ours.details["cv_acc_by_C"].items():
+        assert acc == pytest.approx(100 * cv_means[float(c)])
+    best = max(sorted(cv_means), key=lambda c: (cv_means[c], -c))
+    assert ours.details["chosen_C"] == best
+    direct = make_pipeline(StandardScaler(), SVC(kernel="linear", C=best)).fit(x_train, y_train)
+    assert ours.metrics["overall_acc"] == pytest.approx(100 * np.mean(direct.predict(x_test) == y_test))
+
+
+def test_fixed_c_rbf_auto_gamma_matches_plain_svc():
+    x_train, y_train = _blobs(4, 20)
+    x_test, y_test = _blobs(5, 10)
+    cfg = SVMConfig(kernel="rbf", gamma="auto", c_grid=(1.0,), standardize=False)
+    ours = SVMProtocol(cfg).evaluate_features(x_train, y_train, x_test, y_test, seed=0)
+    direct = SVC(kernel="rbf", gamma=1.0 / x_train.shape[1], C=1.0).fit(x_train, y_train)
+    assert ours.metrics["overall_acc"] == pytest.approx(100 * np.mean(direct.predict(x_test) == y_test))
+    assert ours.details["cv_folds"] == 0 and ours.details["chosen_C"] == 1.0
+
+
+def test_label_fraction_keeps_each_class():
+    y = np.repeat(np.arange(4), 10)
+    keep = class_balanced_subset(y, 0.2, np.random.default_rng(0))
+    assert np.bincount(y[keep]).tolist() == [2, 2, 2, 2]
+    assert np.array_equal(keep, class_balanced_subset(y, 0.2, np.random.default_rng(0)))
+    assert np.bincount(y[class_balanced_subset(y, 0.01, np.random.default_rng(0))]).tolist() == [1, 1, 1, 1]
+    with pytest.raises(ValueError, match="label_fraction"):
+        class_balanced_subset(y, 0.0, np.random.default_rng(0))
+
+
+def test_separable_features_score_perfectly_and_noise_scores_chance():
+    x_train, y_train = _blobs(7, 20, spread=0.01)
+    x_test, y_test = _blobs(7, 20, spread=0.01)
+    assert SVMProtocol().evaluate_features(x_train, y_train, x_test, y_test, 0).metrics["overall_acc"] == 100.0
+    rng = np.random.default_rng(0)
+    noise = SVMProtocol().evaluate_features(rng.normal(size=(300, 8)), np.repeat(np.arange(3), 100),
+                                            rng.normal(size=(300, 8)), np.repeat(np.arange(3), 100), 0)
+    assert noise.metrics["overall_acc"] < 50
