@@ -39,6 +39,7 @@ Layouts:
 from __future__ import annotations
 
 import os
+import warnings
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -318,7 +319,9 @@ def read_normal_resampled_txt(path: str | os.PathLike[str]) -> tuple[np.ndarray,
     if not path.is_file():
         raise DataFileError(path, "file not found")
     try:
-        data = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
+            data = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
     except ValueError as exc:
         raise DataFileError(path, f"expected lines of six comma-separated numbers x,y,z,nx,ny,nz: {exc}") from None
     if data.shape[0] == 0:

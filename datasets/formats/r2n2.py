@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -121,7 +122,9 @@ def index_r2n2(
     records = []
     for synset in sorted(set(wanted)):
         if listed is not None:
-            ids = listed.get(synset, [])
+            if synset not in listed:
+                raise DataFileError(Path(split_file), f"has no entry for category {synset} ({R2N2_CATEGORIES[synset]})")
+            ids = listed[synset]
         else:
             all_ids = _list_shape_ids(voxel_root / synset)
             # Same float arithmetic as the released code, so the cut is identical.
@@ -226,9 +229,13 @@ def read_rendering_metadata(path: str | os.PathLike[str]) -> np.ndarray:
     if not path.is_file():
         raise DataFileError(path, "file not found")
     try:
-        data = np.loadtxt(path, dtype=np.float64, ndmin=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
+            data = np.loadtxt(path, dtype=np.float64, ndmin=2)
     except ValueError as exc:
         raise DataFileError(path, f"expected lines of five numbers 'azimuth elevation in-plane distance fov': {exc}") from None
+    if data.size == 0:
+        raise DataFileError(path, "file holds no data")
     if data.shape[1] != 5:
         raise DataFileError(path, f"expected 5 values per line, found {data.shape[1]}")
     if data.shape[0] != R2N2_NUM_VIEWS:

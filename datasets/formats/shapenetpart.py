@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -187,7 +188,9 @@ def read_shapenetpart_txt(
     if not path.is_file():
         raise DataFileError(path, "file not found")
     try:
-        data = np.loadtxt(path, dtype=np.float64, ndmin=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
+            data = np.loadtxt(path, dtype=np.float64, ndmin=2)
     except ValueError as exc:
         raise DataFileError(path, f"expected lines of seven numbers 'x y z nx ny nz part': {exc}") from None
     if data.shape[0] == 0:

@@ -63,17 +63,20 @@ except ImportError:  # pragma: no cover - exercised only where embreex is missin
     _rtcore_scene = None
 
 
-def _check_mesh(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray]:
+def _referenced(mesh: trimesh.Trimesh) -> np.ndarray:
+    """Vertices referenced by at least one face, validated (float64 [M, 3])."""
     if not isinstance(mesh, trimesh.Trimesh):
         raise ValueError(f"expected a trimesh.Trimesh, got {type(mesh).__name__}")
     faces = np.asarray(mesh.faces)
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     if faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0:
         raise ValueError("mesh must have at least one triangular face")
-    used = vertices[np.unique(faces)]
-    if not np.all(np.isfinite(used)):
+    used = np.zeros(len(vertices), dtype=bool)
+    used[faces.ravel()] = True  # O(F), unlike np.unique
+    out = vertices[used]
+    if not np.all(np.isfinite(out)):
         raise ValueError("mesh has non-finite vertex coordinates")
-    return vertices, faces
+    return out
 
 
 def normalise_unit_sphere(mesh: trimesh.Trimesh) -> tuple[np.ndarray, float]:
@@ -92,8 +95,7 @@ def normalise_unit_sphere(mesh: trimesh.Trimesh) -> tuple[np.ndarray, float]:
     Returns:
         ``(centre, scale)``: float64 :math:`[3]` and a positive float.
     """
-    vertices, faces = _check_mesh(mesh)
-    used = vertices[np.unique(faces)]
+    used = _referenced(mesh)
     centre = (used.min(axis=0) + used.max(axis=0)) / 2.0
     radius = float(np.linalg.norm(used - centre, axis=1).max())
     if not radius > 0.0:
@@ -122,11 +124,20 @@ class RayCaster:
         # TrackedArray) through a much slower path.
         self.vertices = np.ascontiguousarray(vertices, dtype=np.float32)
         self.faces = np.ascontiguousarray(faces, dtype=np.int32)
-        tri = self.vertices[self.faces].astype(np.float64)
-        n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-        norm = np.linalg.norm(n, axis=1, keepdims=True)
+        v = self.vertices.astype(np.float64)
+        v0, v1, v2 = (v[self.faces[:, i]] for i in range(3))
+        e1, e2 = v1 - v0, v2 - v0
+        n = np.empty_like(e1)  # cross product, written out: np.cross is slow
+        n[:, 0] = e1[:, 1] * e2[:, 2] - e1[:, 2] * e2[:, 1]
+        n[:, 1] = e1[:, 2] * e2[:, 0] - e1[:, 0] * e2[:, 2]
+        n[:, 2] = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+        norm = np.sqrt(np.einsum("ij,ij->i", n, n))[:, None]
         #: unit face normals following the face winding (zero for degenerate faces)
         self.face_normals = np.divide(n, norm, out=np.zeros_like(n), where=norm > 0).astype(np.float32)
+        used = np.zeros(len(v), dtype=bool)
+        used[self.faces.ravel()] = True
+        #: [min, max] corners of the bounding box of the referenced vertices
+        self.bounds = np.stack([v[used].min(axis=0), v[used].max(axis=0)])
         if _rtcore_scene is not None:
             self._scene = _rtcore_scene.EmbreeScene()
             _EmbreeTriangles(scene=self._scene, vertices=self.vertices, indices=self.faces)

@@ -89,23 +89,40 @@ def _direction(scale: Tensor) -> Tensor:
     return torch.where(scale.detach() < 0, -1.0, 1.0).to(scale.dtype)
 
 
-def _bn_act_max(z: Tensor, norm: nn.BatchNorm1d, slope: float) -> Tensor:
-    r"""``max_r LeakyReLU(BN(z))`` over dim 1 without materialising the normalised tensor.
+def _activate_(h: Tensor, slope: float) -> Tensor:
+    """LeakyReLU in place. Autograd then keeps only the result, which the next
+    linear layer keeps anyway, instead of a second edge-sized input copy."""
+    return F.leaky_relu_(h, slope) if slope > 0 else F.relu_(h)
 
-    BN statistics are taken over all :math:`M R` rows, as ``BatchNorm`` on the
-    flattened tensor would.
+
+def _linear_bn_act_max(y: Tensor, weight: Tensor, norm: nn.BatchNorm1d, slope: float) -> Tensor:
+    r"""``max_r LeakyReLU(BN(y W^T))`` over dim 1, keeping nothing edge-sized but ``y``.
+
+    BatchNorm statistics of :math:`z = W y` over all :math:`M R` rows follow
+    from the first two moments of :math:`y`:
+    :math:`\mu_z = W \mu_y`, :math:`\sigma_z^2 = \mathrm{diag}(W \Sigma_y W^\top)`
+    (a :math:`C_{in} \times C_{in}` GEMM), and BN + LeakyReLU is monotone per
+    channel, so only the max (or, for :math:`\gamma_c < 0`, the min) of
+    :math:`z` over :math:`r` is needed. ``z`` itself is freed after the forward;
+    backward needs ``y`` (kept by the GEMM) and the arg-max indices only.
 
     Shapes:
-        - **z:** :math:`(M, R, C)`
+        - **y:** :math:`(M, R, C_{in})`; **weight:** :math:`(C, C_{in})`
         - **output:** :math:`(M, C)`
     """
-    m, r, c = z.shape
+    m, r, c_in = y.shape
+    z = (y.reshape(m * r, c_in) @ weight.t()).view(m, r, -1)
     mean = var = None
     if _uses_batch_stats(norm):
-        var, mean = torch.var_mean(z.reshape(m * r, c), dim=0, correction=0)
+        flat = y.reshape(m * r, c_in)
+        mean_y = flat.mean(dim=0)
+        # Raw second moment minus outer(mean): y is a BN + LeakyReLU output, so
+        # its mean/std ratio is O(1) and the cancellation costs little precision.
+        cov = flat.t() @ flat / (m * r) - torch.outer(mean_y, mean_y)
+        mean = weight @ mean_y
+        var = ((weight @ cov) * weight).sum(dim=1).clamp_min(0)
     scale, shift = _bn_affine(norm, mean, var, m * r)
-    sign = _direction(scale)
-    extreme = (z * sign).max(dim=1).values * sign
+    extreme = torch.where(scale < 0, z.min(dim=1).values, z.max(dim=1).values)
     return F.leaky_relu(extreme * scale + shift, slope)
 
 
@@ -249,11 +266,12 @@ class EdgeConv(nn.Module):
         # Deeper MLP: hidden edge features are unavoidable, but BN is folded
         # into the per-point terms before the gather.
         h = (a * scale + shift).unsqueeze(1) + (b * scale)[nbr]  # [BN, k, C1]
-        h = F.leaky_relu(h, self.negative_slope).reshape(bsz * n * k, -1)
+        h = _activate_(h, self.negative_slope).reshape(bsz * n * k, -1)
         for linear, norm in zip(self.linears[:-1], self.norms[1:-1]):
-            h = F.leaky_relu(norm(linear(h)), self.negative_slope)
-        z = self.linears[-1](h).view(bsz * n, k, self.out_channels)
-        return _bn_act_max(z, self.norms[-1], self.negative_slope).view(bsz, n, self.out_channels)
+            h = _activate_(norm(linear(h)), self.negative_slope)
+        h = h.view(bsz * n, k, -1)
+        out = _linear_bn_act_max(h, self.linears[-1].weight, self.norms[-1], self.negative_slope)
+        return out.view(bsz, n, self.out_channels)
 
 
 #: Named configurations. ``parae``: the DGCNN segmentation network of the
@@ -368,12 +386,12 @@ class DGCNN(nn.Module):
             x = conv(x, knn_indices(graph_space, k, chunk_size=self.knn_chunk_size))
             feats.append(x)
         local = torch.cat(feats, dim=-1) if len(feats) > 1 else feats[0]
-        z = self.aggregate(local)
         if self.pooling == "max":
             # Max over points commutes with the monotone BN + LeakyReLU.
-            global_feature = _bn_act_max(z, self.aggregate_norm, self.negative_slope)
+            global_feature = _linear_bn_act_max(local, self.aggregate.weight, self.aggregate_norm, self.negative_slope)
         else:
-            h = F.leaky_relu(self.aggregate_norm(z.reshape(bsz * n, -1)), self.negative_slope).view(bsz, n, -1)
+            z = self.aggregate(local).reshape(bsz * n, -1)
+            h = _activate_(self.aggregate_norm(z), self.negative_slope).view(bsz, n, -1)
             global_feature = torch.cat([h.max(dim=1).values, h.mean(dim=1)], dim=-1)
         logits = self.head(local, global_feature) if self.head is not None else None
         return PointBackboneOutput(global_feature=global_feature, point_features=local, logits=logits)

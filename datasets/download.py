@@ -1,0 +1,350 @@
+"""Resumable, checksum-verified downloads and safe archive extraction for the real datasets.
+
+Everything lands by rename: a download streams into ``<dest>.partial`` and is
+renamed when complete (and verified), an archive is extracted into a hidden
+temporary folder next to the target and renamed into place, so an
+interrupted run never leaves something half-done under a final name.
+
+Extraction refuses, before writing anything, any member that could write
+outside the target: absolute paths, ``..`` components that escape, symbolic
+or hard links whose target escapes, and device/FIFO files
+(:class:`UnsafeArchiveError` names the member).
+
+Sources (:data:`SOURCES`): no dataset publishes a checksum, so ``sha256`` is
+``None`` throughout; pass the value you trust to :func:`download` to pin it.
+Several Stanford mirrors (``shapenet.cs.stanford.edu``) have been offline;
+without network, or when a host is gone, download the archive elsewhere and
+give it to ``bench prepare <dataset> --from PATH``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import shutil
+import socket
+import stat
+import tarfile
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from tqdm import tqdm
+
+__all__ = [
+    "DatasetSource",
+    "SOURCES",
+    "DownloadError",
+    "ChecksumError",
+    "UnsafeArchiveError",
+    "download",
+    "extract_archive",
+    "sha256sum",
+]
+
+_CHUNK = 1 << 20
+_FROM_HINT = (
+    "If this machine has no network access (or the host is gone), download the archive "
+    "elsewhere and pass it, or the folder you already extracted, with `--from PATH`."
+)
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """Where a dataset archive comes from and what it extracts to.
+
+    Args:
+        name: dataset key (``"modelnet40"``, ...).
+        urls: official URLs, tried in order.
+        archive: file name of the archive.
+        sha256: expected SHA-256 of the archive, or ``None`` where none is published.
+        extract_dir: folder the archive creates when extracted (``"."``: the
+            archive's members are the dataset folder's content).
+    """
+
+    name: str
+    urls: tuple[str, ...]
+    archive: str
+    sha256: str | None
+    extract_dir: str
+
+
+SOURCES: dict[str, DatasetSource] = {
+    s.name: s
+    for s in (
+        DatasetSource("modelnet40", ("http://modelnet.cs.princeton.edu/ModelNet40.zip",), "ModelNet40.zip", None, "ModelNet40"),
+        DatasetSource(
+            "modelnet10",
+            ("http://3dvision.princeton.edu/projects/2014/3DShapeNets/ModelNet10.zip",),
+            "ModelNet10.zip",
+            None,
+            "ModelNet10",
+        ),
+        DatasetSource(
+            "modelnet40_h5",
+            ("https://shapenet.cs.stanford.edu/media/modelnet40_ply_hdf5_2048.zip",),
+            "modelnet40_ply_hdf5_2048.zip",
+            None,
+            "modelnet40_ply_hdf5_2048",
+        ),
+        DatasetSource(
+            "modelnet40_normal_resampled",
+            ("https://shapenet.cs.stanford.edu/media/modelnet40_normal_resampled.zip",),
+            "modelnet40_normal_resampled.zip",
+            None,
+            "modelnet40_normal_resampled",
+        ),
+        DatasetSource(
+            "shapenetpart",
+            ("https://shapenet.cs.stanford.edu/media/shapenetcore_partanno_segmentation_benchmark_v0_normal.zip",),
+            "shapenetcore_partanno_segmentation_benchmark_v0_normal.zip",
+            None,
+            "shapenetcore_partanno_segmentation_benchmark_v0_normal",
+        ),
+        DatasetSource(
+            "r2n2_renderings", ("http://cvgl.stanford.edu/data2/ShapeNetRendering.tgz",), "ShapeNetRendering.tgz", None, "ShapeNetRendering"
+        ),
+        DatasetSource("r2n2_voxels", ("http://cvgl.stanford.edu/data2/ShapeNetVox32.tgz",), "ShapeNetVox32.tgz", None, "ShapeNetVox32"),
+        DatasetSource("pix3d", ("http://pix3d.csail.mit.edu/data/pix3d.zip",), "pix3d.zip", None, "."),
+    )
+}
+
+
+class DownloadError(RuntimeError):
+    """A download failed; the message says why and how to proceed without network."""
+
+
+class ChecksumError(DownloadError):
+    """The downloaded file's SHA-256 differs from the expected one (the file was deleted)."""
+
+
+class UnsafeArchiveError(ValueError):
+    """An archive member would land outside the extraction target, or is a device file."""
+
+
+def sha256sum(path: str | os.PathLike[str]) -> str:
+    """Return the hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _open(url: str, start: int, connect_timeout: float, timeout: float):
+    request = urllib.request.Request(url, headers={"User-Agent": "ssl3d-bench", "Accept-Encoding": "identity"})
+    if start:
+        request.add_header("Range", f"bytes={start}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=connect_timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and start:
+            return None  # the partial is not a prefix we can extend; caller restarts
+        raise DownloadError(f"could not download {url}: HTTP {exc.code} {exc.reason}. {_FROM_HINT}") from None
+    except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DownloadError(f"could not download {url}: {reason}. {_FROM_HINT}") from None
+    # Connecting used the short timeout (fail fast offline); reading the body
+    # may legitimately stall longer on a slow mirror.
+    try:
+        response.fp.raw._sock.settimeout(timeout)
+    except AttributeError:
+        pass
+    return response
+
+
+def download(
+    url: str,
+    dest: str | os.PathLike[str],
+    *,
+    sha256: str | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    timeout: float = 30,
+    connect_timeout: float = 10,
+) -> Path:
+    """Download ``url`` to ``dest`` through ``<dest>.partial``, resuming and verifying.
+
+    An existing ``dest`` is returned as is (after a checksum check when
+    ``sha256`` is given). With ``resume`` and an existing ``.partial``, the
+    request carries ``Range: bytes=<size>-``; a ``206`` reply is appended, a
+    server that ignores ranges (``200``) restarts the file cleanly, a ``416``
+    discards the partial and starts over.
+
+    Args:
+        url: http(s) URL.
+        dest: destination file (an existing folder means ``folder/<url file name>``).
+        sha256: expected hex digest; a mismatch deletes the file and raises.
+        resume: continue an existing ``.partial`` instead of starting over.
+        progress: show a tqdm progress bar.
+        timeout: seconds a read may stall before giving up.
+        connect_timeout: seconds to wait for the connection and response headers.
+
+    Returns:
+        the path of the complete file.
+
+    Raises:
+        ValueError: a non-http(s) URL or non-positive timeout.
+        DownloadError: no connection, an HTTP error or a connection dropped
+            mid-way (the partial is kept for resuming); the message tells how
+            to continue with ``--from PATH``.
+        ChecksumError: the SHA-256 differs (the partial is deleted).
+    """
+    scheme = urllib.parse.urlparse(url).scheme
+    if scheme not in ("http", "https"):
+        raise ValueError(f"url must be http:// or https://, got {url!r}")
+    if timeout <= 0 or connect_timeout <= 0:
+        raise ValueError(f"timeouts must be positive, got timeout={timeout}, connect_timeout={connect_timeout}")
+    dest = Path(dest)
+    if dest.is_dir():
+        dest = dest / (PurePosixPath(urllib.parse.urlparse(url).path).name or "download")
+    if dest.is_file():
+        if sha256 is None or sha256sum(dest) == sha256.lower():
+            return dest
+        raise ChecksumError(f"{dest} exists but its SHA-256 is {sha256sum(dest)}, expected {sha256}; delete it to download again")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".partial")
+    if partial.exists() and not resume:
+        partial.unlink()
+
+    start = partial.stat().st_size if partial.exists() else 0
+    response = _open(url, start, connect_timeout, timeout)
+    if response is None:  # 416: the range did not fit the file on the server
+        partial.unlink()
+        start = 0
+        response = _open(url, 0, connect_timeout, timeout)
+    if start and response.status == 206:
+        match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
+        if match is None or int(match.group(1)) != start:  # not the continuation we asked for
+            response.close()
+            partial.unlink()
+            start = 0
+            response = _open(url, 0, connect_timeout, timeout)
+    with response:
+        if start and response.status != 206:
+            start = 0  # server ignored Range and sends the whole file
+        length = response.headers.get("Content-Length")
+        total = start + int(length) if length is not None and length.isdigit() else None
+        written = start
+        try:
+            with open(partial, "ab" if start else "wb") as out, tqdm(
+                total=total, initial=start, unit="B", unit_scale=True, desc=dest.name, disable=not progress
+            ) as bar:
+                while True:
+                    block = response.read(_CHUNK)
+                    if not block:
+                        break
+                    out.write(block)
+                    written += len(block)
+                    bar.update(len(block))
+        except (OSError, http.client.HTTPException) as exc:
+            raise DownloadError(f"download of {url} interrupted after {written} bytes ({exc}); run again to resume. {_FROM_HINT}") from None
+    if total is not None and written != total:
+        raise DownloadError(f"download of {url} ended after {written} of {total} bytes; run again to resume. {_FROM_HINT}")
+    if sha256 is not None:
+        actual = sha256sum(partial)
+        if actual != sha256.lower():
+            partial.unlink()
+            raise ChecksumError(f"SHA-256 of {url} is {actual}, expected {sha256}; the download was deleted (corrupt file or changed upstream)")
+    os.replace(partial, dest)
+    return dest
+
+
+def _member_target(name: str) -> PurePosixPath | None:
+    """Normalised relative path of an archive member, or None if it is absolute or escapes."""
+    name = name.replace("\\", "/")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        return None
+    parts: list[str] = []
+    for part in name.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                return None
+            parts.pop()
+        else:
+            parts.append(part)
+    return PurePosixPath(*parts)
+
+
+def _check_tar(archive: Path, members: list[tarfile.TarInfo]) -> None:
+    for m in members:
+        where = _member_target(m.name)
+        if where is None:
+            raise UnsafeArchiveError(f"{archive}: member {m.name!r} has an absolute path or escapes the target with '..'")
+        if m.ischr() or m.isblk() or m.isfifo() or not (m.isfile() or m.isdir() or m.issym() or m.islnk()):
+            raise UnsafeArchiveError(f"{archive}: member {m.name!r} is a device or special file")
+        if m.issym():
+            # A symlink's target is relative to the folder holding the link.
+            link = m.linkname.replace("\\", "/")
+            if link.startswith("/") or _member_target(f"{where.parent.as_posix()}/{link}") is None:
+                raise UnsafeArchiveError(f"{archive}: symlink {m.name!r} -> {m.linkname!r} points outside the target")
+        if m.islnk() and _member_target(m.linkname) is None:
+            raise UnsafeArchiveError(f"{archive}: hard link {m.name!r} -> {m.linkname!r} points outside the target")
+
+
+def _check_zip(archive: Path, infos: list[zipfile.ZipInfo]) -> None:
+    for info in infos:
+        if _member_target(info.filename) is None:
+            raise UnsafeArchiveError(f"{archive}: member {info.filename!r} has an absolute path or escapes the target with '..'")
+        kind = stat.S_IFMT(info.external_attr >> 16)
+        if kind in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK):
+            raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a device or special file")
+
+
+def extract_archive(archive: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Safely extract a zip or tar(.gz/.bz2/.xz/.tgz) archive into a new folder ``target``.
+
+    All members are checked before anything is written; extraction goes to a
+    temporary folder inside ``target``'s parent, which is renamed to
+    ``target`` only when complete.
+
+    Args:
+        archive: the archive file (type detected from its content).
+        target: folder to create; it must not exist yet.
+
+    Returns:
+        ``target``.
+
+    Raises:
+        FileNotFoundError: ``archive`` does not exist.
+        FileExistsError: ``target`` already exists.
+        ValueError: ``archive`` is neither a zip nor a tar file.
+        UnsafeArchiveError: a member is absolute, escapes via ``..`` or a link,
+            or is a device file (nothing is written).
+    """
+    archive, target = Path(archive), Path(target)
+    if not archive.is_file():
+        raise FileNotFoundError(f"archive not found: {archive}")
+    if target.exists():
+        raise FileExistsError(f"extraction target already exists: {target}; remove it or choose another folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".extracting", dir=target.parent))
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                _check_zip(archive, zf.infolist())
+                zf.extractall(tmp)
+        elif tarfile.is_tarfile(archive):
+            with tarfile.open(archive, "r:*") as tf:
+                members = tf.getmembers()
+                _check_tar(archive, members)
+                if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4: a second line of defence
+                    tf.extractall(tmp, members=members, filter="data")
+                else:
+                    tf.extractall(tmp, members=members)
+        else:
+            raise ValueError(f"{archive} is neither a zip nor a tar archive (.zip, .tar, .tar.gz, .tgz, .tar.bz2, .tar.xz)")
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the dataset folder should not be
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

@@ -1,0 +1,247 @@
+r"""Solid voxel occupancy of a triangle mesh, robust to open meshes and unions of parts.
+
+Normalisation (the same for every dataset, :func:`normalise_for_voxels`): the
+mesh is centred at the centre :math:`\mathbf{c}` of the bounding box of its
+referenced vertices and scaled by :math:`s = 1/L`, :math:`L` the longest
+bounding-box side, so it lies in :math:`[-\tfrac12, \tfrac12]^3` with the
+longest side spanning it exactly. Grid coordinates are
+:math:`\mathbf{g} = ((\mathbf{v} - \mathbf{c})s + \tfrac12)R`; voxel
+:math:`(i, j, k)` (array index order [x, y, z], axis 1 up) is the cube
+:math:`[i, i+1) \times [j, j+1) \times [k, k+1)` with centre
+:math:`(i, j, k) + \tfrac12`.
+
+Occupancy rule: a voxel is occupied iff **its centre is inside the solid**, or
+it is the voxel nearest to a piece of surface that no inside centre accounts
+for (*thin rescue*: a sheet, plate or rod thinner than the voxel spacing, or an
+open surface, still shows up as one voxel layer). Closed thick shapes thus get
+their true volume (a sphere fills :math:`\tfrac43\pi(R/2)^3` voxels within 1%),
+unlike a conservative "every voxel touching the surface" rule (binvox ``-e``),
+which adds about half a voxel all round (+14% on a sphere at R = 32).
+
+Probe rays are cast along the three axes through every column of voxel
+centres (:math:`3R^2` rays, every crossing recorded, offset by a tiny fixed
+jitter so they do not run exactly along mesh edges). Then:
+
+* ``"winding"`` (used when every probe line sees a closed, consistently
+  oriented surface, i.e. zero signed crossings in total): the winding number
+  :math:`w(\mathbf{p}) = \sum_{\text{crossings beyond } \mathbf{p}} \operatorname{sign}(\mathbf{n}\cdot\mathbf{d})`
+  of every centre along each axis; inside iff :math:`w \ne 0` for at least 2
+  of the 3 axes. Interpenetrating closed parts add up (union), cavities bounded
+  by inward-facing shells stay empty.
+* ``"flood"`` (the fallback, ``used_fallback=True``, for open, inconsistently
+  oriented or self-overlapping meshes): mark the voxel nearest to every
+  crossing, dilate the marks by one voxel (3x3x3) into a barrier that seals
+  holes up to about two voxels wide, and flood the exterior from the grid
+  boundary through unmarked voxels (6-connected). Then continue the flood into
+  the barrier voxels, from centre to neighbouring centre only where the
+  segment between them crosses no surface; centres never reached are inside.
+  On a closed mesh this gives the same centres as ``"winding"``; a hole wider
+  than the seal leaves only the thin-rescue surface layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import trimesh
+from scipy import ndimage
+
+from .render import RayCaster, normalise_unit_sphere, unit_sphere_caster
+
+__all__ = ["VoxelResult", "normalise_for_voxels", "voxelize"]
+
+# Column offsets (voxels) per axis: distinct and irrational-looking so that
+# probe rays do not pass exactly through edges of axis-aligned geometry.
+_JITTER = np.array([0.0071, 0.0113, 0.0042])
+
+
+@dataclass(frozen=True)
+class VoxelResult:
+    r"""Solid occupancy of one mesh.
+
+    Attributes:
+        occupancy: bool grid, index order [x, y, z] (axis 1 = +Y up).
+        used_fallback: True when the flood-fill rule was used instead of winding numbers.
+        method: ``"winding"`` or ``"flood"``.
+
+    Shapes:
+        - **occupancy**: :math:`[R, R, R]`
+    """
+
+    occupancy: np.ndarray
+    used_fallback: bool
+    method: str
+
+
+def normalise_for_voxels(mesh: trimesh.Trimesh) -> tuple[np.ndarray, float]:
+    r"""Centre and scale of the voxel normalisation (see the module docstring).
+
+    Normalised vertices :math:`(\mathbf{v} - \mathbf{c})s` lie in
+    :math:`[-\tfrac12, \tfrac12]^3`, the longest bounding-box side being
+    exactly 1; multiply by :math:`R` and add :math:`R/2` for grid coordinates.
+
+    Args:
+        mesh: triangle mesh with at least one face and non-zero extent.
+
+    Returns:
+        ``(centre, scale)``: float64 :math:`[3]` and :math:`s = 1/L`.
+    """
+    centre, sph_scale = normalise_unit_sphere(mesh)  # validates; the centre is the same
+    _, grid_scale = _grid_scale(*unit_sphere_caster(mesh))
+    return centre, grid_scale * sph_scale
+
+
+@dataclass
+class _Crossings:
+    axis: np.ndarray  # [K] axis of the probe line
+    col: np.ndarray  # [K, 2] column indices in the two other axes (ascending axis order)
+    pos: np.ndarray  # [K] grid coordinate of the crossing along the axis
+    sign: np.ndarray  # [K] sign of n . d (+1 leaving an outward-oriented solid)
+    ray: np.ndarray  # [K] probe line index in [0, 3 R^2)
+
+
+def _grid_scale(caster: RayCaster, centre: np.ndarray, sph_scale: float) -> tuple[RayCaster, float]:
+    # 1 / longest bounding-box side, in the caster's unit-sphere frame
+    longest = float(np.ptp(caster.bounds, axis=0).max())
+    if not longest > 0.0:  # pragma: no cover - normalise_unit_sphere rejects zero extent
+        raise ValueError("mesh has zero extent")
+    return caster, 1.0 / longest
+
+
+def _probe(mesh: trimesh.Trimesh, r: int) -> _Crossings:
+    caster, grid_scale = _grid_scale(*unit_sphere_caster(mesh))
+    k = grid_scale * r  # grid units per unit-sphere unit
+    cols = np.arange(r) + 0.5
+    cb, cc = np.meshgrid(cols, cols, indexing="ij")
+    origins, dirs = [], []
+    for a in range(3):
+        b, c = [x for x in range(3) if x != a]
+        g = np.empty((r * r, 3))
+        g[:, a] = -1.0
+        g[:, b] = cb.ravel() + _JITTER[b]
+        g[:, c] = cc.ravel() + _JITTER[c]
+        origins.append((g - r / 2.0) / k)
+        d = np.zeros((r * r, 3))
+        d[:, a] = 1.0
+        dirs.append(d)
+    ray, face, t = caster.all_hits(np.concatenate(origins), np.concatenate(dirs), step=1e-3 / k)
+    axis = ray // (r * r)
+    within = ray % (r * r)
+    normals = caster.face_normals[face]
+    sign = np.sign(normals[np.arange(len(face)), axis]).astype(np.int64)
+    return _Crossings(axis=axis, col=np.stack([within // r, within % r], 1), pos=t * k - 1.0, sign=sign, ray=ray)
+
+
+def _index(axis: np.ndarray, along: np.ndarray, col: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Voxel indices (x, y, z) of position ``along`` on probe lines of ``axis`` through ``col``."""
+    idx = np.empty((len(axis), 3), dtype=np.int64)
+    for a in range(3):
+        b, c = [x for x in range(3) if x != a]
+        sel = axis == a
+        idx[sel, a] = along[sel]
+        idx[sel, b] = col[sel, 0]
+        idx[sel, c] = col[sel, 1]
+    return idx[:, 0], idx[:, 1], idx[:, 2]
+
+
+def _winding_inside(x: _Crossings, r: int) -> np.ndarray:
+    # w(centre m) = sum of signs of crossings with pos > m + 1/2: add the sign to
+    # centres 0..last, last = ceil(pos - 1/2) - 1, via a difference array.
+    last = np.clip(np.ceil(x.pos - 0.5).astype(np.int64) - 1, -1, r - 1)
+    diff = np.zeros((3 * r * r, r + 1), dtype=np.int64)
+    np.add.at(diff, (x.ray, np.zeros_like(x.ray)), x.sign)
+    np.add.at(diff, (x.ray, last + 1), -x.sign)
+    w = np.cumsum(diff[:, :r], axis=1).reshape(3, r, r, r)  # [axis, col_b, col_c, along]
+    votes = (
+        (w[0] != 0).transpose(2, 0, 1).astype(np.int8)  # along x: (x, y, z) <- (y, z, x)
+        + (w[1] != 0).transpose(0, 2, 1)  # along y: columns (x, z)
+        + (w[2] != 0)  # along z: columns (x, y)
+    )
+    return votes >= 2
+
+
+def _flood_inside(x: _Crossings, r: int) -> np.ndarray:
+    nearest = np.clip(np.floor(x.pos).astype(np.int64), 0, r - 1)
+    marks = np.zeros((r, r, r), dtype=bool)
+    marks[_index(x.axis, nearest, x.col)] = True
+    barrier = ndimage.binary_dilation(marks, structure=np.ones((3, 3, 3), dtype=bool))
+    # Stage 1: exterior through unmarked voxels (edges between two of them never
+    # cross the surface, since every crossed segment has a marked end).
+    free = np.pad(~barrier, 1, constant_values=True)
+    labels, _ = ndimage.label(free)
+    exterior1 = (labels == labels[0, 0, 0])[1:-1, 1:-1, 1:-1]
+    allowed = exterior1 | barrier
+    # Stage 2 on a doubled lattice: centres at even indices 2i+2, the segment
+    # between centres i and i+1 at 2i+3 (1 and 2R+1 join the outside layer at 0
+    # and 2R+2), other cells are walls. Crossed segments are walls too.
+    g = 2 * r + 3
+    cells = np.zeros((g, g, g), dtype=bool)
+    cells[[0, -1], :, :] = cells[:, [0, -1], :] = cells[:, :, [0, -1]] = True
+    ev = slice(2, 2 * r + 1, 2)
+    cells[ev, ev, ev] = allowed
+    seg = slice(1, 2 * r + 2, 2)
+    cells[seg, ev, ev] = True
+    cells[ev, seg, ev] = True
+    cells[ev, ev, seg] = True
+    edge = 2 * np.floor(x.pos - 0.5).astype(np.int64) + 3
+    edge = np.clip(edge, 1, 2 * r + 1)
+    cx, cy, cz = _index(x.axis, edge, 2 * x.col + 2)
+    cells[cx, cy, cz] = False
+    labels, _ = ndimage.label(cells)
+    outside = labels[ev, ev, ev] == labels[0, 0, 0]
+    return ~outside
+
+
+def _thin_rescue(x: _Crossings, solid: np.ndarray) -> np.ndarray:
+    # A crossing with no solid centre at either end of its segment is surface
+    # nothing else accounts for: occupy the centre nearest to it.
+    r = solid.shape[0]
+    lo = np.floor(x.pos - 0.5).astype(np.int64)
+    padded = np.pad(solid, 1, constant_values=False)  # out-of-grid ends count as empty
+    ix, iy, iz = _index(x.axis, np.clip(lo, -1, r) + 1, x.col + 1)
+    jx, jy, jz = _index(x.axis, np.clip(lo + 1, -1, r) + 1, x.col + 1)
+    lonely = ~padded[ix, iy, iz] & ~padded[jx, jy, jz]
+    nearest = np.clip(np.floor(x.pos).astype(np.int64), 0, r - 1)
+    out = solid.copy()
+    out[_index(x.axis[lonely], nearest[lonely], x.col[lonely])] = True
+    return out
+
+
+def voxelize(
+    mesh: trimesh.Trimesh,
+    resolution: int = 32,
+    *,
+    method: Literal["auto", "winding", "flood"] = "auto",
+) -> VoxelResult:
+    r"""Solid occupancy grid of a mesh (rules and normalisation in the module docstring).
+
+    Deterministic; never fails on open meshes, single triangles or flat shapes.
+
+    Args:
+        mesh: triangle mesh, +Y up, any scale; may be open, inconsistently
+            oriented or a concatenation of interpenetrating closed parts.
+        resolution: grid side :math:`R` (>= 1).
+        method: ``"auto"`` picks ``"winding"`` when every probe line sees a
+            closed consistently oriented surface and ``"flood"`` otherwise;
+            the other values force one rule.
+
+    Returns:
+        :class:`VoxelResult`.
+
+    Shapes:
+        - **output.occupancy**: :math:`[R, R, R]` bool, index order [x, y, z]
+    """
+    if isinstance(resolution, bool) or int(resolution) != resolution or resolution < 1:
+        raise ValueError(f"resolution must be a positive integer, got {resolution!r}")
+    if method not in ("auto", "winding", "flood"):
+        raise ValueError(f"method must be 'auto', 'winding' or 'flood', got {method!r}")
+    r = int(resolution)
+    x = _probe(mesh, r)
+    if method == "auto":
+        total = np.bincount(x.ray, weights=x.sign, minlength=3 * r * r)
+        count = np.bincount(x.ray, minlength=3 * r * r)
+        method = "winding" if np.all(total == 0) and np.all(count % 2 == 0) else "flood"
+    solid = _winding_inside(x, r) if method == "winding" else _flood_inside(x, r)
+    return VoxelResult(occupancy=_thin_rescue(x, solid), used_fallback=method == "flood", method=method)
