@@ -89,25 +89,30 @@ def split_overrides(overrides: dict[str, str], protocol: str) -> tuple[dict, dic
 def resolve_modality(task_name: str, method_cls: type[Method], requested: str | None, needs: str) -> str:
     """The modality a run evaluates; an impossible pair names what would work."""
     task = get_task(task_name)
-    can = method_cls.embed_modalities if needs == "embed" else method_cls.point_feature_modalities
+    can = _capability(method_cls, needs)
     usable = [m for m in task.modalities if m in can]
     if requested is not None:
         if requested not in task.modalities:
             raise ValueError(f"task {task.name!r} evaluates {', '.join(task.modalities)}; not {requested!r}")
         if requested not in can:
             raise ValueError(
-                f"method {method_cls.name!r} cannot embed {requested!r} (it embeds {', '.join(sorted(can)) or 'nothing'}); "
+                f"method {method_cls.name!r} cannot use {requested!r} for {needs} (it supports {', '.join(sorted(can)) or 'nothing'}); "
                 f"for task {task.name!r} use --modality {' or '.join(usable)}" if usable else
                 f"method {method_cls.name!r} cannot embed {requested!r} and shares no modality with task {task.name!r}"
             )
         return requested
     if not usable:
-        fits = [n for n in METHODS.names() if set(task.modalities) & set(METHODS.get(n).embed_modalities)]
+        fits = [n for n in METHODS.names() if set(task.modalities) & set(_capability(METHODS.get(n), needs))]
         raise ValueError(
-            f"method {method_cls.name!r} embeds {', '.join(sorted(can)) or 'nothing'} but task {task.name!r} "
+            f"method {method_cls.name!r} supports {', '.join(sorted(can)) or 'nothing'} for {needs} but task {task.name!r} "
             f"evaluates {', '.join(task.modalities)}; methods that fit this task: {', '.join(fits)}"
         )
     return usable[0]
+
+
+def _capability(method_cls: type[Method], needs: str) -> frozenset[str]:
+    return {"embed": method_cls.embed_modalities, "point_features": method_cls.point_feature_modalities,
+            "reconstruct": method_cls.reconstruct_modalities}[needs]
 
 
 def build_data_config(dataset_cls, task_options: dict, method: Method, user: dict[str, str]):

@@ -62,3 +62,19 @@ register_task(Task(
     "synth-svm", "synth", "svm", SHAPE_MODALITIES + ("image",),
     description="synth: linear SVM on frozen global features (overall / mean-class accuracy)",
 ))
+register_task(Task(
+    "synth-retrieval", "synth", "retrieval", SHAPE_MODALITIES + ("image",),
+    description="synth: category-level retrieval in feature space (top-1/5/10 accuracy, mAP)",
+))
+register_task(Task(
+    "synth-seg", "synth", "segmentation", ("points",),
+    description="synth: part segmentation from per-point features (instance / class mIoU)",
+))
+register_task(Task(
+    "synth-recon", "synth", "reconstruction", ("voxels", "views"),
+    description="synth: voxel reconstruction from voxels or views (IoU, precision, recall, accuracy)",
+))
+register_task(Task(
+    "synth-ibsr", "synth", "ibsr", ("image",),
+    description="synth: photo-like query -> shape retrieval (instance top-1/10, category accuracy)",
+))

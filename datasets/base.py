@@ -143,6 +143,11 @@ class ShapeDataset(Dataset):
         """Number of global part ids (0 when the dataset has no part labels)."""
         return 0
 
+    @property
+    def category_parts(self) -> dict[str, tuple[int, ...]]:
+        """Category name -> its global part ids (empty when the dataset has no parts)."""
+        return {}
+
     def index(self, split: str) -> list[ShapeInfo]:
         """The shapes of ``split`` in a fixed order."""
         raise NotImplementedError

@@ -54,12 +54,6 @@ class SynthDataset(ShapeDataset):
     Config = SynthConfig
     version = f"synth-{SYNTH_VERSION}"
 
-    def __init__(self, *args, **kwargs) -> None:  # noqa: D107 - documented on the base class
-        config = kwargs.get("config")
-        if config is not None and not 2 <= config.n_classes <= len(CATEGORIES):
-            raise ValueError(f"synth: n_classes must be in [2, {len(CATEGORIES)}], got {config.n_classes}")
-        super().__init__(*args, **kwargs)
-
     @property
     def class_names(self) -> tuple[str, ...]:
         return tuple(CATEGORIES[: self.config.n_classes])
@@ -77,6 +71,8 @@ class SynthDataset(ShapeDataset):
         return {c: tuple(CATEGORY_PARTS[c]) for c in self.class_names}
 
     def index(self, split: str) -> list[ShapeInfo]:
+        if not 2 <= self.config.n_classes <= len(CATEGORIES):
+            raise ValueError(f"synth: n_classes must be in [2, {len(CATEGORIES)}], got {self.config.n_classes}")
         per_class = self.config.train_per_class if split == "train" else self.config.test_per_class
         return [
             ShapeInfo(name=f"{category}_{split}_{k:04d}", label=label, source=(category, split, k))

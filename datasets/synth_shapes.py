@@ -166,8 +166,9 @@ def _tilted(prim: P.Prim, angle: float, pivot: Sequence[float]) -> P.Prim:
 
 # ------------------------------------------------------------------ furniture
 def _chair(a: Assembler) -> None:
-    w, d, h, t = a.u(0.40, 0.58), a.u(0.38, 0.56), a.u(0.38, 0.52), a.u(0.03, 0.09)
-    if a.chance(0.15):
+    w, d, t = a.u(0.40, 0.58), a.u(0.38, 0.56), a.u(0.03, 0.09)
+    h = a.u(0.6, 0.78) if a.chance(0.15) else a.u(0.38, 0.52)  # bar/counter chairs rival bar stools
+    if a.chance(0.25):
         a.add("seat", P.cylinder((0, h - t, 0), (0, h, 0), (w + d) / 4, 20))
     else:
         a.add("seat", P.box((w, t, d), (0, h - t / 2, 0)))
@@ -183,7 +184,7 @@ def _chair(a: Assembler) -> None:
         pt = a.u(0.015, 0.04)
         for sx in (-1, 1):
             a.add("leg", P.box((pt, h - t, d * a.u(0.7, 1.0)), (sx * (w / 2 - inset), (h - t) / 2, 0)))
-    bh, bt, bw, lean = a.u(0.28, 0.62), a.u(0.02, 0.07), w * a.u(0.75, 1.0), a.u(0.0, 0.3)
+    bh, bt, bw, lean = a.u(0.15, 0.62), a.u(0.02, 0.07), w * a.u(0.75, 1.0), a.u(0.0, 0.3)
     pivot = (0, h, -d / 2 + bt / 2)
     back = a.pick(("panel", "slats", "ladder"), (0.55, 0.25, 0.2))
     if back == "panel":
@@ -215,13 +216,16 @@ def _chair_arms(a: Assembler, w: float, d: float, h: float) -> None:
 
 def _stool(a: Assembler) -> None:
     h, t, lt = a.u(0.42, 0.8), a.u(0.025, 0.08), a.u(0.014, 0.03)
-    round_seat = a.chance(0.65)
+    round_seat = a.chance(0.55)
     r = a.u(0.14, 0.22)
+    if a.chance(0.12):  # upholstered ottoman: thick cushion on short legs, sofa-like
+        t, r = a.u(0.15, 0.3), a.u(0.18, 0.3)
+        h = t + a.u(0.04, 0.15)
     if round_seat:
         a.add("seat", P.cylinder((0, h - t, 0), (0, h, 0), r, 20))
     else:
         a.add("seat", P.box((2 * r, t, 2 * r), (0, h - t / 2, 0)))
-    style = a.pick(("three", "four", "pedestal"), (0.35, 0.45, 0.2))
+    style = a.pick(("three", "four", "pedestal"), (0.35, 0.45, 0.2)) if t < 0.1 else "four"
     if style == "pedestal":
         _pedestal(a, "leg", h - t, a.u(0.025, 0.05), a.u(0.15, 0.25), a.pick((0, 4), (0.6, 0.4)), a.u(0.02, 0.04))
         if a.chance(0.5):
@@ -229,9 +233,9 @@ def _stool(a: Assembler) -> None:
         return
     n = 3 if style == "three" else 4
     rl, splay = r * a.u(0.6, 0.85), a.u(0.0, 0.15)
-    feet = _circle(rl, rl, n, np.pi / 4 if round_seat or n == 3 else np.pi / 4)
+    feet = _circle(rl, rl, n, np.pi / 4)
     _legs(a, "leg", feet, h - t, lt, a.chance(0.4), splay)
-    if a.chance(0.5):
+    if t < 0.1 and a.chance(0.5):
         yf = (h - t) * a.u(0.25, 0.45)
         rr = rl + (h - t - yf) * np.tan(splay)  # leg distance from the axis at the footrest height
         if a.chance(0.5):
@@ -420,21 +424,21 @@ def _lamp(a: Assembler) -> None:
 
 def _mug(a: Assembler) -> None:
     r0 = a.u(0.035, 0.055)
-    h, r1 = 2 * r0 * a.u(0.75, 1.4), r0 * a.u(0.9, 1.15)
+    h, r1 = 2 * r0 * a.u(0.7, 2.0), r0 * a.u(0.85, 1.3)
     rm = max(r0, r1) * (a.u(1.0, 1.12) if a.chance(0.3) else 1.0)  # barrel belly
     wt, bot = a.u(0.003, 0.007), a.u(0.004, 0.01)
     rim = (r0 + r1) / 2 if rm == max(r0, r1) else rm
     prof = [(0, 0), (r0 - 0.003, 0), (r0, 0.003), (rim, h / 2), (r1, h), (r1 - wt, h), (rim - wt, h / 2),
             (r0 - wt, bot), (0, bot)]
     a.add("body", P.lathe(prof, 20))
-    if a.chance(0.9):
+    if a.chance(0.85):
         hh = h * a.u(0.45, 0.75)
         _handle(a, "handle", rim, h * a.u(0.45, 0.55), hh, hh * a.u(0.35, 0.6), h * a.u(0.04, 0.08))
 
 
 def _bottle(a: Assembler) -> None:
     r = a.u(0.03, 0.06)
-    if a.chance(0.2):  # squat jar: wide, short neck, mug-like proportions
+    if a.chance(0.3):  # squat jar: wide, short neck, mug-like proportions
         hb, rn, hs, hn = r * a.u(1.0, 2.2), r * a.u(0.6, 0.85), r * a.u(0.1, 0.3), r * a.u(0.1, 0.4)
     else:
         hb, rn, hs, hn = r * a.u(2.0, 6.0), r * a.u(0.25, 0.5), r * a.u(0.3, 1.5), r * a.u(0.5, 3.0)
@@ -459,8 +463,10 @@ def _airplane(a: Assembler) -> None:
     prof = [(0, -0.5), (rf * a.u(0.15, 0.4), -0.5 + 0.01), (rf, -0.5 + tail), (rf, 0.5 - nose),
             (rf * 0.7, 0.5 - nose * 0.3), (0, 0.5)]
     a.add("body", P.transform(P.lathe(prof, 16), P.rotation("x", np.pi / 2)))
-    span, cr, taper = a.u(0.7, 1.2), a.u(0.12, 0.28), a.u(0.25, 0.9)
+    span, cr, taper = a.u(0.6, 1.2), a.u(0.12, 0.28), a.u(0.25, 0.9)
     sweep, zw, yw = a.u(0.0, 0.6), a.u(-0.05, 0.15), rf * a.u(-0.7, 0.7)
+    if a.chance(0.15):  # delta wing: short span, long root chord, strong sweep
+        span, cr, taper, sweep, zw = a.u(0.4, 0.7), a.u(0.35, 0.55), a.u(0.05, 0.2), a.u(0.7, 1.0), a.u(-0.2, 0.0)
     dihedral, wt = a.u(0.0, 0.1), a.u(0.01, 0.03)
     zt = zw + cr / 2 - span / 2 * np.tan(sweep)  # tip leading edge
     for sx in (-1, 1):
@@ -490,7 +496,7 @@ def _airplane(a: Assembler) -> None:
 
 
 def _car(a: Assembler) -> None:
-    wd, rw, ww = a.u(0.38, 0.5), a.u(0.09, 0.15), a.u(0.05, 0.09)
+    wd, rw, ww = a.u(0.38, 0.5), a.u(0.065, 0.11), a.u(0.04, 0.07)
     y0 = rw * a.u(0.4, 0.7)
     y1 = y0 + a.u(0.1, 0.22)
     hb, cf, cr = y1 - y0, a.u(0.05, 0.15), a.u(0.02, 0.1)
@@ -512,7 +518,7 @@ def _car(a: Assembler) -> None:
     for z in axles:
         for sx in (-1, 1):
             a.add("wheel", P.cylinder((sx * (wd / 2 - ww * 0.3), rw, z), (sx * (wd / 2 + ww * 0.7), rw, z), rw, 16))
-    if a.chance(0.2):
+    if kind in ("sedan", "pickup", "convertible") and a.chance(0.3):
         ys = y1 + a.u(0.04, 0.08)
         a.add("spoiler", P.box((wd * 0.9, 0.015, a.u(0.06, 0.1)), (0, ys, -0.45)))
         for sx in (-1, 1):

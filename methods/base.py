@@ -67,6 +67,10 @@ class Method:
     embed_modalities: ClassVar[frozenset[str]] = frozenset()
     #: modalities that point_features() accepts (segmentation protocols)
     point_feature_modalities: ClassVar[frozenset[str]] = frozenset()
+    #: modalities that reconstruct() decodes from (reconstruction protocol)
+    reconstruct_modalities: ClassVar[frozenset[str]] = frozenset()
+    #: whether ibsr_similarity_batch() is implemented (query-conditioned shape embedding)
+    query_conditioned: ClassVar[bool] = False
     #: the paper this method implements (for result files and docs)
     paper: ClassVar[str] = ""
     #: bump when a code change invalidates cached pretraining
@@ -108,6 +112,19 @@ class Method:
     def encoder(self, modality: str) -> nn.Module:
         """The trainable encoder of ``modality`` (shares weights with the method)."""
         raise NotImplementedError(f"{self.name} exposes no encoder for {modality!r}")
+
+    def reconstruct_batch(self, batch: dict[str, torch.Tensor], modality: str) -> torch.Tensor:
+        """Occupancy probabilities [B, R, R, R] decoded from ``batch[modality]`` (voxel decoders only)."""
+        raise NotImplementedError(f"{self.name} has no voxel decoder")
+
+    def ibsr_similarity_batch(self, query: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+        """Similarity [Q, G] of query embeddings [Q, D] to shapes given by their views [G, V, C, H, W].
+
+        Optional: methods whose shape embedding depends on the query (CMIC's
+        attention over views) override this; others are scored by plain
+        embeddings (see the ``ibsr`` protocol).
+        """
+        raise NotImplementedError(f"{self.name} has no query-conditioned shape embedding")
 
     def pretrain_dataset(self, data: Dataset) -> Dataset:
         """Wrap the pretraining data (pair sampling, augmentation); default: as is."""
@@ -181,6 +198,16 @@ class Method:
         model.eval()
         device = next(model.parameters()).device
         return self.point_features_batch(points.to(device)).float().cpu()
+
+    @torch.no_grad()
+    def reconstruct(self, batch: Mapping[str, torch.Tensor], modality: str) -> torch.Tensor:
+        """Occupancy probabilities [B, R, R, R] in eval mode (CPU float tensor)."""
+        self._check_modality(modality, self.reconstruct_modalities, "reconstruct voxels from")
+        model = self._check_pretrained()
+        model.eval()
+        device = next(model.parameters()).device
+        moved = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+        return self.reconstruct_batch(moved, modality).float().cpu()
 
     def state_dict(self) -> dict[str, Any]:
         """Weights + config + pretraining info (loadable with ``weights_only=True``)."""

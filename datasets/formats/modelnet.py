@@ -116,7 +116,7 @@ def z_up_to_y_up(geometry: _Geometry) -> _Geometry:
         out.apply_transform(transform)
         return out
     if isinstance(geometry, torch.Tensor):
-        rot = torch.as_tensor(Z_UP_TO_Y_UP, dtype=geometry.dtype, device=geometry.device)
+        rot = torch.tensor(Z_UP_TO_Y_UP.tolist(), dtype=geometry.dtype, device=geometry.device)
         return geometry @ rot.T
     if isinstance(geometry, np.ndarray):
         if geometry.shape[-1:] != (3,):

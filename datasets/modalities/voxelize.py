@@ -52,8 +52,10 @@ from .render import RayCaster, normalise_unit_sphere, unit_sphere_caster
 
 __all__ = ["VoxelResult", "normalise_for_voxels", "voxelize"]
 
-# Column offsets (voxels) per axis: distinct and irrational-looking so that
-# probe rays do not pass exactly through edges of axis-aligned geometry.
+# Lattice offset (voxels) per axis: distinct and irrational-looking so that
+# probe rays do not pass exactly through edges of axis-aligned geometry. The
+# sample points are the voxel centres shifted by it (all three probe lines
+# through a sample meet there).
 _JITTER = np.array([0.0071, 0.0113, 0.0042])
 
 
@@ -131,7 +133,10 @@ def _probe(mesh: trimesh.Trimesh, r: int) -> _Crossings:
     within = ray % (r * r)
     normals = caster.face_normals[face]
     sign = np.sign(normals[np.arange(len(face)), axis]).astype(np.int64)
-    return _Crossings(axis=axis, col=np.stack([within // r, within % r], 1), pos=t * k - 1.0, sign=sign, ray=ray)
+    # Positions relative to the jittered lattice, so that the three probe lines
+    # through a "centre" all meet at the same point (i, j, k) + 1/2 + jitter.
+    pos = t * k - 1.0 - _JITTER[axis]
+    return _Crossings(axis=axis, col=np.stack([within // r, within % r], 1), pos=pos, sign=sign, ray=ray)
 
 
 def _index(axis: np.ndarray, along: np.ndarray, col: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

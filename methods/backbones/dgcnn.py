@@ -14,21 +14,27 @@ The textbook implementation materialises the edge features as a
 .. math::
     W [x_i, x_j - x_i] = (W_1 - W_2)\, x_i + W_2\, x_j = a_i + b_j,
 
-so two per-point projections replace a :math:`k`-times larger convolution,
-and two further identities remove most edge-sized tensors altogether:
+so two per-point projections replace a :math:`k`-times larger convolution.
+Two further identities remove most edge-sized tensors altogether:
 
 * BatchNorm's batch statistics over all :math:`N k` edges follow in closed form
-  from :math:`a`, :math:`b`, the in-degrees and neighbour sums of :math:`b`
-  (:func:`_edge_moments`);
+  from per-point quantities: for the first layer from :math:`a`, :math:`b`,
+  the in-degrees and neighbour sums of :math:`b` (:func:`_edge_moments`); for
+  a later linear layer :math:`z = W y` from the mean and the
+  :math:`C_{in} \times C_{in}` second-moment matrix of :math:`y`
+  (:func:`_linear_bn_act_max`);
 * BatchNorm + LeakyReLU is monotone per channel (increasing when
-  :math:`\gamma_c \ge 0`, decreasing otherwise), so the max over neighbours can
-  be taken *before* it, on the pre-activations (:func:`_bn_act_max`).
+  :math:`\gamma_c \ge 0`, decreasing otherwise), so the max over neighbours is
+  taken *before* it, on the pre-activations (max, or min where
+  :math:`\gamma_c < 0`).
 
-A one-layer EdgeConv therefore never allocates anything of size
-:math:`N k C`; deeper EdgeConv MLPs materialise their hidden edge features but
-still skip the ``2C``-wide input and the last layer's normalised copies. The
-outputs equal the dense formulation's (same parameters, same graph) up to
-floating-point rounding, gradients and running statistics included.
+A one-layer EdgeConv therefore keeps nothing of size :math:`N k C` for
+backward (only per-point tensors and arg-max indices). A deeper EdgeConv MLP
+keeps its hidden edge activations (one tensor per hidden layer, activations
+applied in place), never the ``2C``-wide input nor the last layer's output.
+The aggregation layer + max-pool over points uses the same trick. Outputs,
+gradients and running statistics equal the dense formulation's (same
+parameters, same graph) up to floating-point rounding.
 """
 
 from __future__ import annotations

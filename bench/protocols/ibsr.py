@@ -1,0 +1,97 @@
+"""The image-based shape retrieval protocol (IBSR): photos query a gallery of shapes.
+
+Definition (also in docs/protocols.md), following CMIC (Lin et al., ICCV 2021,
+Section 4, Tables 1 and 3):
+
+* queries: the ``image`` (photo-like render or real photo) of every test item;
+  gallery: every test shape, represented by ``ibsr.gallery_modality``
+  (``views`` by default: its multi-view renders); query i's ground-truth shape
+  is gallery item ``shape_of[i]`` (the same index on datasets with one photo
+  per shape, such as synth);
+* similarity: methods with a query-conditioned shape embedding (CMIC's
+  attention over views) score each (query, shape) pair through
+  ``method.ibsr_similarity_batch``; all others by the negative distance between
+  ``embed(image)`` and ``embed(gallery)`` (``ibsr.distance``, cosine by default);
+* ``top{k}_acc``: % of queries whose ground-truth shape is among the k most
+  similar shapes (instance level); ``category_acc``: % of queries whose most
+  similar shape has the query's category.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ssl3d.bench.features import extract_features
+from ssl3d.bench.protocols.base import EvalContext, Protocol, ProtocolResult, register_protocol
+from ssl3d.bench.protocols.views import FirstViews, batched, pairwise_distance
+
+
+@dataclass(frozen=True)
+class IBSRConfig:
+    """IBSR settings (``--set ibsr.KEY=VALUE``)."""
+
+    gallery_modality: str = "views"  # how gallery shapes are given to the method
+    distance: str = "cosine"  # for plain embeddings: cosine or euclidean
+    n_views: int = 0  # give the method only the first n views (0 = all)
+    ks: tuple[int, ...] = (1, 10)  # instance top-k cut-offs
+
+
+def ibsr_metrics(similarity: np.ndarray, shape_of: np.ndarray, query_labels: np.ndarray,
+                 gallery_labels: np.ndarray, ks: tuple[int, ...] = (1, 10)) -> dict[str, float]:
+    """Instance top-k accuracy and top-1 category accuracy (%) from a [Q, G] similarity matrix.
+
+    Ties are broken by gallery order (stable sort), so a constant similarity is not rewarded.
+    """
+    order = np.argsort(-np.asarray(similarity, dtype=np.float64), axis=1, kind="stable")
+    rank_hit = order == np.asarray(shape_of)[:, None]
+    out = {f"top{k}_acc": 100.0 * float(rank_hit[:, :k].any(axis=1).mean()) for k in ks}
+    out["category_acc"] = 100.0 * float(np.mean(gallery_labels[order[:, 0]] == query_labels))
+    return out
+
+
+@register_protocol("ibsr")
+class IBSRProtocol(Protocol):
+    """Photo -> shape retrieval on the test split (see module docstring)."""
+
+    name = "ibsr"
+    Config = IBSRConfig
+
+    def dataset_modalities(self, modality: str) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((modality, self.config.gallery_modality)))
+
+    def evaluate(self, method, train_data, test_data, modality: str, ctx: EvalContext) -> ProtocolResult:
+        cfg = self.config
+        data = FirstViews(test_data, cfg.n_views)
+        query, labels = extract_features(method, data, modality, batch_size=ctx.batch_size, progress=ctx.progress,
+                                         desc=f"embed queries ({modality})")
+        shape_of = np.asarray(getattr(test_data, "query_shape_index", np.arange(len(labels))))
+        if method.query_conditioned:
+            similarity = self._conditioned(method, data, query, ctx)
+            scoring = "query-conditioned"
+        else:
+            if cfg.gallery_modality not in method.embed_modalities:
+                raise ValueError(f"method {method.name!r} cannot embed the gallery modality {cfg.gallery_modality!r}; "
+                                 f"it embeds {', '.join(sorted(method.embed_modalities))} (set ibsr.gallery_modality)")
+            gallery, _ = extract_features(method, data, cfg.gallery_modality, batch_size=ctx.batch_size,
+                                          progress=ctx.progress, desc=f"embed gallery ({cfg.gallery_modality})")
+            similarity = -pairwise_distance(query, gallery, cfg.distance)
+            scoring = f"plain embeddings, {cfg.distance}"
+        metrics = ibsr_metrics(similarity, shape_of, labels, labels, tuple(cfg.ks))
+        return ProtocolResult(metrics, {"scoring": scoring, "n_queries": int(len(query)),
+                                        "gallery_modality": cfg.gallery_modality})
+
+    def _conditioned(self, method, data, query: np.ndarray, ctx: EvalContext) -> np.ndarray:
+        """[Q, G] scores from the method's query-conditioned hook, one gallery batch at a time."""
+        model = method._check_pretrained()
+        model.eval()
+        device = next(model.parameters()).device
+        q = torch.from_numpy(query).to(device)
+        columns = []
+        with torch.no_grad():
+            for batch in batched(data, ctx.batch_size, ctx.progress, "score gallery"):
+                views = batch[self.config.gallery_modality].to(device)
+                columns.append(method.ibsr_similarity_batch(q, views).float().cpu().numpy())
+        return np.concatenate(columns, axis=1)
