@@ -4,7 +4,7 @@
               [--device auto|cpu|cuda] [--set key=value ...] [--data-root DIR]
               [--results-dir DIR] [--modality X] [--pretrain-data NAME]
     bench list [--json]
-    bench leaderboard [--results-dir DIR]
+    bench leaderboard [--results-dir DIR] [--plot]
     bench prepare NAME [--data-root DIR] [--split S ...] [--modalities M ...]
     bench --version
 
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     board = sub.add_parser("leaderboard", help="aggregate results over seeds into tables")
     board.add_argument("--results-dir", default=None, help="results folder (default $SSL3D_RESULTS or ./results)")
+    board.add_argument("--plot", action="store_true", help="also write bar charts and t-SNE plots to <results>/plots/")
 
     prep = sub.add_parser("prepare", help="generate / download / preprocess a dataset into the cache")
     prep.add_argument("name", help="dataset name (see `bench list`)")
@@ -110,7 +111,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from ssl3d.bench.leaderboard import write_leaderboard
 
-    summary, markdown = write_leaderboard(args.results_dir)
+    summary, markdown = write_leaderboard(args.results_dir, plot=args.plot)
     print(markdown)
     return 0
 

@@ -75,13 +75,67 @@ def _cell(row: pd.Series) -> str:
     return f"{row['mean']:.2f}{ci} ({row['n']})"
 
 
-def write_leaderboard(results_dir: str | os.PathLike[str] | None = None) -> tuple[pd.DataFrame, str]:
-    """Aggregate ``leaderboard.csv`` into ``summary.csv`` and ``leaderboard.md``; returns both."""
+REPO_REPORTED = Path(__file__).resolve().parents[1] / "results" / "reported.csv"
+
+
+def load_reported(results_dir: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """The papers' printed numbers: ``<results_dir>/reported.csv``, else the repository's copy."""
+    for path in (Path(results_dir) / "reported.csv" if results_dir else None, REPO_REPORTED):
+        if path is not None and path.exists():
+            return pd.read_csv(path)
+    return pd.DataFrame(columns=["paper", "table", "method", "task", "modality", "setting", "metric", "value"])
+
+
+def compare_with_reported(summary: pd.DataFrame, reported: pd.DataFrame) -> pd.DataFrame:
+    """Our mean beside each reported number of the same (task, method, metric[, modality])."""
+    if summary.empty or reported.empty:
+        return pd.DataFrame(columns=["task", "method", "modality", "metric", "ours", "ci95", "n", "reported",
+                                     "difference", "source"])
+    rep = reported.copy()
+    rep["modality"] = rep["modality"].fillna("")
+    rows = []
+    for r in summary.itertuples():
+        hits = rep[(rep["task"] == r.task) & (rep["method"] == r.method) & (rep["metric"] == r.metric)
+                   & ((rep["modality"] == r.modality) | (rep["modality"] == ""))]
+        for h in hits.itertuples():
+            setting = f", {h.setting}" if isinstance(h.setting, str) and h.setting else ""
+            rows.append({"task": r.task, "method": r.method, "modality": r.modality, "metric": r.metric,
+                         "ours": r.mean, "ci95": r.ci95, "n": r.n, "reported": float(h.value),
+                         "difference": r.mean - float(h.value), "source": f"{h.paper} {h.table}{setting}"})
+    return pd.DataFrame(rows)
+
+
+def comparison_markdown(comparison: pd.DataFrame) -> str:
+    if comparison.empty:
+        return ("### Reproduced vs reported\n\nNo run matches a (task, method, metric) printed by the papers yet "
+                "(the papers do not use synth); their numbers are in `results/reported.csv`.\n")
+    lines = ["### Reproduced vs reported\n", "| task | method | modality | metric | ours | reported | difference | source |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in comparison.itertuples():
+        ci = "" if np.isnan(r.ci95) else f" ± {r.ci95:.2f}"
+        lines.append(f"| {r.task} | {r.method} | {r.modality} | {r.metric} | {r.ours:.2f}{ci} ({r.n}) | "
+                     f"{r.reported:.2f} | {r.difference:+.2f} | {r.source} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_leaderboard(results_dir: str | os.PathLike[str] | None = None, plot: bool = False) -> tuple[pd.DataFrame, str]:
+    """Aggregate ``leaderboard.csv`` into ``summary.csv``, ``comparison.csv`` and ``leaderboard.md``.
+
+    With ``plot``, also bar charts and t-SNE plots under ``plots/``. Returns (summary, markdown).
+    """
     store = ResultStore(results_dir)
-    summary = summarize(store.read_leaderboard())
-    markdown = to_markdown(summary)
+    runs = store.read_leaderboard()
+    summary = summarize(runs)
+    comparison = compare_with_reported(summary, load_reported(store.root))
+    markdown = to_markdown(summary) + "\n" + comparison_markdown(comparison)
     root = Path(store.root)
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / "summary.csv", summary.to_csv(index=False))
+    atomic_write_text(root / "comparison.csv", comparison.to_csv(index=False))
     atomic_write_text(root / "leaderboard.md", "# ssl3d-bench leaderboard\n\n" + markdown)
+    if plot and not summary.empty:
+        from ssl3d.bench.plots import write_plots
+
+        for path in write_plots(root, summary, runs):
+            markdown += f"\nplot: {path}"
     return summary, markdown

@@ -233,6 +233,12 @@ def execute(spec: RunSpec) -> dict[str, Any]:
                         "eval_s": round(t_eval - t_pre, 3), "total_s": round(t_eval - t0, 3)},
             "environment": environment(),
         }
+        if outcome.artifacts:
+            import numpy as np
+
+            with atomic_path(run_dir / "artifacts.npz") as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez_compressed(fh, **outcome.artifacts)
         path = store.save(result)
         log.info("metrics: %s", result["metrics"])
         log.info("result written to %s", path)

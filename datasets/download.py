@@ -24,7 +24,6 @@ import http.client
 import os
 import re
 import shutil
-import socket
 import stat
 import tarfile
 import tempfile
@@ -108,7 +107,11 @@ SOURCES: dict[str, DatasetSource] = {
             "shapenetcore_partanno_segmentation_benchmark_v0_normal",
         ),
         DatasetSource(
-            "r2n2_renderings", ("http://cvgl.stanford.edu/data2/ShapeNetRendering.tgz",), "ShapeNetRendering.tgz", None, "ShapeNetRendering"
+            "r2n2_renderings",
+            ("http://cvgl.stanford.edu/data2/ShapeNetRendering.tgz",),
+            "ShapeNetRendering.tgz",
+            None,
+            "ShapeNetRendering",
         ),
         DatasetSource("r2n2_voxels", ("http://cvgl.stanford.edu/data2/ShapeNetVox32.tgz",), "ShapeNetVox32.tgz", None, "ShapeNetVox32"),
         DatasetSource("pix3d", ("http://pix3d.csail.mit.edu/data/pix3d.zip",), "pix3d.zip", None, "."),
@@ -147,7 +150,7 @@ def _open(url: str, start: int, connect_timeout: float, timeout: float):
         if exc.code == 416 and start:
             return None  # the partial is not a prefix we can extend; caller restarts
         raise DownloadError(f"could not download {url}: HTTP {exc.code} {exc.reason}. {_FROM_HINT}") from None
-    except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as exc:
+    except (OSError, http.client.HTTPException) as exc:  # URLError, refused, timeout, DNS, bad reply
         reason = getattr(exc, "reason", exc)
         raise DownloadError(f"could not download {url}: {reason}. {_FROM_HINT}") from None
     # Connecting used the short timeout (fail fast offline); reading the body
@@ -244,14 +247,18 @@ def download(
                     written += len(block)
                     bar.update(len(block))
         except (OSError, http.client.HTTPException) as exc:
-            raise DownloadError(f"download of {url} interrupted after {written} bytes ({exc}); run again to resume. {_FROM_HINT}") from None
+            raise DownloadError(
+                f"download of {url} interrupted after {written} bytes ({exc}); run again to resume. {_FROM_HINT}"
+            ) from None
     if total is not None and written != total:
         raise DownloadError(f"download of {url} ended after {written} of {total} bytes; run again to resume. {_FROM_HINT}")
     if sha256 is not None:
         actual = sha256sum(partial)
         if actual != sha256.lower():
             partial.unlink()
-            raise ChecksumError(f"SHA-256 of {url} is {actual}, expected {sha256}; the download was deleted (corrupt file or changed upstream)")
+            raise ChecksumError(
+                f"SHA-256 of {url} is {actual}, expected {sha256}; the download was deleted (corrupt file or changed upstream)"
+            )
     os.replace(partial, dest)
     return dest
 

@@ -149,7 +149,8 @@ def test_sha256sum_matches_hashlib(tmp_path):
 
 
 def test_sources_table_is_complete():
-    for name in ("modelnet40", "modelnet10", "modelnet40_h5", "modelnet40_normal_resampled", "shapenetpart", "r2n2_renderings", "r2n2_voxels", "pix3d"):
+    names = ("modelnet40", "modelnet10", "modelnet40_h5", "modelnet40_normal_resampled", "shapenetpart")
+    for name in names + ("r2n2_renderings", "r2n2_voxels", "pix3d"):
         source = SOURCES[name]
         assert source.urls and all(u.startswith("http") for u in source.urls)
         assert source.urls[0].rsplit("/", 1)[1] == source.archive
@@ -178,7 +179,9 @@ def _info(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.T
     return info
 
 
-@pytest.mark.parametrize("suffix, mode", [(".tar", "w"), (".tar.gz", "w:gz"), (".tgz", "w:gz"), (".tar.bz2", "w:bz2"), (".tar.xz", "w:xz")])
+@pytest.mark.parametrize(
+    "suffix, mode", [(".tar", "w"), (".tar.gz", "w:gz"), (".tgz", "w:gz"), (".tar.bz2", "w:bz2"), (".tar.xz", "w:xz")]
+)
 def test_extract_tar_variants(tmp_path, suffix, mode):
     archive = _tar(
         tmp_path / f"a{suffix}",

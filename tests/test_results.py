@@ -75,3 +75,24 @@ def test_write_leaderboard_files(tmp_path):
     summary, md = write_leaderboard(tmp_path)
     assert (tmp_path / "summary.csv").exists() and (tmp_path / "leaderboard.md").exists()
     assert "synth-svm" in md and len(summary) == 2
+
+
+def test_plots_and_reported_comparison(tmp_path):
+    import matplotlib.image as mpimg
+
+    store = ResultStore(tmp_path)
+    for seed, value in enumerate([60.0, 64.0, 62.0]):
+        store.save({**_result(f"p{seed}", seed, value), "task": "modelnet40-svm"})
+    run_dir = tmp_path / "runs" / "p2"
+    rng = np.random.default_rng(0)
+    np.savez(run_dir / "artifacts.npz", test_embeddings=rng.normal(size=(40, 8)).astype(np.float32),
+             test_labels=np.repeat(np.arange(4), 10), class_names=np.array(["a", "b", "c", "d"]))
+    pd.DataFrame([{"paper": "x", "table": "Table 9", "method": "m", "dataset": "modelnet40", "task": "modelnet40-svm",
+                   "protocol": "svm", "modality": "points", "setting": "", "metric": "overall_acc", "value": 65.5,
+                   "notes": ""}]).to_csv(tmp_path / "reported.csv", index=False)
+    summary, md = write_leaderboard(tmp_path, plot=True)
+    assert "| modelnet40-svm | m | points | overall_acc | 62.00" in md and "| 65.50 | -3.50 | x Table 9 |" in md
+    bars = mpimg.imread(tmp_path / "plots" / "modelnet40-svm.png")
+    tsne = mpimg.imread(tmp_path / "plots" / "tsne-modelnet40-svm-m-points.png")
+    assert bars.shape[0] > 200 and bars.shape[1] > 300 and tsne.shape[0] > 200
+    assert (tmp_path / "comparison.csv").read_text().count("\n") == 2

@@ -31,6 +31,8 @@ class ProtocolResult:
 
     metrics: dict[str, float]
     details: dict[str, Any] = field(default_factory=dict)
+    #: arrays worth keeping with the run (e.g. test embeddings for t-SNE), saved as artifacts.npz
+    artifacts: dict[str, Any] = field(default_factory=dict)
 
 
 class Protocol:

@@ -104,7 +104,10 @@ class SVMProtocol(Protocol):
                                             progress=ctx.progress, desc=f"embed train ({modality})")
         x_test, y_test = extract_features(method, test_data, modality, batch_size=ctx.batch_size,
                                           progress=ctx.progress, desc=f"embed test ({modality})")
-        return self.evaluate_features(x_train, y_train, x_test, y_test, ctx.seed)
+        result = self.evaluate_features(x_train, y_train, x_test, y_test, ctx.seed)
+        result.artifacts = {"test_embeddings": x_test, "test_labels": y_test,
+                            "class_names": np.array(getattr(test_data, "class_names", ()))}
+        return result
 
     def evaluate_features(self, x_train, y_train, x_test, y_test, seed: int) -> ProtocolResult:
         """The protocol on precomputed features (also used by tests)."""

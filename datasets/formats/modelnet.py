@@ -244,7 +244,8 @@ def read_modelnet_h5(root: str | os.PathLike[str], split: str) -> tuple[np.ndarr
         if not np.issubdtype(labels.dtype, np.integer):
             raise DataFileError(path, f"'label' must hold integers, got dtype {labels.dtype}")
         if labels.size and (labels.min() < 0 or labels.max() >= len(class_names)):
-            raise DataFileError(path, f"label values span {labels.min()}..{labels.max()}, outside 0..{len(class_names) - 1} of shape_names.txt")
+            span = f"{labels.min()}..{labels.max()}"
+            raise DataFileError(path, f"label values span {span}, outside 0..{len(class_names) - 1} of shape_names.txt")
         if not np.isfinite(points).all():
             raise DataFileError(path, "'data' contains NaN or infinite coordinates")
         if all_points and points.shape[1] != all_points[0].shape[1]:

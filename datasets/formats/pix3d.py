@@ -184,7 +184,8 @@ def index_pix3d(
             listed = _split_file_images(Path(split_file))
             unknown_images = listed - {e["img"] for e in entries}
             if unknown_images:
-                raise DataFileError(Path(split_file), f"names {len(unknown_images)} photo(s) not in pix3d.json, e.g. {sorted(unknown_images)[0]!r}")
+                example = sorted(unknown_images)[0]
+                raise DataFileError(Path(split_file), f"names {len(unknown_images)} photo(s) not in pix3d.json, e.g. {example!r}")
             kept = [e for e in kept if e["img"] in listed]
         else:
             by_category: dict[str, list[dict]] = {}
@@ -268,7 +269,8 @@ def read_pix3d_photo(
     image = _open_image(Path(record.image_path), "RGB")
     mask = _open_image(Path(record.mask_path), "L")
     if record.image_size is not None and image.size != tuple(record.image_size):
-        raise DataFileError(record.image_path, f"image is {image.size[0]}x{image.size[1]}, pix3d.json says {record.image_size[0]}x{record.image_size[1]}")
+        (w, h), (aw, ah) = image.size, record.image_size
+        raise DataFileError(record.image_path, f"image is {w}x{h}, pix3d.json says {aw}x{ah}")
     if mask.size != image.size:
         raise DataFileError(record.mask_path, f"mask is {mask.size[0]}x{mask.size[1]}, its photo {image.size[0]}x{image.size[1]}")
 

@@ -78,7 +78,9 @@ def _read_categories(root: Path) -> dict[str, str]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        raise DataFileError(path, "file not found (is root the extracted shapenetcore_partanno_segmentation_benchmark_v0_normal folder?)") from None
+        raise DataFileError(
+            path, "file not found (is root the extracted shapenetcore_partanno_segmentation_benchmark_v0_normal folder?)"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DataFileError(path, f"cannot read text file: {exc}") from None
     synsets = {}

@@ -57,6 +57,7 @@ __all__ = ["VoxelResult", "normalise_for_voxels", "voxelize"]
 # sample points are the voxel centres shifted by it (all three probe lines
 # through a sample meet there).
 _JITTER = np.array([0.0071, 0.0113, 0.0042])
+_STEPS = 4
 
 
 @dataclass(frozen=True)
@@ -167,36 +168,42 @@ def _winding_inside(x: _Crossings, r: int) -> np.ndarray:
     return votes >= 2
 
 
-def _flood_inside(x: _Crossings, r: int) -> np.ndarray:
+def _flood_inside(x: _Crossings, r: int, steps: int = _STEPS) -> np.ndarray:
     nearest = np.clip(np.floor(x.pos).astype(np.int64), 0, r - 1)
     marks = np.zeros((r, r, r), dtype=bool)
     marks[_index(x.axis, nearest, x.col)] = True
     barrier = ndimage.binary_dilation(marks, structure=np.ones((3, 3, 3), dtype=bool))
-    # Stage 1: exterior through unmarked voxels (edges between two of them never
-    # cross the surface, since every crossed segment has a marked end).
+    # Stage 1: exterior through unmarked voxels (a segment between two of them
+    # never crosses the surface, since every crossed segment has a marked end).
     free = np.pad(~barrier, 1, constant_values=True)
     labels, _ = ndimage.label(free)
-    exterior1 = (labels == labels[0, 0, 0])[1:-1, 1:-1, 1:-1]
-    allowed = exterior1 | barrier
-    # Stage 2 on a doubled lattice: centres at even indices 2i+2, the segment
-    # between centres i and i+1 at 2i+3 (1 and 2R+1 join the outside layer at 0
-    # and 2R+2), other cells are walls. Crossed segments are walls too.
-    g = 2 * r + 3
-    cells = np.zeros((g, g, g), dtype=bool)
-    cells[[0, -1], :, :] = cells[:, [0, -1], :] = cells[:, :, [0, -1]] = True
-    ev = slice(2, 2 * r + 1, 2)
-    cells[ev, ev, ev] = allowed
-    seg = slice(1, 2 * r + 2, 2)
-    cells[seg, ev, ev] = True
-    cells[ev, seg, ev] = True
-    cells[ev, ev, seg] = True
-    edge = 2 * np.floor(x.pos - 0.5).astype(np.int64) + 3
-    edge = np.clip(edge, 1, 2 * r + 1)
-    cx, cy, cz = _index(x.axis, edge, 2 * x.col + 2)
-    cells[cx, cy, cz] = False
-    labels, _ = ndimage.label(cells)
-    outside = labels[ev, ev, ev] == labels[0, 0, 0]
-    return ~outside
+    reached = (labels == labels[0, 0, 0])[1:-1, 1:-1, 1:-1]
+    allowed = reached | barrier
+    # Stage 2: a few steps into the barrier, from centre to neighbouring centre
+    # where the segment between them crosses no surface. Few, so that leaking
+    # through a sealed hole only dents the solid near the hole instead of
+    # running all round the inner side of the barrier.
+    open_seg = []  # per axis, segment s joins centre s-1 (or outside) and centre s (or outside)
+    for a in range(3):
+        shape = [r, r, r]
+        shape[a] = r + 1
+        o = np.ones(shape, dtype=bool)
+        seg = np.clip(np.floor(x.pos[x.axis == a] - 0.5).astype(np.int64) + 1, 0, r)
+        idx = [None, None, None]
+        idx[a] = seg
+        b, c = [y for y in range(3) if y != a]
+        idx[b], idx[c] = x.col[x.axis == a, 0], x.col[x.axis == a, 1]
+        o[tuple(idx)] = False
+        open_seg.append(o)
+    for _ in range(steps):
+        grown = reached.copy()
+        for a in range(3):
+            padded = np.moveaxis(np.pad(reached, [(1, 1) if y == a else (0, 0) for y in range(3)], constant_values=True), a, 0)
+            o = np.moveaxis(open_seg[a], a, 0)
+            g = np.moveaxis(grown, a, 0)  # a view: writes land in grown
+            g |= (padded[:r] & o[:r]) | (padded[2:] & o[1:])
+        reached = grown & allowed
+    return ~reached
 
 
 def _thin_rescue(x: _Crossings, solid: np.ndarray) -> np.ndarray:
