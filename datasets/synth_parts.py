@@ -75,6 +75,24 @@ def transform(prim: Prim, rotation: np.ndarray | None = None, translation: Seque
     return v + np.asarray(translation, dtype=np.float64), f
 
 
+def tilt_x(prim: Prim, angle: float, pivot: Sequence[float]) -> Prim:
+    """Rotate about the x axis through ``pivot``; positive ``angle`` leans +Y towards -Z (a backrest)."""
+    p = np.asarray(pivot, dtype=np.float64)
+    return (prim[0] - p) @ rotation("x", -angle).T + p, prim[1]
+
+
+def rect_feet(hw: float, hd: float, n: int = 4) -> list[tuple[float, float]]:
+    """``(x, z)`` leg positions at the corners of a ``2hw x 2hd`` rectangle (``n=6`` adds two mid-side legs)."""
+    pts = [(-hw, -hd), (hw, -hd), (hw, hd), (-hw, hd)]
+    return pts + [(0.0, -hd), (0.0, hd)] if n == 6 else pts
+
+
+def circle_feet(rx: float, rz: float, n: int, phase: float = 0.0) -> list[tuple[float, float]]:
+    """``n`` evenly spaced ``(x, z)`` leg positions on an ellipse with semi-axes ``rx``, ``rz``."""
+    t = 2 * np.pi * np.arange(n) / n + phase
+    return [(float(x), float(z)) for x, z in zip(rx * np.cos(t), rz * np.sin(t))]
+
+
 def rotation(axis: str, angle: float) -> np.ndarray:
     """Right-handed rotation matrix by ``angle`` radians about ``"x"``, ``"y"`` or ``"z"``."""
     if axis not in _AXES:
@@ -347,3 +365,28 @@ class Assembler:
         if rotate:
             v = v @ rotation("y", angle).T
         return v, np.concatenate(faces), np.concatenate(labels)
+
+    # ------------------------------------------------ sub-assemblies shared by categories
+    def legs(self, part: str, feet: Sequence[tuple[float, float]], top: float, thick: float,
+             square: bool = False, splay: float = 0.0) -> None:
+        """Legs from ``(x, top, z)`` to the floor, feet pushed radially outwards by angle ``splay``."""
+        for x, z in feet:
+            r = float(np.hypot(x, z))
+            k = 1.0 + (top * np.tan(splay) / r if r > 0 else 0.0)
+            self.add(part, cylinder((k * x, 0.0, k * z), (x, top, z), thick, 12, square), anchor=(x, top, z))
+
+    def pedestal(self, part: str, top: float, col_r: float, reach: float, feet: int, foot_t: float) -> None:
+        """Central column up to ``top`` on ``feet`` radial feet of length ``reach``, or on a disc if ``feet == 0``."""
+        self.add(part, cylinder((0, foot_t * 0.5, 0), (0, top, 0), col_r, 12), anchor=(0, top, 0))
+        if feet == 0:
+            self.add(part, cylinder((0, 0, 0), (0, foot_t, 0), reach, 20))
+        for t in 2 * np.pi * np.arange(feet) / max(feet, 1):
+            c = (reach / 2 * np.cos(t), foot_t / 2, reach / 2 * np.sin(t))
+            self.add(part, box((reach, foot_t, foot_t * 1.6), c, rotation("y", -t)))
+
+    def handle(self, part: str, x_wall: float, y_mid: float, height: float, reach: float, tube: float) -> None:
+        """C-shaped handle of ``height`` sticking out ``reach`` on the +x side of a wall at ``x_wall``."""
+        d = 0.25  # ends overshoot the half circle so they sink slightly into the wall
+        radius = height / (2 * np.cos(d))
+        v, f = arc_tube(radius, min(tube, 0.5 * radius), np.pi + 2 * d, 10, 8)
+        self.add(part, (v * np.array([reach / radius, 1.0, 1.0]) + np.array([x_wall, y_mid, 0.0]), f))

@@ -62,7 +62,7 @@ versions are never mixed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import trimesh
@@ -119,53 +119,24 @@ class Nuisance:
             raise ValueError(f"drop_part_prob must be in [0, 1], got {self.drop_part_prob}")
 
 
-# ---------------------------------------------------------------- shared parts
-def _legs(a: Assembler, part: str, feet: Sequence[tuple[float, float]], top: float, thick: float,
-          square: bool = False, splay: float = 0.0) -> None:
-    # Legs hang from (x, top, z); splay pushes each foot radially outwards.
-    for x, z in feet:
-        r = float(np.hypot(x, z))
-        k = 1.0 + (top * np.tan(splay) / r if r > 0 else 0.0)
-        a.add(part, P.cylinder((k * x, 0.0, k * z), (x, top, z), thick, 12, square), anchor=(x, top, z))
-
-
-def _rect(hw: float, hd: float, n: int = 4) -> list[tuple[float, float]]:
-    pts = [(-hw, -hd), (hw, -hd), (hw, hd), (-hw, hd)]
-    return pts + [(0.0, -hd), (0.0, hd)] if n == 6 else pts
-
-
-def _circle(rx: float, rz: float, n: int, phase: float = 0.0) -> list[tuple[float, float]]:
-    t = 2 * np.pi * np.arange(n) / n + phase
-    return list(zip(rx * np.cos(t), rz * np.sin(t)))
-
-
-def _pedestal(a: Assembler, part: str, top: float, col_r: float, reach: float, feet: int, foot_t: float) -> None:
-    """Central column on ``feet`` radial feet, or on a disc when ``feet == 0``."""
-    a.add(part, P.cylinder((0, foot_t * 0.5, 0), (0, top, 0), col_r, 12), anchor=(0, top, 0))
-    if feet == 0:
-        a.add(part, P.cylinder((0, 0, 0), (0, foot_t, 0), reach, 20))
-    for t in 2 * np.pi * np.arange(feet) / max(feet, 1):
-        a.add(part, P.box((reach, foot_t, foot_t * 1.6), (reach / 2 * np.cos(t), foot_t / 2, reach / 2 * np.sin(t)),
-                          P.rotation("y", -t)))
-
-
-def _handle(a: Assembler, part: str, x_wall: float, y_mid: float, height: float, reach: float, tube: float) -> None:
-    """C-shaped handle on the +x side of a wall at ``x_wall``, ends slightly inside it."""
-    d = 0.25
-    radius = height / (2 * np.cos(d))
-    v, f = P.arc_tube(radius, min(tube, 0.5 * radius), np.pi + 2 * d, 10, 8)
-    a.add(part, (v * np.array([reach / radius, 1.0, 1.0]) + np.array([x_wall, y_mid, 0.0]), f))
-
-
-def _tilted(prim: P.Prim, angle: float, pivot: Sequence[float]) -> P.Prim:
-    """Rotate about the x axis through ``pivot``; positive angles lean +Y towards -Z."""
-    v, f = prim
-    p = np.asarray(pivot, dtype=np.float64)
-    return (v - p) @ P.rotation("x", -angle).T + p, f
-
-
 # ------------------------------------------------------------------ furniture
+def _armchair(a: Assembler) -> None:
+    """Upholstered chair: sofa-like blocks on short legs."""
+    w, d, lh, sh = a.u(0.6, 0.9), a.u(0.6, 0.85), a.u(0.04, 0.15), a.u(0.38, 0.46)
+    bt, aw = a.u(0.12, 0.22), a.u(0.08, 0.18) if a.chance(0.8) else 0.0
+    a.add("seat", P.box((w, sh - lh, d), (0, (sh + lh) / 2, 0)))
+    bh = a.u(0.3, 0.55)
+    a.add("back", P.tilt_x(P.box((w, bh, bt), (0, sh + bh / 2, -d / 2 + bt / 2)), a.u(0, 0.2), (0, sh, -d / 2)))
+    a.legs("leg", P.rect_feet(w / 2 - 0.05, d / 2 - 0.05), lh + 0.01, a.u(0.02, 0.035), a.chance(0.5), a.u(0, 0.2))
+    if aw > 0:
+        ah = a.u(0.15, 0.25)
+        for sx in (-1, 1):
+            a.add("arm", P.box((aw, sh + ah - lh, d), (sx * (w / 2 + aw / 2), (sh + ah + lh) / 2, 0)))
+
+
 def _chair(a: Assembler) -> None:
+    if a.chance(0.15):
+        return _armchair(a)
     w, d, t = a.u(0.40, 0.58), a.u(0.38, 0.56), a.u(0.03, 0.09)
     h = a.u(0.6, 0.78) if a.chance(0.15) else a.u(0.38, 0.52)  # bar/counter chairs rival bar stools
     if a.chance(0.25):
@@ -175,11 +146,11 @@ def _chair(a: Assembler) -> None:
     style = a.pick(("four", "three", "pedestal", "panel"), (0.6, 0.1, 0.18, 0.12))
     lt, inset = a.u(0.014, 0.035), a.u(0.02, 0.06)
     if style == "four":
-        _legs(a, "leg", _rect(w / 2 - inset, d / 2 - inset), h - t, lt, a.chance(0.5), a.u(0.0, 0.1))
+        a.legs("leg", P.rect_feet(w / 2 - inset, d / 2 - inset), h - t, lt, a.chance(0.5), a.u(0.0, 0.1))
     elif style == "three":
-        _legs(a, "leg", _circle(w / 2 - inset, d / 2 - inset, 3, np.pi / 2), h - t, lt, False, a.u(0.0, 0.15))
+        a.legs("leg", P.circle_feet(w / 2 - inset, d / 2 - inset, 3, np.pi / 2), h - t, lt, False, a.u(0.0, 0.15))
     elif style == "pedestal":
-        _pedestal(a, "leg", h - t, a.u(0.02, 0.04), a.u(0.22, 0.32), a.pick((4, 5), (0.3, 0.7)), a.u(0.02, 0.04))
+        a.pedestal("leg", h - t, a.u(0.02, 0.04), a.u(0.22, 0.32), a.pick((4, 5), (0.3, 0.7)), a.u(0.02, 0.04))
     else:
         pt = a.u(0.015, 0.04)
         for sx in (-1, 1):
@@ -188,11 +159,11 @@ def _chair(a: Assembler) -> None:
     pivot = (0, h, -d / 2 + bt / 2)
     back = a.pick(("panel", "slats", "ladder"), (0.55, 0.25, 0.2))
     if back == "panel":
-        a.add("back", _tilted(P.box((bw, bh, bt), (0, h + bh / 2, pivot[2])), lean, pivot))
+        a.add("back", P.tilt_x(P.box((bw, bh, bt), (0, h + bh / 2, pivot[2])), lean, pivot))
         return _chair_arms(a, w, d, h)
     pr = a.u(0.012, 0.025)
     for sx in (-1, 1):
-        a.add("back", _tilted(P.cylinder((sx * bw / 2, h - t, pivot[2]), (sx * bw / 2, h + bh, pivot[2]), pr), lean, pivot))
+        a.add("back", P.tilt_x(P.cylinder((sx * bw / 2, h - t, pivot[2]), (sx * bw / 2, h + bh, pivot[2]), pr), lean, pivot))
     rails = int(a.rng.integers(3, 6)) if back == "slats" else int(a.rng.integers(2, 4))
     for k in range(rails):
         if back == "slats":
@@ -200,7 +171,7 @@ def _chair(a: Assembler) -> None:
             prim = P.box((a.u(0.02, 0.05), bh * 0.8, bt * 0.6), (x, h + bh * 0.5, pivot[2]))
         else:
             prim = P.box((bw, a.u(0.03, 0.08), bt * 0.6), (0, h + bh * (k + 1) / rails - 0.04, pivot[2]))
-        a.add("back", _tilted(prim, lean, pivot))
+        a.add("back", P.tilt_x(prim, lean, pivot))
     _chair_arms(a, w, d, h)
 
 
@@ -227,14 +198,14 @@ def _stool(a: Assembler) -> None:
         a.add("seat", P.box((2 * r, t, 2 * r), (0, h - t / 2, 0)))
     style = a.pick(("three", "four", "pedestal"), (0.35, 0.45, 0.2)) if t < 0.1 else "four"
     if style == "pedestal":
-        _pedestal(a, "leg", h - t, a.u(0.025, 0.05), a.u(0.15, 0.25), a.pick((0, 4), (0.6, 0.4)), a.u(0.02, 0.04))
+        a.pedestal("leg", h - t, a.u(0.025, 0.05), a.u(0.15, 0.25), a.pick((0, 4), (0.6, 0.4)), a.u(0.02, 0.04))
         if a.chance(0.5):
             a.add("footrest", P.ring(a.u(0.1, 0.16), a.u(0.008, 0.015), (0, (h - t) * a.u(0.25, 0.45), 0)))
         return
     n = 3 if style == "three" else 4
     rl, splay = r * a.u(0.6, 0.85), a.u(0.0, 0.15)
-    feet = _circle(rl, rl, n, np.pi / 4)
-    _legs(a, "leg", feet, h - t, lt, a.chance(0.4), splay)
+    feet = P.circle_feet(rl, rl, n, np.pi / 4)
+    a.legs("leg", feet, h - t, lt, a.chance(0.4), splay)
     if t < 0.1 and a.chance(0.5):
         yf = (h - t) * a.u(0.25, 0.45)
         rr = rl + (h - t - yf) * np.tan(splay)  # leg distance from the axis at the footrest height
@@ -261,14 +232,14 @@ def _bench(a: Assembler) -> None:
             a.add("leg", P.box((a.u(0.03, 0.07), h - t, d * a.u(0.8, 1.0)), (sx * (w / 2 - inset), (h - t) / 2, 0)))
     else:
         n = 6 if style == "six" else 4
-        _legs(a, "leg", _rect(w / 2 - inset, d / 2 - 0.03, n), h - t, lt, a.chance(0.6), a.u(0.0, 0.08))
+        a.legs("leg", P.rect_feet(w / 2 - inset, d / 2 - 0.03, n), h - t, lt, a.chance(0.6), a.u(0.0, 0.08))
     if not a.chance(0.4):
         return
     bh, lean, zb = a.u(0.3, 0.5), a.u(0.0, 0.3), -d / 2 + 0.02
     for sx in (-1, 1):
-        a.add("back", _tilted(P.box((0.04, bh + t, 0.04), (sx * (w / 2 - inset), h - t + (bh + t) / 2, zb)), lean, (0, h, zb)))
+        a.add("back", P.tilt_x(P.box((0.04, bh + t, 0.04), (sx * (w / 2 - inset), h - t + (bh + t) / 2, zb)), lean, (0, h, zb)))
     for k in range(int(a.rng.integers(1, 4))):
-        a.add("back", _tilted(P.box((w * 0.98, a.u(0.05, 0.12), 0.025), (0, h + bh * (1 - 0.3 * k) - 0.05, zb)), lean, (0, h, zb)))
+        a.add("back", P.tilt_x(P.box((w * 0.98, a.u(0.05, 0.12), 0.025), (0, h + bh * (1 - 0.3 * k) - 0.05, zb)), lean, (0, h, zb)))
     if a.chance(0.4):
         for sx in (-1, 1):
             a.add("arm", P.box((0.05, a.u(0.2, 0.3), d * 0.9), (sx * (w / 2 - 0.03), h + 0.1, 0)))
@@ -288,7 +259,7 @@ def _sofa(a: Assembler) -> None:
     if a.chance(0.15):
         a.add("seat", P.box((cw, bh + ct, a.u(0.5, 0.8)), (w / 2 - aw - cw / 2, lh + (bh + ct) / 2, d / 2 + 0.3)))
     top = a.u(0.7, 1.0)
-    a.add("back", _tilted(P.box((w, top - lh - bh, bt), (0, (top + lh + bh) / 2, -d / 2 + bt / 2)), a.u(0, 0.2),
+    a.add("back", P.tilt_x(P.box((w, top - lh - bh, bt), (0, (top + lh + bh) / 2, -d / 2 + bt / 2)), a.u(0, 0.2),
                           (0, lh + bh, -d / 2 + bt / 2)))
     if aw > 0:
         ah = a.u(0.5, 0.72)
@@ -297,7 +268,7 @@ def _sofa(a: Assembler) -> None:
             if a.chance(0.3):
                 a.add("arm", P.cylinder((sx * (w / 2 - aw / 2), ah, -d / 2), (sx * (w / 2 - aw / 2), ah, d / 2), aw * 0.6, 12))
     if lh > 0:
-        _legs(a, "leg", _rect(w / 2 - 0.06, d / 2 - 0.06, 6 if w > 2.0 else 4), lh + 0.01, a.u(0.02, 0.04), a.chance(0.5))
+        a.legs("leg", P.rect_feet(w / 2 - 0.06, d / 2 - 0.06, 6 if w > 2.0 else 4), lh + 0.01, a.u(0.02, 0.04), a.chance(0.5))
 
 
 def _bed(a: Assembler) -> None:
@@ -313,7 +284,7 @@ def _bed(a: Assembler) -> None:
         fbh = a.u(0.4, min(0.7, hh))
         a.add("footboard", P.box((w, fbh, ht), (0, fbh / 2, ln / 2 + ht / 2)))
     if lh > 0:
-        _legs(a, "leg", _rect(w / 2 - 0.05, ln / 2 - 0.05, 6 if a.chance(0.3) else 4), lh + 0.01, a.u(0.025, 0.05), a.chance(0.6))
+        a.legs("leg", P.rect_feet(w / 2 - 0.05, ln / 2 - 0.05, 6 if a.chance(0.3) else 4), lh + 0.01, a.u(0.025, 0.05), a.chance(0.6))
     n = a.pick((0, 1, 2), (0.3, 0.3, 0.4))
     pr = (w / (2 * max(n, 1)) * a.u(0.6, 0.85), a.u(0.04, 0.08), a.u(0.12, 0.2))
     for k in range(n):
@@ -326,6 +297,9 @@ def _table(a: Assembler) -> None:
     t, round_top = a.u(0.02, 0.06), a.chance(0.3)
     w = a.u(0.6, 1.3) if round_top else a.u(0.6, 1.8)
     d = w if round_top else a.u(0.5, min(1.0, w))
+    if a.chance(0.15):  # side table: stool-sized
+        h, w = a.u(0.45, 0.7), a.u(0.35, 0.6)
+        d = w if round_top else w * a.u(0.7, 1.0)
     if round_top:
         a.add("top", P.cylinder((0, h - t, 0), (0, h, 0), w / 2, 24))
         style = a.pick(("pedestal", "three", "four"), (0.5, 0.25, 0.25))
@@ -336,16 +310,16 @@ def _table(a: Assembler) -> None:
     hw, hd = w / 2 - inset, d / 2 - inset
     if round_top and style != "pedestal":
         hw = hd = w / 2 * 0.7
-        feet = _circle(hw, hd, 3 if style == "three" else 4, np.pi / 4)
+        feet = P.circle_feet(hw, hd, 3 if style == "three" else 4, np.pi / 4)
     else:
-        feet = _rect(hw, hd, 6 if style == "six" else 4)
+        feet = P.rect_feet(hw, hd, 6 if style == "six" else 4)
     if style == "pedestal":
-        _pedestal(a, "leg", h - t, a.u(0.04, 0.08), a.u(0.2, 0.4) * w, a.pick((0, 3, 4), (0.5, 0.2, 0.3)), a.u(0.03, 0.06))
+        a.pedestal("leg", h - t, a.u(0.04, 0.08), a.u(0.2, 0.4) * w, a.pick((0, 3, 4), (0.5, 0.2, 0.3)), a.u(0.03, 0.06))
     elif style == "panel":
         for sx in (-1, 1):
             a.add("leg", P.box((a.u(0.02, 0.05), h - t, d * a.u(0.7, 1.0)), (sx * hw, (h - t) / 2, 0)))
     else:
-        _legs(a, "leg", feet, h - t, lt, a.chance(0.5), a.u(0.0, 0.06))
+        a.legs("leg", feet, h - t, lt, a.chance(0.5), a.u(0.0, 0.06))
     kind = a.pick(("none", "apron", "shelf", "rails"), (0.5, 0.2, 0.2, 0.1))
     if kind == "apron" and not round_top:
         ah = a.u(0.05, 0.12)
@@ -375,7 +349,7 @@ def _shelf(a: Assembler) -> None:
         for sx in (-1, 1):
             a.add("side", P.box((st, h, d), (sx * (w / 2 + st / 2), h / 2, 0)))
     else:
-        _legs(a, "side", _rect(w / 2 - 0.02, d / 2 - 0.02), h, a.u(0.012, 0.025), a.chance(0.5))
+        a.legs("side", P.rect_feet(w / 2 - 0.02, d / 2 - 0.02), h, a.u(0.012, 0.025), a.chance(0.5))
     if a.chance(0.6):
         a.add("back", P.box((w, h - gap, 0.01), (0, (h + gap) / 2, -d / 2 - 0.005)))
     if a.chance(0.25):
@@ -428,12 +402,15 @@ def _mug(a: Assembler) -> None:
     rm = max(r0, r1) * (a.u(1.0, 1.12) if a.chance(0.3) else 1.0)  # barrel belly
     wt, bot = a.u(0.003, 0.007), a.u(0.004, 0.01)
     rim = (r0 + r1) / 2 if rm == max(r0, r1) else rm
-    prof = [(0, 0), (r0 - 0.003, 0), (r0, 0.003), (rim, h / 2), (r1, h), (r1 - wt, h), (rim - wt, h / 2),
-            (r0 - wt, bot), (0, bot)]
+    prof = [(0, 0), (r0 - 0.003, 0), (r0, 0.003), (rim, h / 2), (r1, h)]
+    if a.chance(0.15):  # travel mug: a lid closes the top, bottle-like
+        prof += [(r1 * 0.9, h * 1.06), (0, h * 1.06)]
+    else:
+        prof += [(r1 - wt, h), (rim - wt, h / 2), (r0 - wt, bot), (0, bot)]
     a.add("body", P.lathe(prof, 20))
     if a.chance(0.85):
         hh = h * a.u(0.45, 0.75)
-        _handle(a, "handle", rim, h * a.u(0.45, 0.55), hh, hh * a.u(0.35, 0.6), h * a.u(0.04, 0.08))
+        a.handle("handle", rim, h * a.u(0.45, 0.55), hh, hh * a.u(0.35, 0.6), h * a.u(0.04, 0.08))
 
 
 def _bottle(a: Assembler) -> None:
@@ -453,7 +430,7 @@ def _bottle(a: Assembler) -> None:
         a.add("cap", P.cylinder((0, y1 - ch * 0.5, 0), (0, y1 + ch * 0.5, 0), lip * a.u(1.05, 1.3), 16))
     if a.chance(0.1):
         hh = hb * a.u(0.4, 0.6)
-        _handle(a, "handle", r, hb * 0.6, hh, hh * a.u(0.35, 0.6), r * a.u(0.1, 0.2))
+        a.handle("handle", r, hb * 0.6, hh, hh * a.u(0.35, 0.6), r * a.u(0.1, 0.2))
 
 
 # ------------------------------------------------------------------- vehicles

@@ -10,6 +10,15 @@ from ssl3d.methods.base import METHODS, Method, NotPretrainedError, RunContext, 
 from ssl3d.methods.config import MethodConfig, TrainConfig
 from ssl3d.methods import baselines as _baselines  # noqa: F401  (registers the baselines)
 
+import importlib as _importlib
+import importlib.util as _importlib_util
+
+# Built-in method modules register themselves on import. (Transitional: modules
+# written in parallel are imported once their file exists.)
+for _module in ("switchvae", "parae", "cmcv", "cmic"):
+    if _importlib_util.find_spec(f"ssl3d.methods.{_module}") is not None:
+        _importlib.import_module(f"ssl3d.methods.{_module}")
+
 
 def get_method(name: str) -> type[Method]:
     """The method class registered as ``name`` (unknown names list the valid ones)."""

@@ -6,8 +6,9 @@ Section 4, Tables 1 and 3):
 * queries: the ``image`` (photo-like render or real photo) of every test item;
   gallery: every test shape, represented by ``ibsr.gallery_modality``
   (``views`` by default: its multi-view renders); query i's ground-truth shape
-  is gallery item ``shape_of[i]`` (the same index on datasets with one photo
-  per shape, such as synth);
+  is gallery item i on datasets with one photo per shape (synth), or
+  ``query_shape_index[i]`` of the split's ``gallery_split()`` of unique shapes
+  on datasets with several photos per shape (Pix3D);
 * similarity: methods with a query-conditioned shape embedding (CMIC's
   attention over views) score each (query, shape) pair through
   ``method.ibsr_similarity_batch``; all others by the negative distance between
@@ -67,19 +68,23 @@ class IBSRProtocol(Protocol):
         data = FirstViews(test_data, cfg.n_views)
         query, labels = extract_features(method, data, modality, batch_size=ctx.batch_size, progress=ctx.progress,
                                          desc=f"embed queries ({modality})")
+        # datasets with several photos per shape (Pix3D) give a separate gallery of unique shapes
+        gallery_data = test_data.gallery_split() if hasattr(test_data, "gallery_split") else test_data
         shape_of = np.asarray(getattr(test_data, "query_shape_index", np.arange(len(labels))))
+        gallery_labels = np.asarray(gallery_data.labels)
+        gallery_view = FirstViews(gallery_data, cfg.n_views)
         if method.query_conditioned:
-            similarity = self._conditioned(method, data, query, ctx)
+            similarity = self._conditioned(method, gallery_view, query, ctx)
             scoring = "query-conditioned"
         else:
             if cfg.gallery_modality not in method.embed_modalities:
                 raise ValueError(f"method {method.name!r} cannot embed the gallery modality {cfg.gallery_modality!r}; "
                                  f"it embeds {', '.join(sorted(method.embed_modalities))} (set ibsr.gallery_modality)")
-            gallery, _ = extract_features(method, data, cfg.gallery_modality, batch_size=ctx.batch_size,
+            gallery, _ = extract_features(method, gallery_view, cfg.gallery_modality, batch_size=ctx.batch_size,
                                           progress=ctx.progress, desc=f"embed gallery ({cfg.gallery_modality})")
             similarity = -pairwise_distance(query, gallery, cfg.distance)
             scoring = f"plain embeddings, {cfg.distance}"
-        metrics = ibsr_metrics(similarity, shape_of, labels, labels, tuple(cfg.ks))
+        metrics = ibsr_metrics(similarity, shape_of, labels, gallery_labels, tuple(cfg.ks))
         return ProtocolResult(metrics, {"scoring": scoring, "n_queries": int(len(query)),
                                         "gallery_modality": cfg.gallery_modality})
 

@@ -322,7 +322,7 @@ class SegmentationProtocol(Protocol):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(target)
+            total += float(loss.detach()) * len(target)
             count += len(target)
         return total / max(count, 1)
 

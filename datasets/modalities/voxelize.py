@@ -19,24 +19,31 @@ unlike a conservative "every voxel touching the surface" rule (binvox ``-e``),
 which adds about half a voxel all round (+14% on a sphere at R = 32).
 
 Probe rays are cast along the three axes through every column of voxel
-centres (:math:`3R^2` rays, every crossing recorded, offset by a tiny fixed
-jitter so they do not run exactly along mesh edges). Then:
+centres (:math:`3R^2` rays, every crossing recorded). The whole sample lattice
+is shifted by a fixed jitter of at most 0.012 voxel per axis so that rays do
+not run exactly along the edges of axis-aligned geometry; "centre" below means
+this shifted centre, where the three probe lines of a voxel meet. Then:
 
 * ``"winding"`` (used when every probe line sees a closed, consistently
-  oriented surface, i.e. zero signed crossings in total): the winding number
+  oriented surface, i.e. an even number of crossings summing to zero signed
+  crossings): the winding number
   :math:`w(\mathbf{p}) = \sum_{\text{crossings beyond } \mathbf{p}} \operatorname{sign}(\mathbf{n}\cdot\mathbf{d})`
   of every centre along each axis; inside iff :math:`w \ne 0` for at least 2
   of the 3 axes. Interpenetrating closed parts add up (union), cavities bounded
   by inward-facing shells stay empty.
 * ``"flood"`` (the fallback, ``used_fallback=True``, for open, inconsistently
-  oriented or self-overlapping meshes): mark the voxel nearest to every
-  crossing, dilate the marks by one voxel (3x3x3) into a barrier that seals
-  holes up to about two voxels wide, and flood the exterior from the grid
-  boundary through unmarked voxels (6-connected). Then continue the flood into
-  the barrier voxels, from centre to neighbouring centre only where the
-  segment between them crosses no surface; centres never reached are inside.
-  On a closed mesh this gives the same centres as ``"winding"``; a hole wider
-  than the seal leaves only the thin-rescue surface layer.
+  oriented or self-overlapping meshes, and for duplicated or coincident faces):
+  mark the voxel nearest to every crossing, dilate the marks by one voxel
+  (3x3x3) into a barrier that seals holes up to about two voxels wide, and
+  flood the exterior from the grid boundary through unmarked voxels
+  (6-connected). Then let the exterior grow 4 steps into the barrier, from
+  centre to neighbouring centre only where the segment between them crosses
+  no surface; centres never reached are inside. On closed meshes this gives
+  the same centres as ``"winding"`` (4 steps suffice to cross the barrier's
+  outer half; fewer do not at sharp corners), while leaking through a sealed
+  hole only dents the solid within 4 voxels of the hole. A hole wider than
+  the seal leaves only the thin-rescue surface layer (an open box stays a
+  thin-walled box).
 """
 
 from __future__ import annotations
