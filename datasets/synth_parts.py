@@ -331,10 +331,10 @@ class Assembler:
         return options[int(self.rng.choice(len(options), p=np.asarray(probs) / np.sum(probs)))]
 
     def add(self, part: str, prim: Prim, anchor: Sequence[float] | None = None) -> None:
-        """Add one primitive labelled ``part``, size-jittered about ``anchor``.
+        r"""Add one primitive labelled ``part``, size-jittered about ``anchor``.
 
-        The jitter scales the primitive per axis by :math:`1 + j\\,u`,
-        :math:`u \\sim U(-1, 1)^3`, about ``anchor`` (default: its bounding-box
+        The jitter scales the primitive per axis by :math:`1 + j\,u`,
+        :math:`u \sim U(-1, 1)^3`, about ``anchor`` (default: its bounding-box
         centre), so a leg jittered about its top stays attached to its seat.
         """
         u = self.rng.uniform(-1.0, 1.0, 3)

@@ -106,8 +106,8 @@ class Nuisance:
     """
 
     rotate_up: bool = True  # random rotation about +Y by an angle in [0, 2pi), after scaling
-    aniso_scale: float = 0.2  # whole-shape scale per canonical axis drawn from [1-a, 1+a]; a in [0, 1)
-    part_jitter: float = 0.15  # every primitive scaled per axis by [1-j, 1+j] about its attachment; j in [0, 1)
+    aniso_scale: float = 0.25  # whole-shape scale per canonical axis drawn from [1-a, 1+a]; a in [0, 1)
+    part_jitter: float = 0.2  # every primitive scaled per axis by [1-j, 1+j] about its attachment; j in [0, 1)
     drop_part_prob: float = 0.15  # chance each optional (non-mandatory) part is missing entirely; in [0, 1]
 
     def __post_init__(self) -> None:

@@ -238,7 +238,7 @@ def test_frozen_head_beats_chance_on_separable_parts():
     train, test = _HalfSpaces(16, seed=0), _HalfSpaces(8, seed=1)
     method = _XYZFeatures()
     method.model = method.build_model()
-    result = SegmentationProtocol(SegConfig(epochs=15, batch_size=8, lr=0.01)).evaluate(
+    result = SegmentationProtocol(SegConfig(epochs=25, batch_size=8, lr=0.01)).evaluate(
         method, train, test, "points", QUIET)
     # chance: uniform guesses among the category's two parts
     rng = np.random.default_rng(0)

@@ -128,7 +128,13 @@ def _linear_bn_act_max(y: Tensor, weight: Tensor, norm: nn.BatchNorm1d, slope: f
         mean = weight @ mean_y
         var = ((weight @ cov) * weight).sum(dim=1).clamp_min(0)
     scale, shift = _bn_affine(norm, mean, var, m * r)
-    extreme = torch.where(scale < 0, z.min(dim=1).values, z.max(dim=1).values)
+    negative = scale.detach() < 0
+    if not bool(negative.any()):
+        extreme = z.max(dim=1).values
+    elif bool(negative.all()):
+        extreme = z.min(dim=1).values
+    else:  # mixed signs: both reductions, each channel keeps its own
+        extreme = torch.where(negative, z.min(dim=1).values, z.max(dim=1).values)
     return F.leaky_relu(extreme * scale + shift, slope)
 
 
