@@ -3,6 +3,7 @@
     bench run --method M --task T [--preset quick|paper] [--seed S | --seeds S ...]
               [--device auto|cpu|cuda] [--set key=value ...] [--data-root DIR]
               [--results-dir DIR] [--modality X] [--pretrain-data NAME]
+    bench suite [--preset quick] [--seeds 0 1 2] [--methods PATTERN] [--tasks PATTERN] [--dry-run]
     bench list [--json]
     bench leaderboard [--results-dir DIR] [--plot]
     bench prepare NAME [--data-root DIR] [--split S ...] [--modalities M ...]
@@ -52,6 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pretrain-data", default=None, help="dataset to pretrain on (default: the task's dataset)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
 
+    suite = sub.add_parser("suite", help="run every compatible (method, task, modality) over seeds; resumable")
+    suite.add_argument("--preset", default="quick", help="method preset for every run (default quick)")
+    suite.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
+    suite.add_argument("--methods", default="*", help="method name pattern with wildcards (default *)")
+    suite.add_argument("--tasks", default="synth-*", help="task name pattern with wildcards (default synth-*)")
+    suite.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
+    suite.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a setting for every run (repeatable)")
+    suite.add_argument("--data-root", default=None, help="data and cache folder")
+    suite.add_argument("--results-dir", default=None, help="results folder (default $SSL3D_RESULTS or ./results)")
+    suite.add_argument("--dry-run", action="store_true", help="list what would run and what is skipped, run nothing")
+    suite.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     lst = sub.add_parser("list", help="methods, tasks, datasets and protocols, plugins included")
     lst.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -84,6 +98,15 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"seed {seed}): {metrics}  [{result['timings']['total_s']:.1f}s]")
         print(f"  result: {args.results_dir or 'results'}/runs/{result['run_id']}/result.json")
     return 0
+
+
+def cmd_suite(args: argparse.Namespace) -> int:
+    from ssl3d.bench.suite import run_suite
+
+    outcome = run_suite(methods=args.methods, tasks=args.tasks, preset=args.preset, seeds=tuple(args.seeds),
+                        device=args.device, overrides=parse_set_args(args.overrides), data_root=args.data_root,
+                        results_dir=args.results_dir, progress=not args.no_progress, dry_run=args.dry_run)
+    return 1 if outcome["failures"] else 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -143,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    handlers = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "prepare": cmd_prepare}
+    handlers = {"suite": cmd_suite, "run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "prepare": cmd_prepare}
     try:
         return handlers[args.command](args)
     except (UnknownNameError, ConfigError, ValueError, FileNotFoundError) as exc:

@@ -34,9 +34,12 @@ def head_on_box_rectangle(extents, size, zoom, offset):
     scale = 1.0 / np.linalg.norm(half)
     depth = CAMERA_DISTANCE - half[2] * scale
     ndc = (np.arange(size) + 0.5) * 2.0 / size - 1.0
-    cols = np.abs(ndc - offset[0]) < half[0] * scale / depth / TAN_HALF_FOV * zoom
-    rows = np.abs(-ndc - offset[1]) < half[1] * scale / depth / TAN_HALF_FOV * zoom
-    return rows[:, None] & cols[None, :]
+    x_lim = half[0] * scale / depth / TAN_HALF_FOV * zoom
+    y_lim = half[1] * scale / depth / TAN_HALF_FOV * zoom
+    # no pixel centre within 1e-6 NDC of an edge, so the answer is unambiguous
+    assert np.abs(np.abs(ndc - offset[0]) - x_lim).min() > 1e-6
+    assert np.abs(np.abs(-ndc - offset[1]) - y_lim).min() > 1e-6
+    return (np.abs(-ndc - offset[1]) < y_lim)[:, None] & (np.abs(ndc - offset[0]) < x_lim)[None, :]
 
 
 @pytest.mark.parametrize("crop", [False, True])
@@ -64,7 +67,6 @@ def test_cropped_mask_matches_analytic_projection():
         p = res.params
         assert 0.85 <= p.zoom <= 1.15 and max(map(abs, p.offset)) <= 0.06
         expected = head_on_box_rectangle(extents, 80, p.zoom, p.offset)
-        # pixels whose centre is within 1e-6 NDC of an edge are left out of the comparison
         np.testing.assert_array_equal(res.mask, expected)
 
 

@@ -145,7 +145,10 @@ def test_flat_shapes_do_not_crash():
 
 
 def test_normalisation_and_invariance():
-    parts = [trimesh.creation.box((1.0, 0.3, 0.4)), trimesh.creation.cylinder(0.2, 0.9).apply_translation([0.3, 0.4, 0])]
+    parts = [
+        trimesh.creation.box((1.0, 0.3, 0.4)),
+        trimesh.creation.cylinder(0.2, 0.9).apply_translation([0.3, 0.4, 0]),
+    ]
     mesh = trimesh.util.concatenate(parts)
     centre, scale = normalise_for_voxels(mesh)
     lo, hi = mesh.bounds

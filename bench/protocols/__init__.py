@@ -4,11 +4,7 @@ from ssl3d.bench.protocols.base import PROTOCOLS, EvalContext, Protocol, Protoco
 from ssl3d.bench.protocols import ibsr as _ibsr  # noqa: F401
 from ssl3d.bench.protocols import reconstruction as _reconstruction  # noqa: F401
 from ssl3d.bench.protocols import retrieval as _retrieval  # noqa: F401
+from ssl3d.bench.protocols import segmentation as _segmentation  # noqa: F401
 from ssl3d.bench.protocols import svm as _svm  # noqa: F401
-
-try:  # written in parallel; registers "segmentation" once present
-    from ssl3d.bench.protocols import segmentation as _segmentation  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
 
 __all__ = ["PROTOCOLS", "EvalContext", "Protocol", "ProtocolResult", "register_protocol"]

@@ -107,10 +107,11 @@ def sample_photo_params(
     and offset in [-0.06, 0.06] NDC per axis; background flat, linear gradient
     or smooth noise (a 3..7 square grid of colours, a base colour plus
     N(0, 0.12) per channel, bilinearly upsampled), one third each; background
-    colours in HSV with saturation [0, 0.6] and value [0.2, 1]; part albedos in HSV with saturation [0.15, 0.9] and value
-    [0.3, 0.95], redrawn (up to 20 times) while closer than 0.25 (RGB distance)
-    to the mean background colour; light from the viewer's side, up to 60
-    degrees off the optical axis horizontally and 0..60 degrees up, tinted
+    colours in HSV with saturation [0, 0.6] and value [0.2, 1]; part albedos in
+    HSV with saturation [0.15, 0.9] and value [0.3, 0.95], redrawn (up to 20
+    times) while closer than 0.25 (RGB distance) to the mean background colour;
+    light from the viewer's side, up to 60 degrees off the optical axis
+    horizontally and 0..60 degrees up, tinted
     (each channel 1 - U[0, 0.3], then max-normalised), intensity [0.6, 1.1],
     ambient [0.15, 0.35], specular weight [0, 0.5] with exponent [8, 64].
 

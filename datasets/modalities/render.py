@@ -37,20 +37,11 @@ from typing import Literal
 import numpy as np
 import trimesh
 
-from .cameras import CAMERA_DISTANCE, camera_rays, look_at
+from .cameras import CAMERA_DISTANCE, camera_eye, camera_rays, look_at
 
 __all__ = [
-    "RayCaster",
-    "ViewHits",
-    "normalise_unit_sphere",
-    "unit_sphere_caster",
-    "cast_views",
-    "render_views",
-    "silhouette",
-    "AMBIENT",
-    "KEY",
-    "FILL",
-    "KEY_LIGHT_CAMERA",
+    "RayCaster", "ViewHits", "normalise_unit_sphere", "unit_sphere_caster", "cast_views",
+    "render_views", "silhouette", "AMBIENT", "KEY", "FILL", "KEY_LIGHT_CAMERA",
 ]
 
 AMBIENT, KEY, FILL = 0.15, 0.65, 0.35
@@ -311,7 +302,7 @@ def cast_views(
     face, t = caster.first_hit(origins.reshape(-1, 3), dirs.reshape(-1, 3))
     shape = dirs.shape[:3]
     face = face.reshape(shape)
-    rotation = np.stack([look_at(c * CAMERA_DISTANCE) for c in cameras / np.linalg.norm(cameras, axis=1, keepdims=True)])
+    rotation = np.stack([look_at(eye) for eye in camera_eye(cameras)])
     # depth along the optical axis = t * (ray . forward), forward = -back row
     cos_axis = -np.einsum("vhwc,vc->vhw", dirs, rotation[:, 2])
     depth = (t.reshape(shape) * cos_axis).astype(np.float32)

@@ -205,7 +205,8 @@ def _flood_inside(x: _Crossings, r: int, steps: int = _STEPS) -> np.ndarray:
     for _ in range(steps):
         grown = reached.copy()
         for a in range(3):
-            padded = np.moveaxis(np.pad(reached, [(1, 1) if y == a else (0, 0) for y in range(3)], constant_values=True), a, 0)
+            pad = [(1, 1) if y == a else (0, 0) for y in range(3)]  # the outside counts as reached
+            padded = np.moveaxis(np.pad(reached, pad, constant_values=True), a, 0)
             o = np.moveaxis(open_seg[a], a, 0)
             g = np.moveaxis(grown, a, 0)  # a view: writes land in grown
             g |= (padded[:r] & o[:r]) | (padded[2:] & o[1:])

@@ -1,0 +1,28 @@
+"""`bench suite`: planning (compatible pairs, skipped pairs with reasons) and resuming."""
+
+from __future__ import annotations
+
+from ssl3d.bench.results import ResultStore
+from ssl3d.bench.suite import plan_suite, run_suite
+
+from conftest import TINY_SYNTH
+
+
+def test_plan_lists_compatible_pairs_and_reasons_for_the_rest():
+    planned, skipped = plan_suite("random-pointnet", "synth-*")
+    assert {(p.task, p.modality) for p in planned} >= {("synth-svm", "points"), ("synth-retrieval", "points"),
+                                                       ("synth-seg", "points")}
+    reasons = {task: why for _, task, why in skipped}
+    assert "synth-recon" in reasons and "reconstructs voxels from nothing" in reasons["synth-recon"]
+    assert "synth-ibsr" in reasons and "image" in reasons["synth-ibsr"]
+
+
+def test_suite_runs_then_resumes_without_rerunning(tmp_path):
+    kw = dict(methods="random-pointnet", tasks="synth-svm", seeds=(0, 1), overrides=TINY_SYNTH,
+              results_dir=str(tmp_path), progress=False)
+    first = run_suite(**kw)
+    assert first["todo"] == 2 and not first["failures"]
+    assert len(ResultStore(tmp_path).read_leaderboard()) == 4
+    second = run_suite(**kw)
+    assert second["todo"] == 0
+    assert len(ResultStore(tmp_path).read_leaderboard()) == 4
