@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from ssl3d.bench.config import config_hash, to_dict
 from ssl3d.bench.registry import Registry
-from ssl3d.datasets.cache import CacheReport, H5Reader, build_cache
+from ssl3d.datasets.cache import CacheReport, H5Reader, build_caches
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,7 @@ class ShapeDataset(Dataset):
         self.shapes: list[ShapeInfo] = self.index(split)
         self._readers: dict[str, H5Reader] = {}
         self._valid: np.ndarray | None = None
+        self._mesh_memo: tuple[str, Any] | None = None
         self.reports: dict[str, CacheReport] = {}
         if prepare:
             self.prepare()
@@ -179,34 +180,40 @@ class ShapeDataset(Dataset):
         return list(dict.fromkeys(MODALITY_GROUP[m] for m in self.modalities))
 
     def prepare(self) -> dict[str, CacheReport]:
-        """Build (or find) the cache of every requested modality group."""
-        for group in self.groups():
-            if group in self._readers:
-                continue
-            report = build_cache(
-                self.cache_path(group),
+        """Build (or find) the cache of every requested modality group, all missing ones in one pass."""
+        groups = [g for g in self.groups() if g not in self._readers]
+        if groups:
+            reports = build_caches(
+                {g: self.cache_path(g) for g in groups},
                 len(self.shapes),
-                _GroupComputer(self, group),
-                attrs=self.settings(group),
+                _GroupComputer(self, groups),
+                attrs={g: self.settings(g) for g in groups},
                 workers=self.config.workers or None,
                 progress=self.progress,
-                desc=f"{self.name}/{self.split} {group}",
+                desc=f"{self.name}/{self.split} {'+'.join(groups)}",
             )
-            self.reports[group] = report
-            for shape_name, reason in report.skipped.items():
+            self.reports.update(reports)
+            for shape_name, reason in next(iter(reports.values())).skipped.items():
                 log.warning("%s/%s: skipped %s: %s", self.name, self.split, shape_name, reason)
-            self._readers[group] = H5Reader(self.cache_path(group))
+            for g in groups:
+                self._readers[g] = H5Reader(self.cache_path(g))
         valid = np.ones(len(self.shapes), dtype=bool)
         for reader in self._readers.values():
             valid &= reader.valid
         self._valid = np.flatnonzero(valid)
         return self.reports
 
+    def mesh(self, shape: ShapeInfo) -> tuple[trimesh.Trimesh, np.ndarray | None]:
+        """:meth:`load_mesh`, memoised for the last shape, so several groups share one load."""
+        if self._mesh_memo is None or self._mesh_memo[0] != shape.name:
+            self._mesh_memo = (shape.name, self.load_mesh(shape))
+        return self._mesh_memo[1]
+
     def compute(self, group: str, i: int) -> dict[str, np.ndarray]:
         """The arrays of ``group`` for shape ``i`` (runs in a worker process)."""
         shape = self.shapes[i]
         rng = np.random.default_rng([hash_name(self.name), i, _GROUP_IDS[group]])
-        mesh, face_part = self.load_mesh(shape)
+        mesh, face_part = self.mesh(shape)
         cfg = self.config
         if group == "points":
             from ssl3d.datasets.modalities.points import sample_mesh_points
@@ -255,6 +262,11 @@ class ShapeDataset(Dataset):
             sample[modality] = _to_tensor(modality, reader.read(modality, i))
         return sample
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_mesh_memo"] = None  # never ship a mesh to worker processes
+        return state
+
     def __repr__(self) -> str:
         n = len(self) if self._valid is not None else "?"
         return f"{type(self).__name__}(split={self.split!r}, shapes={n}, modalities={list(self.modalities)})"
@@ -269,14 +281,14 @@ def hash_name(text: str) -> int:
 
 
 class _GroupComputer:
-    """Picklable per-shape job for cache workers."""
+    """Picklable per-shape job for cache workers: every requested group of one shape."""
 
-    def __init__(self, dataset: ShapeDataset, group: str) -> None:
+    def __init__(self, dataset: ShapeDataset, groups: list[str]) -> None:
         self.dataset = dataset
-        self.group = group
+        self.groups = groups
 
     def __call__(self, index: int) -> dict[str, np.ndarray]:
-        return self.dataset.compute(self.group, index)
+        return {f"{g}/{k}": v for g in self.groups for k, v in self.dataset.compute(g, index).items()}
 
     def describe(self, index: int) -> str:
         return self.dataset.shapes[index].name

@@ -25,7 +25,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import h5py
 import numpy as np
@@ -104,7 +104,7 @@ def build_cache(
     progress: bool = True,
     desc: str = "preprocess",
 ) -> CacheReport:
-    """Build ``path`` (HDF5) from ``computer(i)`` for ``i < n_items``; resume when interrupted.
+    """Build one cache file ``path`` from ``computer(i)`` for ``i < n_items``; resume when interrupted.
 
     Args:
         path: the final ``.h5`` file; its existence means the cache is complete.
@@ -116,17 +116,55 @@ def build_cache(
         progress: show a progress bar.
         desc: progress-bar label.
     """
-    path = Path(path)
-    t0 = time.perf_counter()
-    if path.exists():
-        return cache_report(path)
+    return build_caches({"": path}, n_items, _Prefixed(computer), attrs={"": attrs or {}}, shard_size=shard_size,
+                        workers=workers, progress=progress, desc=desc)[""]
+
+
+class _Prefixed:
+    """Adapts a single-file computer to the ``group/key`` naming of :func:`build_caches`."""
+
+    def __init__(self, computer: ShapeComputer) -> None:
+        self.computer = computer
+
+    def __call__(self, index: int) -> dict[str, np.ndarray]:
+        return {f"/{k}": v for k, v in self.computer(index).items()}
+
+    def describe(self, index: int) -> str:
+        return self.computer.describe(index)
+
+
+def build_caches(
+    paths: dict[str, str | os.PathLike[str]],
+    n_items: int,
+    computer: ShapeComputer,
+    *,
+    attrs: dict[str, dict[str, Any]] | None = None,
+    shard_size: int = 32,
+    workers: int | None = None,
+    progress: bool = True,
+    desc: str = "preprocess",
+) -> dict[str, CacheReport]:
+    """Build several cache files in ONE pass over the shapes (each source file is loaded once).
+
+    ``computer(i)`` returns arrays named ``"<group>/<key>"``; group ``g``'s arrays go to
+    ``paths[g]``. A shape that raises :class:`DataFileError` is invalid in every file.
+    Files that already exist are complete and are not rebuilt.
+    """
+    paths = {g: Path(p) for g, p in paths.items()}
+    missing = {g: p for g, p in paths.items() if not p.exists()}
+    reports = {g: cache_report(p) for g, p in paths.items() if g not in missing}
+    if not missing:
+        return reports
     if n_items == 0:
         raise ValueError(f"{desc}: nothing to preprocess (0 shapes)")
-    shard_dir = path.with_name(path.name + ".shards")
+    t0 = time.perf_counter()
+    first = next(iter(missing.values()))
+    # the shard folder is named after every file being built, so a different set of groups never reuses it
+    shard_dir = first.with_name(first.name + ("+" + "+".join(sorted(missing)) if len(missing) > 1 else "") + ".shards")
     shard_dir.mkdir(parents=True, exist_ok=True)
     ranges = [(s, min(s + shard_size, n_items)) for s in range(0, n_items, shard_size)]
-    todo = [(a, b, str(shard_dir / f"{a:08d}-{b:08d}.npz")) for a, b in ranges]
-    todo = [t for t in todo if not Path(t[2]).exists()]
+    shard_paths = [str(shard_dir / f"{a:08d}-{b:08d}.npz") for a, b in ranges]
+    todo = [(a, b, shard) for (a, b), shard in zip(ranges, shard_paths) if not Path(shard).exists()]
     done_before = n_items - sum(b - a for a, b, _ in todo)
     workers = min(workers or default_workers(), max(1, len(todo)))
     bar = tqdm(total=n_items, initial=done_before, desc=desc, unit="shape", disable=not progress, dynamic_ncols=True)
@@ -144,39 +182,41 @@ def build_cache(
                     bar.update(count)
     finally:
         bar.close()
-    _merge_shards(path, [str(shard_dir / f"{a:08d}-{b:08d}.npz") for a, b in ranges], attrs or {})
+    shards = []
+    for shard in shard_paths:
+        with np.load(shard) as data:
+            shards.append({k: data[k] for k in data.files})
+    for group, path in missing.items():
+        _merge_shards(path, shards, group, (attrs or {}).get(group, {}))
     shutil.rmtree(shard_dir, ignore_errors=True)
-    report = cache_report(path)
-    report.n_built = n_items - done_before
-    report.seconds = time.perf_counter() - t0
-    return report
+    for group, path in missing.items():
+        reports[group] = cache_report(path)
+        reports[group].n_built = n_items - done_before
+        reports[group].seconds = time.perf_counter() - t0
+    return reports
 
 
-def _merge_shards(path: Path, shard_paths: list[str], attrs: dict[str, Any]) -> None:
+def _merge_shards(path: Path, shards: list[dict[str, np.ndarray]], group: str, attrs: dict[str, Any]) -> None:
+    prefix = f"{group}/"
     errors: dict[str, str] = {}
+    n_total = sum(len(s["__valid__"]) for s in shards)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
-        valid_parts = []
         datasets: dict[str, h5py.Dataset] = {}
-        n_total = 0
-        shards = []
-        for shard in shard_paths:
-            with np.load(shard) as data:
-                shards.append({k: data[k] for k in data.files})
-        n_total = sum(len(s["__valid__"]) for s in shards)
         offset = 0
         for s in shards:
             n = len(s["__valid__"])
-            valid_parts.append(s["__valid__"])
             errors.update(json.loads(str(s["__errors__"])))
-            for key, value in s.items():
-                if key.startswith("__"):
+            for name, value in s.items():
+                if not name.startswith(prefix):
                     continue
+                key = name[len(prefix):]
                 if key not in datasets:
                     chunk = (1,) + value.shape[1:]
-                    datasets[key] = h5.create_dataset(key, shape=(n_total,) + value.shape[1:], dtype=value.dtype, chunks=chunk, compression="lzf")
+                    datasets[key] = h5.create_dataset(key, shape=(n_total,) + value.shape[1:], dtype=value.dtype,
+                                                      chunks=chunk, compression="lzf")
                 datasets[key][offset : offset + n] = value
             offset += n
-        h5.create_dataset("valid", data=np.concatenate(valid_parts))
+        h5.create_dataset("valid", data=np.concatenate([s["__valid__"] for s in shards]))
         h5.attrs["errors"] = json.dumps(errors)
         h5.attrs["meta"] = json.dumps(attrs, sort_keys=True, default=str)
 
@@ -225,8 +265,3 @@ class H5Reader:
         state["_file"] = None
         state["_pid"] = None
         return state
-
-
-def compute_with(fn: Callable[..., dict[str, np.ndarray]], *args: Any) -> Callable[[int], dict[str, np.ndarray]]:
-    """Small helper for tests: bind arguments to a per-shape function."""
-    return lambda i: fn(i, *args)

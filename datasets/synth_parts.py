@@ -13,16 +13,22 @@ come from cached :mod:`trimesh.creation` templates; :func:`prism` extrudes a
 convex polygon (wings, car bodies) and :func:`arc_tube` sweeps a circle
 along an arc (handles). Templates are cached per tessellation, so repeated
 calls only pay for an affine transform.
+
+:class:`Assembler` collects the labelled primitives of one shape, owns its
+random draws, applies the per-part nuisances (size jitter, dropped parts)
+and the whole-shape ones (anisotropic scale, rotation about +Y), and offers
+the sub-assemblies several categories share (leg sets, pedestals, handles).
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Sequence
+from typing import Sequence, TypeVar
 
 import numpy as np
 import trimesh
 
+T = TypeVar("T")
 Prim = tuple[np.ndarray, np.ndarray]
 """``(vertices float64 [n, 3], faces int64 [m, 3])`` of one closed surface."""
 
@@ -326,7 +332,7 @@ class Assembler:
         """Bernoulli draw with success probability ``p``."""
         return bool(self.rng.random() < p)
 
-    def pick(self, options: Sequence, probs: Sequence[float]):
+    def pick(self, options: Sequence[T], probs: Sequence[float]) -> T:
         """One of ``options`` drawn with probabilities ``probs``."""
         return options[int(self.rng.choice(len(options), p=np.asarray(probs) / np.sum(probs)))]
 

@@ -11,11 +11,13 @@ across categories (:data:`PART_NAMES`, :data:`CATEGORY_PARTS`).
 Categories, parts (mandatory ones starred: always present, never dropped) and
 their design variation:
 
-* ``chair``: seat*, back*, leg*, arm. Square/round seat; 4 or 3 legs,
-  office pedestal (4-5 feet) or side panels; panel/slat/ladder back of
-  varying height and lean; arms in 35%.
+* ``chair``: seat*, back*, leg*, arm. Square/round seat at dining or bar
+  height; 4 or 3 legs, office pedestal (4-5 feet) or side panels;
+  panel/slat/ladder back, short to tall, varying lean; arms in 35%;
+  upholstered sofa-like armchairs in 15%.
 * ``stool``: seat*, leg*, footrest. Round/square seat, low to bar height;
-  3/4 splayed legs or a pedestal; footrest ring or rungs in half.
+  3/4 splayed legs or a pedestal; footrest ring or rungs in half;
+  upholstered ottomans on short legs in 12%.
 * ``bench``: seat*, leg*, back, arm. Long plank or slatted seat; 4/6 legs or
   slab sides; a back in 40% (then arms in 40%), which makes it chair- or
   sofa-like.
@@ -24,22 +26,24 @@ their design variation:
 * ``bed``: frame*, mattress*, headboard, footboard, leg, pillow. Single to
   king; legs or a plinth; footboard in 45%, 0-2 pillows.
 * ``table``: top*, leg*, stretcher, drawer. Coffee to dining height,
-  rectangular/round; 3/4/6 legs, pedestal or desk-like slab sides; apron,
-  rails or a lower shelf; drawer block or desk pedestal.
+  rectangular/round, stool-sized side tables in 15%; 3/4/6 legs, pedestal
+  or desk-like slab sides; apron, rails or a lower shelf; drawer block or
+  desk pedestal.
 * ``shelf``: board*, side*, back, divider. Low sideboard to tall bookcase
   with 2-6 boards; slab sides or table-like corner posts; back panel,
   vertical divider.
 * ``lamp``: base, stem*, shade*. Desk (straight or articulated arm), floor
   and vase-bodied table lamps; cone, drum, dome or globe shades.
 * ``mug``: body*, handle. Hollow, straight/tapered/barrel bodies, squat to
-  tall; handleless cups in 10%.
-* ``bottle``: body*, neck*, cap, handle. Wine to squat jar (wide short neck,
-  mug-like), rounded or conical shoulders, caps, jug handle in 10%.
+  tall; handleless cups in 15%; lidded (closed, bottle-like) in 15%.
+* ``bottle``: body*, neck*, cap, handle. Wine bottle to squat jar (30%: wide
+  short neck, mug-like), rounded or conical shoulders, caps, jug handle in
+  10%.
 * ``airplane``: body*, wing*, tail*, engine. Straight to swept, tapered
-  wings at low/mid/high position, conventional or T-tail, 0/2/4 wing or
-  rear engines.
+  wings at low/mid/high position, delta wings in 15%, conventional or
+  T-tail, 0/2/4 wing or 2 rear engines.
 * ``car``: body*, wheel*, cabin, spoiler. Sedan, hatchback/SUV, van,
-  pickup, convertible; 4 or 6 wheels; spoiler in 20%.
+  pickup, convertible (no cabin); 4 or 6 wheels; spoilers on some.
 
 Deliberately confusable: chair/stool/bench/sofa (back or not, width,
 thickness), table/shelf (corner posts, lower shelves, slab sides), mug/bottle
@@ -52,6 +56,12 @@ size jitter and missing optional parts. Surface noise is *not* applied here
 (it is added to sampled points downstream). Each nuisance draws its random
 numbers whether or not it is enabled, so under one seed switching a nuisance
 off changes only that factor (the design stays the same).
+
+Calibration of the defaults (version 1.0, 12 classes, 1024 surface points
+in the unit sphere with 0.01 point noise, linear SVM): a crude rotation
+invariant descriptor (histograms of point radii and heights) reaches about
+0.6 accuracy, random-init PointNet max-pooled features about 0.83 (60 train /
+20 test shapes per class); the clean designs give about 0.73 and 0.95.
 
 Versioning: :data:`SYNTH_VERSION` must be bumped whenever the geometry or
 labels produced for any seed change (design ranges, tessellation, draw
@@ -163,7 +173,8 @@ def _chair(a: Assembler) -> None:
         return _chair_arms(a, w, d, h)
     pr = a.u(0.012, 0.025)
     for sx in (-1, 1):
-        a.add("back", P.tilt_x(P.cylinder((sx * bw / 2, h - t, pivot[2]), (sx * bw / 2, h + bh, pivot[2]), pr), lean, pivot))
+        post = P.cylinder((sx * bw / 2, h - t, pivot[2]), (sx * bw / 2, h + bh, pivot[2]), pr)
+        a.add("back", P.tilt_x(post, lean, pivot))
     rails = int(a.rng.integers(3, 6)) if back == "slats" else int(a.rng.integers(2, 4))
     for k in range(rails):
         if back == "slats":
@@ -237,9 +248,11 @@ def _bench(a: Assembler) -> None:
         return
     bh, lean, zb = a.u(0.3, 0.5), a.u(0.0, 0.3), -d / 2 + 0.02
     for sx in (-1, 1):
-        a.add("back", P.tilt_x(P.box((0.04, bh + t, 0.04), (sx * (w / 2 - inset), h - t + (bh + t) / 2, zb)), lean, (0, h, zb)))
+        post = P.box((0.04, bh + t, 0.04), (sx * (w / 2 - inset), h - t + (bh + t) / 2, zb))
+        a.add("back", P.tilt_x(post, lean, (0, h, zb)))
     for k in range(int(a.rng.integers(1, 4))):
-        a.add("back", P.tilt_x(P.box((w * 0.98, a.u(0.05, 0.12), 0.025), (0, h + bh * (1 - 0.3 * k) - 0.05, zb)), lean, (0, h, zb)))
+        rail = P.box((w * 0.98, a.u(0.05, 0.12), 0.025), (0, h + bh * (1 - 0.3 * k) - 0.05, zb))
+        a.add("back", P.tilt_x(rail, lean, (0, h, zb)))
     if a.chance(0.4):
         for sx in (-1, 1):
             a.add("arm", P.box((0.05, a.u(0.2, 0.3), d * 0.9), (sx * (w / 2 - 0.03), h + 0.1, 0)))
@@ -259,16 +272,18 @@ def _sofa(a: Assembler) -> None:
     if a.chance(0.15):
         a.add("seat", P.box((cw, bh + ct, a.u(0.5, 0.8)), (w / 2 - aw - cw / 2, lh + (bh + ct) / 2, d / 2 + 0.3)))
     top = a.u(0.7, 1.0)
-    a.add("back", P.tilt_x(P.box((w, top - lh - bh, bt), (0, (top + lh + bh) / 2, -d / 2 + bt / 2)), a.u(0, 0.2),
-                          (0, lh + bh, -d / 2 + bt / 2)))
+    back = P.box((w, top - lh - bh, bt), (0, (top + lh + bh) / 2, -d / 2 + bt / 2))
+    a.add("back", P.tilt_x(back, a.u(0, 0.2), (0, lh + bh, -d / 2 + bt / 2)))
     if aw > 0:
         ah = a.u(0.5, 0.72)
         for sx in (-1, 1):
             a.add("arm", P.box((aw, ah - lh, d), (sx * (w / 2 - aw / 2), lh + (ah - lh) / 2, 0)))
-            if a.chance(0.3):
-                a.add("arm", P.cylinder((sx * (w / 2 - aw / 2), ah, -d / 2), (sx * (w / 2 - aw / 2), ah, d / 2), aw * 0.6, 12))
+            if a.chance(0.3):  # rolled arm top
+                x = sx * (w / 2 - aw / 2)
+                a.add("arm", P.cylinder((x, ah, -d / 2), (x, ah, d / 2), aw * 0.6, 12))
     if lh > 0:
-        a.legs("leg", P.rect_feet(w / 2 - 0.06, d / 2 - 0.06, 6 if w > 2.0 else 4), lh + 0.01, a.u(0.02, 0.04), a.chance(0.5))
+        feet = P.rect_feet(w / 2 - 0.06, d / 2 - 0.06, 6 if w > 2.0 else 4)
+        a.legs("leg", feet, lh + 0.01, a.u(0.02, 0.04), a.chance(0.5))
 
 
 def _bed(a: Assembler) -> None:
@@ -284,7 +299,8 @@ def _bed(a: Assembler) -> None:
         fbh = a.u(0.4, min(0.7, hh))
         a.add("footboard", P.box((w, fbh, ht), (0, fbh / 2, ln / 2 + ht / 2)))
     if lh > 0:
-        a.legs("leg", P.rect_feet(w / 2 - 0.05, ln / 2 - 0.05, 6 if a.chance(0.3) else 4), lh + 0.01, a.u(0.025, 0.05), a.chance(0.6))
+        feet = P.rect_feet(w / 2 - 0.05, ln / 2 - 0.05, 6 if a.chance(0.3) else 4)
+        a.legs("leg", feet, lh + 0.01, a.u(0.025, 0.05), a.chance(0.6))
     n = a.pick((0, 1, 2), (0.3, 0.3, 0.4))
     pr = (w / (2 * max(n, 1)) * a.u(0.6, 0.85), a.u(0.04, 0.08), a.u(0.12, 0.2))
     for k in range(n):
@@ -314,7 +330,8 @@ def _table(a: Assembler) -> None:
     else:
         feet = P.rect_feet(hw, hd, 6 if style == "six" else 4)
     if style == "pedestal":
-        a.pedestal("leg", h - t, a.u(0.04, 0.08), a.u(0.2, 0.4) * w, a.pick((0, 3, 4), (0.5, 0.2, 0.3)), a.u(0.03, 0.06))
+        feet_n = a.pick((0, 3, 4), (0.5, 0.2, 0.3))
+        a.pedestal("leg", h - t, a.u(0.04, 0.08), a.u(0.2, 0.4) * w, feet_n, a.u(0.03, 0.06))
     elif style == "panel":
         for sx in (-1, 1):
             a.add("leg", P.box((a.u(0.02, 0.05), h - t, d * a.u(0.7, 1.0)), (sx * hw, (h - t) / 2, 0)))
@@ -399,18 +416,17 @@ def _lamp(a: Assembler) -> None:
 def _mug(a: Assembler) -> None:
     r0 = a.u(0.035, 0.055)
     h, r1 = 2 * r0 * a.u(0.7, 2.0), r0 * a.u(0.85, 1.3)
-    rm = max(r0, r1) * (a.u(1.0, 1.12) if a.chance(0.3) else 1.0)  # barrel belly
+    mid = max(r0, r1) * a.u(1.0, 1.12) if a.chance(0.3) else (r0 + r1) / 2  # barrel belly or straight
     wt, bot = a.u(0.003, 0.007), a.u(0.004, 0.01)
-    rim = (r0 + r1) / 2 if rm == max(r0, r1) else rm
-    prof = [(0, 0), (r0 - 0.003, 0), (r0, 0.003), (rim, h / 2), (r1, h)]
+    prof = [(0, 0), (r0 - 0.003, 0), (r0, 0.003), (mid, h / 2), (r1, h)]
     if a.chance(0.15):  # travel mug: a lid closes the top, bottle-like
         prof += [(r1 * 0.9, h * 1.06), (0, h * 1.06)]
     else:
-        prof += [(r1 - wt, h), (rim - wt, h / 2), (r0 - wt, bot), (0, bot)]
+        prof += [(r1 - wt, h), (mid - wt, h / 2), (r0 - wt, bot), (0, bot)]
     a.add("body", P.lathe(prof, 20))
     if a.chance(0.85):
         hh = h * a.u(0.45, 0.75)
-        a.handle("handle", rim, h * a.u(0.45, 0.55), hh, hh * a.u(0.35, 0.6), h * a.u(0.04, 0.08))
+        a.handle("handle", mid, h * a.u(0.45, 0.55), hh, hh * a.u(0.35, 0.6), h * a.u(0.04, 0.08))
 
 
 def _bottle(a: Assembler) -> None:
@@ -480,6 +496,7 @@ def _car(a: Assembler) -> None:
     side = [(-0.47, y0), (0.47, y0), (0.5, y0 + hb * 0.45), (0.5 - cf, y1), (-0.5 + cr, y1), (-0.5, y0 + hb * 0.5)]
     a.add("body", P.prism(side, wd, "x"))
     kind = a.pick(("sedan", "hatch", "van", "pickup", "convertible"), (0.35, 0.25, 0.15, 0.15, 0.1))
+    # cabin rear/front z and height; every row is drawn, so the draw count does not depend on the kind
     zr, zf, hc = {"sedan": (a.u(-0.35, -0.2), a.u(0.05, 0.2), a.u(0.1, 0.18)),
                   "hatch": (-0.47, a.u(0.05, 0.2), a.u(0.12, 0.22)),
                   "van": (-0.48, a.u(0.3, 0.42), a.u(0.18, 0.28)),
@@ -524,7 +541,11 @@ def generate_shape(category: str, rng: np.random.Generator,
 
     Returns:
         ``(mesh, face_part)``: the unprocessed :class:`trimesh.Trimesh` and
-        int64 ``[F]`` global part ids, each in ``CATEGORY_PARTS[category]``.
+        the global part id of every face, each in ``CATEGORY_PARTS[category]``.
+
+    Shapes:
+        - **mesh.vertices**: float64 :math:`[V, 3]`; **mesh.faces**: int64 :math:`[F, 3]`
+        - **face_part**: int64 :math:`[F]`
     """
     if category not in _BUILDERS:
         raise ValueError(f"unknown synth category {category!r}; valid: {', '.join(CATEGORIES)}")

@@ -232,7 +232,7 @@ def camera_rays(
     cam[..., 2] = -1.0
     cam /= np.linalg.norm(cam, axis=-1, keepdims=True)
     rots = np.stack([look_at(e) for e in eyes])  # [V, 3, 3]
-    dirs = np.einsum("hwc,vcd->vhwd", cam, rots)  # world = R^T cam
+    dirs = np.matmul(cam.reshape(1, s * s, 3), rots).reshape(len(eyes), s, s, 3)  # world = R^T cam
     origins = np.broadcast_to(eyes[:, None, None, :], dirs.shape)
     return origins, dirs
 

@@ -304,7 +304,7 @@ def cast_views(
     face = face.reshape(shape)
     rotation = np.stack([look_at(eye) for eye in camera_eye(cameras)])
     # depth along the optical axis = t * (ray . forward), forward = -back row
-    cos_axis = -np.einsum("vhwc,vc->vhw", dirs, rotation[:, 2])
+    cos_axis = -np.matmul(dirs.reshape(len(cameras), -1, 3), rotation[:, 2, :, None]).reshape(shape)
     depth = (t.reshape(shape) * cos_axis).astype(np.float32)
     normal = np.zeros(shape + (3,), dtype=np.float32)
     fg = face >= 0

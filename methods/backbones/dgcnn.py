@@ -48,13 +48,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssl3d.methods.backbones.knn import knn_indices
-from ssl3d.methods.backbones.outputs import PointBackboneOutput, check_points
+from ssl3d.methods.backbones.outputs import PointBackboneOutput, check_points, check_positive_int
 from ssl3d.methods.backbones.pointnet import PointwiseMLP, SegmentationHead
 
 __all__ = ["DGCNN", "DGCNN_PRESETS", "EdgeConv"]
 
 # Scratch bytes for one chunk of gathered neighbour rows (statistics / argmax).
 _GATHER_BUDGET = 32 * 2**20
+
+
+def _stat_dtype(x: Tensor) -> torch.dtype:
+    """float32 for half precisions, else the input's own dtype (float64 stays float64)."""
+    return torch.promote_types(x.dtype, torch.float32)
 
 
 def _uses_batch_stats(norm: nn.BatchNorm1d) -> bool:
@@ -90,15 +95,53 @@ def _bn_affine(norm: nn.BatchNorm1d, mean: Tensor | None, var: Tensor | None, co
     return scale, shift
 
 
-def _direction(scale: Tensor) -> Tensor:
-    """+1 where BN + LeakyReLU is increasing in its input, -1 where decreasing."""
-    return torch.where(scale.detach() < 0, -1.0, 1.0).to(scale.dtype)
-
-
 def _activate_(h: Tensor, slope: float) -> Tensor:
     """LeakyReLU in place. Autograd then keeps only the result, which the next
     linear layer keeps anyway, instead of a second edge-sized input copy."""
     return F.leaky_relu_(h, slope) if slope > 0 else F.relu_(h)
+
+
+class _RowMoments(torch.autograd.Function):
+    r"""Mean :math:`\bar y` and raw second moment :math:`\tfrac1M Y^\top Y` of the rows of ``y``.
+
+    Accumulated in float32 at least (float64 inputs stay float64).
+
+    Works in row chunks so a half-precision ``y`` is never copied whole to
+    float32, and keeps only ``y`` itself for backward (which the following
+    linear layer keeps anyway), so the statistics cost no extra edge-sized
+    memory: :math:`\partial L / \partial Y = \tfrac1M (\mathbf{1} g_1^\top + Y (G_2 + G_2^\top))`.
+    """
+
+    @staticmethod
+    def forward(ctx, y: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        rows, c = y.shape
+        acc = _stat_dtype(y)
+        step = max(1, _GATHER_BUDGET // (4 * c))
+        first = torch.zeros(c, dtype=acc, device=y.device)
+        second = torch.zeros(c, c, dtype=acc, device=y.device)
+        with torch.autocast(y.device.type, enabled=False):
+            for chunk in y.split(step):
+                cf = chunk.to(acc)
+                first += cf.sum(dim=0)
+                second.addmm_(cf.t(), cf)
+        ctx.save_for_backward(y)
+        return first / rows, second / rows
+
+    @staticmethod
+    def backward(ctx, g_first: Tensor | None, g_second: Tensor | None) -> Tensor:  # type: ignore[override]
+        (y,) = ctx.saved_tensors
+        rows, c = y.shape
+        acc = _stat_dtype(y)
+        g1 = torch.zeros(c, dtype=acc, device=y.device) if g_first is None else g_first.to(acc) / rows
+        g2 = torch.zeros(c, c, dtype=acc, device=y.device)
+        if g_second is not None:
+            g2 = (g_second + g_second.t()).to(acc) / rows
+        out = torch.empty_like(y)
+        step = max(1, _GATHER_BUDGET // (4 * c))
+        with torch.autocast(y.device.type, enabled=False):
+            for src, dst in zip(y.split(step), out.split(step)):
+                dst.copy_(torch.addmm(g1, src.to(acc), g2))
+        return out
 
 
 def _linear_bn_act_max(y: Tensor, weight: Tensor, norm: nn.BatchNorm1d, slope: float) -> Tensor:
@@ -117,16 +160,18 @@ def _linear_bn_act_max(y: Tensor, weight: Tensor, norm: nn.BatchNorm1d, slope: f
         - **output:** :math:`(M, C)`
     """
     m, r, c_in = y.shape
-    z = (y.reshape(m * r, c_in) @ weight.t()).view(m, r, -1)
+    flat = y.reshape(m * r, c_in)
+    z = (flat @ weight.t()).view(m, r, -1)
     mean = var = None
     if _uses_batch_stats(norm):
-        flat = y.reshape(m * r, c_in)
-        mean_y = flat.mean(dim=0)
-        # Raw second moment minus outer(mean): y is a BN + LeakyReLU output, so
-        # its mean/std ratio is O(1) and the cancellation costs little precision.
-        cov = flat.t() @ flat / (m * r) - torch.outer(mean_y, mean_y)
-        mean = weight @ mean_y
-        var = ((weight @ cov) * weight).sum(dim=1).clamp_min(0)
+        mean_y, second = _RowMoments.apply(flat)
+        with torch.autocast(y.device.type, enabled=False):
+            # Raw second moment minus outer(mean): y is a BN + LeakyReLU output,
+            # so its mean/std ratio is O(1) and the cancellation costs little.
+            cov = second - torch.outer(mean_y, mean_y)
+            w = weight.to(mean_y.dtype)
+            mean = w @ mean_y
+            var = ((w @ cov) * w).sum(dim=1).clamp_min(0)
     scale, shift = _bn_affine(norm, mean, var, m * r)
     negative = scale.detach() < 0
     if not bool(negative.any()):
@@ -165,16 +210,20 @@ def _edge_moments(a: Tensor, b: Tensor, nbr: Tensor) -> tuple[Tensor, Tensor]:
     """
     rows, k = nbr.shape
     count = rows * k
-    degree = torch.bincount(nbr.reshape(-1), minlength=rows).to(b.dtype)
-    mean_a = a.mean(dim=0)
-    mean_b = (degree @ b) / count
-    a_c = a - mean_a
-    b_c = b - mean_b
-    step = _row_chunk(rows, k, b.shape[1], b.element_size())
-    cross = sum(
-        (a_c[s : s + step] * b_c[nbr[s : s + step]].sum(dim=1)).sum(dim=0) for s in range(0, rows, step)
-    )
-    var = (k * a_c.pow(2).sum(dim=0) + 2 * cross + degree @ b_c.pow(2)) / count
+    # Per-point tensors only, so float32 is cheap and keeps sums over N k
+    # edges exact enough under mixed precision.
+    with torch.autocast(a.device.type, enabled=False):
+        a, b = a.to(_stat_dtype(a)), b.to(_stat_dtype(b))
+        degree = torch.bincount(nbr.reshape(-1), minlength=rows).to(b.dtype)
+        mean_a = a.mean(dim=0)
+        mean_b = (degree @ b) / count
+        a_c = a - mean_a
+        b_c = b - mean_b
+        step = _row_chunk(rows, k, b.shape[1], b.element_size())
+        cross = sum(
+            (a_c[s : s + step] * b_c[nbr[s : s + step]].sum(dim=1)).sum(dim=0) for s in range(0, rows, step)
+        )
+        var = (k * a_c.pow(2).sum(dim=0) + 2 * cross + degree @ b_c.pow(2)) / count
     return mean_a + mean_b, var.clamp_min(0)
 
 
@@ -231,10 +280,8 @@ class EdgeConv(nn.Module):
         widths = (channels,) if isinstance(channels, int) else tuple(channels)
         if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
             raise ValueError(f"channels must be a positive int or a non-empty sequence of them; got {channels!r}")
-        if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
-            raise ValueError(f"in_channels must be a positive int; got {in_channels!r}")
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a positive int; got {k!r}")
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("k", k)
         if not negative_slope >= 0:
             raise ValueError(f"negative_slope must be >= 0 (monotone activation); got {negative_slope}")
         self.in_channels, self.channels, self.k = in_channels, widths, k
@@ -270,14 +317,15 @@ class EdgeConv(nn.Module):
 
         if not self.linears:
             # One layer: max over j commutes with the monotone BN + LeakyReLU.
-            sign = _direction(scale)
+            sign = torch.where(scale.detach() < 0, -1.0, 1.0).to(b.dtype)  # direction of BN + act
             b_max = b.gather(0, _neighbour_argmax(b * sign, nbr))
             out = F.leaky_relu((a + b_max) * scale + shift, self.negative_slope)
             return out.view(bsz, n, self.out_channels)
 
         # Deeper MLP: hidden edge features are unavoidable, but BN is folded
         # into the per-point terms before the gather.
-        h = (a * scale + shift).unsqueeze(1) + (b * scale)[nbr]  # [BN, k, C1]
+        centre, neighbour = (a * scale + shift).to(a.dtype), (b * scale).to(b.dtype)
+        h = centre.unsqueeze(1) + neighbour[nbr]  # [BN, k, C1]
         h = _activate_(h, self.negative_slope).reshape(bsz * n * k, -1)
         for linear, norm in zip(self.linears[:-1], self.norms[1:-1]):
             h = _activate_(norm(linear(h)), self.negative_slope)
@@ -352,10 +400,9 @@ class DGCNN(nn.Module):
             raise ValueError(f"pooling must be 'max' or 'max+avg'; got {pooling!r}")
         if len(edge_channels) == 0:
             raise ValueError("edge_channels must list at least one EdgeConv block")
-        if num_point_outputs is not None and (not isinstance(num_point_outputs, int) or num_point_outputs < 1):
-            raise ValueError(f"num_point_outputs must be a positive int or None; got {num_point_outputs!r}")
-        if isinstance(global_dim, bool) or not isinstance(global_dim, int) or global_dim < 1:
-            raise ValueError(f"global_dim must be a positive int; got {global_dim!r}")
+        if num_point_outputs is not None:
+            check_positive_int("num_point_outputs", num_point_outputs)
+        check_positive_int("global_dim", global_dim)
         self.in_channels, self.k, self.pooling = in_channels, k, pooling
         self.num_point_outputs = num_point_outputs
         self.negative_slope = float(negative_slope)
@@ -372,14 +419,8 @@ class DGCNN(nn.Module):
         self.global_dim = global_dim * (2 if pooling == "max+avg" else 1)
         self.head = None
         if num_point_outputs is not None:
-            self.head = SegmentationHead(
-                self.point_dim,
-                self.global_dim,
-                head_channels,
-                num_point_outputs,
-                activation=lambda: nn.LeakyReLU(negative_slope),
-                dropout=dropout,
-            )
+            act = lambda: nn.LeakyReLU(negative_slope, inplace=True)  # noqa: E731
+            self.head = SegmentationHead(self.point_dim, self.global_dim, head_channels, num_point_outputs, act, dropout)
 
     @classmethod
     def from_preset(cls, name: str, **overrides: object) -> "DGCNN":
@@ -400,7 +441,8 @@ class DGCNN(nn.Module):
         local = torch.cat(feats, dim=-1) if len(feats) > 1 else feats[0]
         if self.pooling == "max":
             # Max over points commutes with the monotone BN + LeakyReLU.
-            global_feature = _linear_bn_act_max(local, self.aggregate.weight, self.aggregate_norm, self.negative_slope)
+            global_feature = _linear_bn_act_max(local, self.aggregate.weight, self.aggregate_norm,
+                                                self.negative_slope)
         else:
             z = self.aggregate(local).reshape(bsz * n, -1)
             h = _activate_(self.aggregate_norm(z), self.negative_slope).view(bsz, n, -1)

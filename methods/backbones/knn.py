@@ -86,12 +86,13 @@ def knn_indices(
     pts_t = pts.transpose(1, 2)  # [B, C, N]
     fill = float("-inf") if include_self else float("inf")
     out = torch.empty(b, n, k, dtype=torch.long, device=x.device)
-    for start in range(0, n, chunk_size):
-        stop = min(n, start + chunk_size)
-        # ||x_j||^2 - 2 q_i.x_j; the query's own ||q_i||^2 is constant per row
-        # and cannot change the ranking, so it is never added.
-        dist = torch.baddbmm(sq[:, None, :], pts[:, start:stop], pts_t, alpha=-2.0)
-        rows = torch.arange(stop - start, device=x.device)
-        dist[:, rows, rows + start] = fill
-        out[:, start:stop] = dist.topk(k, dim=-1, largest=False, sorted=True).indices
+    with torch.autocast(x.device.type, enabled=False):  # autocast would undo the float32 ranking
+        for start in range(0, n, chunk_size):
+            stop = min(n, start + chunk_size)
+            # ||x_j||^2 - 2 q_i.x_j; the query's own ||q_i||^2 is constant per
+            # row and cannot change the ranking, so it is never added.
+            dist = torch.baddbmm(sq[:, None, :], pts[:, start:stop], pts_t, alpha=-2.0)
+            rows = torch.arange(stop - start, device=x.device)
+            dist[:, rows, rows + start] = fill
+            out[:, start:stop] = dist.topk(k, dim=-1, largest=False, sorted=True).indices
     return out

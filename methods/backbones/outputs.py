@@ -63,3 +63,10 @@ def check_points(points: Tensor, in_channels: int) -> None:
         raise ValueError(f"points must hold at least one cloud of one point; got {tuple(points.shape)}")
     if not points.is_floating_point():
         raise ValueError(f"points must be a floating-point tensor; got {points.dtype}")
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """Return ``value`` if it is a positive ``int`` (not a bool), else raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int; got {value!r}")
+    return value

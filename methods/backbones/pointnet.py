@@ -16,15 +16,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from ssl3d.methods.backbones.outputs import PointBackboneOutput, check_points
+from ssl3d.methods.backbones.outputs import PointBackboneOutput, check_points, check_positive_int
 
 __all__ = ["PointNet", "PointwiseMLP", "SegmentationHead", "TNet", "transform_regularizer"]
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int; got {value!r}")
-    return value
 
 
 class PointwiseMLP(nn.Module):
@@ -52,13 +46,13 @@ class PointwiseMLP(nn.Module):
         activation: Callable[[], nn.Module] = nn.ReLU,
     ) -> None:
         super().__init__()
-        _positive_int("in_channels", in_channels)
+        check_positive_int("in_channels", in_channels)
         if len(channels) == 0:
             raise ValueError("channels must list at least one layer width")
         layers: list[nn.Module] = []
         prev = in_channels
         for width in channels:
-            _positive_int("layer width", width)
+            check_positive_int("layer width", width)
             layers += [nn.Linear(prev, width, bias=False), nn.BatchNorm1d(width), activation()]
             prev = width
         self.layers = nn.ModuleList(layers)
@@ -147,7 +141,7 @@ class TNet(nn.Module):
 
     def __init__(self, in_channels: int, k: int) -> None:
         super().__init__()
-        self.k = _positive_int("k", k)
+        self.k = check_positive_int("k", k)
         self.point_mlp = PointwiseMLP(in_channels, (64, 128, 1024))
         self.fc = PointwiseMLP(1024, (512, 256))
         self.out = nn.Linear(256, k * k)
@@ -229,10 +223,10 @@ class PointNet(nn.Module):
         feature_transform: bool = False,
     ) -> None:
         super().__init__()
-        self.in_channels = _positive_int("in_channels", in_channels)
-        self.global_dim = _positive_int("global_dim", global_dim)
+        self.in_channels = check_positive_int("in_channels", in_channels)
+        self.global_dim = check_positive_int("global_dim", global_dim)
         if num_point_outputs is not None:
-            _positive_int("num_point_outputs", num_point_outputs)
+            check_positive_int("num_point_outputs", num_point_outputs)
         if input_transform and in_channels < 3:
             raise ValueError("input_transform needs at least 3 channels (xyz first)")
         self.num_point_outputs = num_point_outputs

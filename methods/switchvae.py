@@ -1,0 +1,383 @@
+r"""SwitchVAE: voxel + multi-view VAE with a shared decoder and random encoder switching.
+
+Paper: C. Wu, J. Pfrommer, M. Zhou, J. Beyerer, "Generative-Contrastive
+Learning for Self-Supervised Latent Representations of 3D Shapes from
+Multi-Modal Euclidean Input", IEEE Transactions on Multimedia, 2023
+(arXiv 2301.04612). Official code: TensorFlow/Keras, ``0xzhou/SwitchVAE``.
+
+Implemented:
+
+* Sec. 3.2 / 4.1 - two VAE encoders, one per modality, and one voxel decoder
+  shared by both: the voxel encoder (:class:`~ssl3d.methods.backbones.voxel_cnn.VoxelEncoder`:
+  4 Conv3d, 343-d feature, 128-d mean/log-variance), the multi-view image
+  encoder (:class:`MultiViewVAEEncoder`: ResNet18 shared over views, flattened
+  feature map -> FC 1024 per view, GRU over the views -> 1024, FC heads to the
+  128-d mean/log-variance) and the mirrored decoder to :math:`32^3`
+  (:class:`~ssl3d.methods.backbones.voxel_cnn.VoxelDecoder`).
+* Sec. 3.2 - switch encoding: the latent fed to the decoder is the image
+  encoder's with probability ``p_image`` = 0.2 (Sec. 4: "the switch layer
+  randomly selects either the voxel encoder with a probability of 80%, or the
+  multi-view image encoder with a probability of 20%"), else the voxel
+  encoder's (:func:`choose_branch`). Both encoders run every step, so the
+  contrastive term always sees both latents; the unselected branch receives
+  gradients only through that term (the paper's "stop gradient on a random
+  branch", Sec. 1 and 3.1).
+* Sec. 3.3, Eq. 1-4 - :math:`L = L_{recon}(x^{vox}, d(z^\alpha)) + \lambda_{KL}
+  L_{KL}(\mu^\alpha, \sigma^\alpha) + \lambda_{contras} \lVert z^{img} -
+  z^{vox} \rVert^2`, from :mod:`ssl3d.methods.losses.switchvae`
+  (:func:`weighted_bce` with :math:`\gamma` = 0.8, :func:`gaussian_kl`,
+  :func:`latent_contrastive`, :func:`kl_anneal_weight`, :func:`beta_tc_kl`).
+* Sec. 4 - SGD, momentum 0.9, Nesterov, lr 2e-4 decayed by 0.96 every 10
+  epochs after epoch 50, batch 32, 8 views of 137 px, latent 128.
+* Tables 1-2 ablations as registered variants: ``switchvae``, ``voxel-vae``
+  (voxel encoder only), ``image-vae`` (image encoder only, voxel target),
+  ``switchvae-nocontrast`` (:math:`\lambda_{contras} = 0`), and Sec. 4.4's
+  ``switch-btcvae`` (:math:`\beta`-TCVAE KL with :math:`\beta = 5`).
+
+Embeddings (Sec. 4.3) are the latent means :math:`\mu` of the encoder that
+matches the input modality; reconstructions decode :math:`\mu`.
+
+Departures from the paper:
+
+* **No ImageNet weights.** The paper's ResNet18 is ImageNet-pretrained;
+  nothing is downloaded here, so ``image_weights`` defaults to None (random
+  init). A torchvision weight name already in the torch hub cache or a local
+  state-dict file may be given.
+* **Grey views, one input channel.** The data's views are grey renders
+  [B, V, 1, H, W]; the ResNet's first convolution takes one channel (with
+  pretrained weights it is the mean of the RGB kernel, see
+  :func:`~ssl3d.methods.backbones.image.resnet_trunk`). Views are standardised
+  with the grey ImageNet statistics; 3-channel views are averaged to grey.
+* **Contrastive term on raw sampled latents** (``contrast_normalize=False``,
+  the official code's ``MSE(z_img, z_vox)``). The paper says the latents are
+  "normalized" without saying how; in the official code that is the
+  BatchNorm on the mean/log-variance heads, which both encoders here have.
+  L2-normalising instead (``contrast_normalize=True``) bounds the term by 4
+  against a reconstruction term of order :math:`10^3` (a sum over
+  :math:`32^3` voxels), which would make :math:`\lambda_{contras} = 1` nearly
+  a no-op and the Table 1 ablation meaningless.
+* **KL weight warm-up.** The paper gives no :math:`\lambda_{KL}`; the official
+  scripts ramp it linearly from 0 to 1 over the first 100 epochs
+  (``kl_warmup_epochs`` = 100, ``lambda_kl`` = 1; 0 disables the ramp).
+* **Epochs.** The paper states none; 150 follows the official
+  ``run_training.sh`` (``--num_epochs 150``), consistent with a KL ramp of
+  100 epochs and a learning-rate decay starting at epoch 50.
+* **Switch granularity.** The text draws the switch "for every training
+  epoch", the official code per batch; ``switch="batch"`` (default) follows
+  the code, ``"epoch"`` the text. The epoch draw comes from a generator seeded
+  with ``torch.initial_seed()``, which the trainer sets per (run seed, epoch)
+  at the start of every epoch: one draw per epoch, reproducible and resumable.
+* **beta-TCVAE** (``switch-btcvae``): analytic KL + :math:`(\beta - 1)` TC,
+  the official code's form, with the dataset size from the pretraining data.
+* **quick preset** (CPU, minutes): 4 views of 64 px (the data keeps the
+  ``first8`` rig; the model uses the first ``n_views``), Adam lr 1e-3 without
+  schedule (SGD at 2e-4 barely moves in a few epochs), few epochs, KL ramp
+  over half of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from ssl3d.methods.backbones.image import MultiViewEncoder
+from ssl3d.methods.backbones.voxel_cnn import VoxelDecoder, VoxelEncoder
+from ssl3d.methods.base import Method, register_method
+from ssl3d.methods.config import MethodConfig, TrainConfig
+from ssl3d.methods.losses.switchvae import (
+    beta_tc_kl, gaussian_kl, kl_anneal_weight, latent_contrastive, weighted_bce,
+)
+
+__all__ = [
+    "ImageVAE", "MultiViewVAEEncoder", "SwitchBTCVAE", "SwitchVAE", "SwitchVAEConfig",
+    "SwitchVAENoContrast", "VoxelVAE", "choose_branch", "reparameterize",
+]
+
+#: ImageNet RGB statistics averaged over channels, for grey views.
+GREY_MEAN, GREY_STD = 0.449, 0.226
+_MODULE_OF = {"voxels": "voxel_encoder", "views": "image_encoder"}
+
+
+@dataclass(frozen=True)
+class SwitchVAEConfig(MethodConfig):
+    """SwitchVAE settings; defaults are the paper's (Sec. 4, 4.1) or the official code's where the paper is silent."""
+
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=150, batch_size=32, optimizer="sgd", lr=2e-4, momentum=0.9, nesterov=True,
+        scheduler="step", step_size=10, gamma=0.96, schedule_start=50,
+    ))  # Sec. 4: SGD + Nesterov, lr 2e-4, x0.96 every 10 epochs after 50, batch 32
+    latent_dim: int = 128  # size of z (Sec. 4: 128 for all experiments)
+    hidden_dim: int = 343  # voxel encoder/decoder FC width (Sec. 4.1: 343 = 7^3)
+    n_views: int = 8  # views fed to the image encoder (Sec. 4: 8); the first n of the data's rig
+    view_size: int = 137  # view height = width in pixels (Sec. 4.1: 137)
+    view_dim: int = 1024  # per-view embedding and GRU width (Sec. 4.1: 1024)
+    image_pool: Literal["flatten", "avg"] = "flatten"  # flatten ResNet's last feature map (Sec. 4.1) or average-pool it
+    image_weights: str | None = None  # ResNet18 weights: None = random init (paper: ImageNet), torchvision name or file
+    p_image: float = 0.2  # probability that the decoder gets the image latent (Sec. 4: 20%)
+    switch: Literal["batch", "epoch"] = "batch"  # one switch draw per batch (official code) or per epoch (Sec. 3.2 text)
+    bce_gamma: float = 0.8  # weight of occupied voxels in the weighted BCE (Eq. 2: 0.8)
+    lambda_kl: float = 1.0  # KL weight after warm-up (paper: unstated; official: 1)
+    kl_warmup_epochs: int = 100  # linear KL ramp 0 -> lambda_kl over these epochs (official code: 100); 0 = off
+    lambda_contras: float = 1.0  # contrastive weight (Table 1: 0 vs 1)
+    contrast_normalize: bool = False  # L2-normalise latents in Eq. 4 (False = official MSE on sampled z)
+    kl: Literal["gaussian", "beta_tc"] = "gaussian"  # Eq. 3, or beta-TCVAE decomposition (Sec. 4.4)
+    beta: float = 5.0  # beta-TCVAE total-correlation weight (Sec. 4.4: 5); used when kl="beta_tc"
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {},
+        "quick": {
+            "train.epochs": 6, "train.optimizer": "adam", "train.lr": 1e-3, "train.scheduler": "none",
+            "n_views": 4, "view_size": 64, "kl_warmup_epochs": 3,
+        },
+    }
+
+    def __post_init__(self) -> None:
+        for name in ("latent_dim", "hidden_dim", "n_views", "view_size", "view_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int; got {value!r}")
+        for name in ("p_image", "bce_gamma"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1]; got {getattr(self, name)!r}")
+        for name in ("lambda_kl", "lambda_contras", "beta", "kl_warmup_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0; got {getattr(self, name)!r}")
+
+
+def choose_branch(p_image: float, generator: torch.Generator | None = None) -> str:
+    r"""One switch draw (Sec. 3.2): ``"views"`` with probability ``p_image``, else ``"voxels"``.
+
+    Args:
+        p_image: probability of the image branch, in :math:`[0, 1]`.
+        generator: CPU generator to draw from (default: torch's global one).
+
+    Returns:
+        The modality whose latent goes to the decoder.
+    """
+    if not 0.0 <= p_image <= 1.0:
+        raise ValueError(f"p_image must be in [0, 1]; got {p_image!r}")
+    return "views" if float(torch.rand((), generator=generator)) < p_image else "voxels"
+
+
+def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
+    r"""Reparametrisation trick: :math:`z = \mu + e^{\log\sigma^2 / 2} \epsilon`, :math:`\epsilon \sim \mathcal{N}(0, I)`.
+
+    Shapes:
+        - **mu**, **logvar**, **output**: :math:`(B, D)`
+    """
+    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+
+class MultiViewVAEEncoder(nn.Module):
+    r"""SwitchVAE image encoder :math:`e^{img}` (Sec. 4.1): views -> :math:`(\mu, \log\sigma^2)`.
+
+    The first ``n_views`` grey views are standardised, embedded by a shared
+    ResNet18 (flattened feature map, FC to ``view_dim``), aggregated by a GRU
+    into a ``view_dim`` feature :math:`h`, and mapped by two heads
+    :math:`\mu = \mathrm{BN}(W_\mu h)`, :math:`\log\sigma^2 = \mathrm{BN}(W_\sigma h)`
+    (batch-normalised as the voxel encoder's heads, as in the official code).
+    Fewer views than ``n_views`` are accepted (the GRU runs over what is given).
+
+    Args:
+        latent_dim: size of :math:`\mu`.
+        n_views: views used (the first ``n_views`` of the input).
+        view_size: view height = width (fixes the flattened feature size).
+        view_dim: per-view embedding and GRU width.
+        pool: ``"flatten"`` (paper) or ``"avg"``.
+        weights: ResNet18 weights (see :func:`~ssl3d.methods.backbones.image.resnet_trunk`).
+
+    Shapes:
+        - **input:** :math:`(B, V, C, H, W)`, :math:`C \in \{1, 3\}`, values in [0, 1]
+        - **output:** ``(mu, logvar)``, each :math:`(B, \text{latent\_dim})`
+    """
+
+    def __init__(self, latent_dim: int = 128, n_views: int = 8, view_size: int = 137, view_dim: int = 1024,
+                 pool: Literal["flatten", "avg"] = "flatten", weights: str | None = None) -> None:
+        super().__init__()
+        self.n_views = n_views
+        self.views = MultiViewEncoder("resnet18", in_channels=1, view_dim=view_dim, aggregate="gru",
+                                      out_dim=view_dim, weights=weights, pool=pool,
+                                      image_size=view_size if pool == "flatten" else None)
+        self.mu = nn.Sequential(nn.Linear(view_dim, latent_dim), nn.BatchNorm1d(latent_dim))
+        self.logvar = nn.Sequential(nn.Linear(view_dim, latent_dim), nn.BatchNorm1d(latent_dim))
+
+    def features(self, views: Tensor) -> Tensor:
+        """The aggregated ``view_dim`` feature :math:`h` before the latent heads."""
+        if views.dim() != 5 or views.shape[2] not in (1, 3):
+            raise ValueError(f"views must be [B, V, C, H, W] with C = 1 or 3; got {tuple(views.shape)}")
+        views = views[:, : self.n_views]
+        if views.shape[2] == 3:
+            views = views.mean(dim=2, keepdim=True)
+        return self.views((views - GREY_MEAN) / GREY_STD)
+
+    def forward(self, views: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.features(views)
+        return self.mu(h), self.logvar(h)
+
+
+def _rig_for(n_views: int) -> dict[str, Any]:
+    """The smallest fixed camera rig with at least ``n_views`` views (the model takes the first ones)."""
+    for rig, size in (("first8", 8), ("ring12", 12), ("dodeca20", 20)):
+        if n_views <= size:
+            return {"view_rig": rig}
+    return {"view_rig": "random", "n_views": n_views}
+
+
+@register_method("switchvae")
+class SwitchVAE(Method):
+    """SwitchVAE (Wu et al., TMM 2023): voxel + multi-view VAE, shared decoder, switched latents (module docstring)."""
+
+    name = "switchvae"
+    Config = SwitchVAEConfig
+    #: the encoder branches this variant builds (the switch picks among them)
+    branches: ClassVar[tuple[str, ...]] = ("voxels", "views")
+    pretrain_modalities = frozenset({"voxels", "views"})
+    embed_modalities = frozenset({"voxels", "views"})
+    reconstruct_modalities = frozenset({"voxels", "views"})
+    paper = ("Wu, Pfrommer, Zhou, Beyerer, Generative-Contrastive Learning for Self-Supervised Latent "
+             "Representations of 3D Shapes from Multi-Modal Euclidean Input, IEEE TMM 2023")
+    version = "1"
+
+    def __init__(self, config: SwitchVAEConfig | None = None) -> None:
+        super().__init__(config)
+        self._epoch = 0  # current epoch, for the KL warm-up (see lr_factor)
+        self._dataset_size: int | None = None  # pretraining set size, for beta-TCVAE
+
+    # -- networks -------------------------------------------------------------------
+    def build_model(self) -> nn.Module:
+        cfg = self.config
+        modules: dict[str, nn.Module] = {}
+        if "voxels" in self.branches:
+            modules["voxel_encoder"] = VoxelEncoder(latent_dim=cfg.latent_dim, hidden_dim=cfg.hidden_dim)
+        if "views" in self.branches:
+            modules["image_encoder"] = MultiViewVAEEncoder(cfg.latent_dim, cfg.n_views, cfg.view_size,
+                                                           cfg.view_dim, cfg.image_pool, cfg.image_weights)
+        modules["decoder"] = VoxelDecoder(latent_dim=cfg.latent_dim, hidden_dim=cfg.hidden_dim)
+        return nn.ModuleDict(modules)
+
+    def data_overrides(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"voxel_resolution": 32}  # the decoder's fixed 7 -> 32 up-sampling
+        if "views" in self.branches:
+            out.update(_rig_for(self.config.n_views), view_size=self.config.view_size)
+        return out
+
+    def encoder(self, modality: str) -> nn.Module:
+        self._check_modality(modality, self.embed_modalities, "encode")
+        return self._check_pretrained()[_MODULE_OF[modality]]
+
+    def _encode(self, batch: dict[str, Tensor], modality: str) -> tuple[Tensor, Tensor]:
+        return self.model[_MODULE_OF[modality]](batch[modality])
+
+    # -- training -----------------------------------------------------------------------
+    def pretrain_dataset(self, data):
+        self._dataset_size = len(data)
+        return data
+
+    def lr_factor(self, epoch: int) -> float:
+        # The trainer calls this once at the start of every epoch (methods/trainer.py); it is the only
+        # place a method learns the epoch index, which the KL warm-up needs. Resume-safe: it is called
+        # again with the resumed epoch.
+        self._epoch = epoch
+        return super().lr_factor(epoch)
+
+    def _switch(self) -> str:
+        if len(self.branches) == 1:
+            return self.branches[0]
+        if self.config.switch == "epoch":
+            # torch.initial_seed() is the per-(seed, epoch) seed the trainer set at the epoch start:
+            # the same draw for every batch of an epoch, a fresh one next epoch.
+            return choose_branch(self.config.p_image, torch.Generator().manual_seed(torch.initial_seed()))
+        return choose_branch(self.config.p_image)
+
+    def training_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
+        cfg = self.config
+        latents = {m: self._encode(batch, m) for m in self.branches}
+        z = {m: reparameterize(mu, logvar) for m, (mu, logvar) in latents.items()}
+        alpha = self._switch()
+        mu, logvar = latents[alpha]
+        recon = weighted_bce(self.model["decoder"].logits(z[alpha]), batch["voxels"], gamma=cfg.bce_gamma)
+        kl = gaussian_kl(mu, logvar)
+        terms = {"recon": recon, "kl": kl}
+        if cfg.kl == "beta_tc":
+            size = max(self._dataset_size or 0, mu.shape[0])
+            tc = beta_tc_kl(z[alpha], mu, logvar, size, cfg.beta)["tc"]
+            kl = kl + (cfg.beta - 1.0) * tc  # official form: analytic KL + (beta - 1) TC
+            terms["tc"] = tc
+        weight = cfg.lambda_kl * kl_anneal_weight(self._epoch, cfg.kl_warmup_epochs)
+        loss = recon + weight * kl
+        if len(self.branches) == 2:
+            contras = latent_contrastive(z["views"], z["voxels"], normalize=cfg.contrast_normalize)
+            loss = loss + cfg.lambda_contras * contras
+            terms["contras"] = contras
+            terms["image_branch"] = torch.tensor(float(alpha == "views"))  # epoch mean = switch frequency
+        return {"loss": loss, **terms}
+
+    # -- evaluation ---------------------------------------------------------------------
+    def embed_batch(self, batch: dict[str, Tensor], modality: str) -> Tensor:
+        return self._encode(batch, modality)[0]
+
+    def reconstruct_batch(self, batch: dict[str, Tensor], modality: str) -> Tensor:
+        return self.model["decoder"](self._encode(batch, modality)[0])
+
+    @torch.no_grad()
+    def decode(self, z: Tensor) -> Tensor:
+        r"""Occupancy probabilities :math:`(B, 32, 32, 32)` of latents :math:`(B, D)` (eval mode, CPU float)."""
+        model = self._check_pretrained()
+        model.eval()
+        device = next(model.parameters()).device
+        return model["decoder"](z.to(device).float()).float().cpu()
+
+
+@register_method("voxel-vae")
+class VoxelVAE(SwitchVAE):
+    """Voxel VAE (Tables 1-2 baseline): the voxel encoder and decoder of SwitchVAE, trained alone."""
+
+    name = "voxel-vae"
+    branches = ("voxels",)
+    pretrain_modalities = frozenset({"voxels"})
+    embed_modalities = frozenset({"voxels"})
+    reconstruct_modalities = frozenset({"voxels"})
+
+
+@register_method("image-vae")
+class ImageVAE(SwitchVAE):
+    """Image VAE (Tables 1-2 baseline): multi-view image encoder -> voxel decoder, trained alone."""
+
+    name = "image-vae"
+    branches = ("views",)
+    pretrain_modalities = frozenset({"views", "voxels"})
+    embed_modalities = frozenset({"views"})
+    reconstruct_modalities = frozenset({"views"})
+
+
+@dataclass(frozen=True)
+class SwitchVAENoContrastConfig(SwitchVAEConfig):
+    """SwitchVAE without the contrastive term (Table 1, :math:`\\lambda_{contras} = 0`)."""
+
+    lambda_contras: float = 0.0  # the ablation: no contrastive term
+
+
+@register_method("switchvae-nocontrast")
+class SwitchVAENoContrast(SwitchVAE):
+    """SwitchVAE with :math:`\\lambda_{contras} = 0` (Table 1 ablation; Fig. 4b)."""
+
+    name = "switchvae-nocontrast"
+    Config = SwitchVAENoContrastConfig
+
+
+@dataclass(frozen=True)
+class SwitchBTCVAEConfig(SwitchVAEConfig):
+    """Switch-BetaTCVAE (Sec. 4.4): the KL of Eq. 3 replaced by the beta-TCVAE objective, beta = 5."""
+
+    kl: Literal["gaussian", "beta_tc"] = "beta_tc"  # Sec. 4.4: beta-TCVAE KL
+
+
+@register_method("switch-btcvae")
+class SwitchBTCVAE(SwitchVAE):
+    """Switch-BetaTCVAE (Sec. 4.4, Fig. 5): SwitchVAE with a beta-TCVAE KL (beta = 5) for disentanglement."""
+
+    name = "switch-btcvae"
+    Config = SwitchBTCVAEConfig
