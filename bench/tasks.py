@@ -78,3 +78,33 @@ register_task(Task(
     "synth-ibsr", "synth", "ibsr", ("image",),
     description="synth: photo-like query -> shape retrieval (instance top-1/10, category accuracy)",
 ))
+
+# -- real datasets (`bench prepare NAME` first; `--from PATH` without network) ----------------
+register_task(Task(
+    "modelnet40-svm", "modelnet40-h5", "svm", ("points",), data_options={"n_points": 1024},
+    description="ModelNet40 (PointNet h5, 1024 points): linear SVM on frozen features, the common point-cloud protocol",
+))
+register_task(Task(
+    "modelnet40-mesh-svm", "modelnet40", "svm", ("voxels", "views", "points"),
+    description="ModelNet40 OFF meshes: linear SVM on frozen features of voxels, views or points",
+))
+register_task(Task(
+    "modelnet10-svm", "modelnet10", "svm", ("voxels", "views", "points"),
+    description="ModelNet10 OFF meshes: linear SVM on frozen features of voxels, views or points",
+))
+register_task(Task(
+    "modelnet40-retrieval", "modelnet40", "retrieval", ("points", "views", "voxels"),
+    description="ModelNet40 OFF meshes: category-level retrieval in feature space (top-k accuracy, mAP)",
+))
+register_task(Task(
+    "shapenetpart-seg", "shapenetpart", "segmentation", ("points",), data_options={"n_points": 2048},
+    description="ShapeNetPart: part segmentation from per-point features, 2048 points (instance / class mIoU)",
+))
+register_task(Task(
+    "r2n2-recon", "r2n2", "reconstruction", ("views", "voxels"), data_options={"n_views": 24, "view_size": 137},
+    description="3D-R2N2 (13 ShapeNet categories): 32^3 voxel reconstruction from its renders or voxels (IoU)",
+))
+register_task(Task(
+    "pix3d-ibsr", "pix3d", "ibsr", ("image",), data_options={"image_size": 224},
+    description="Pix3D (CMIC protocol: bed, chair, sofa, table): real photo -> shape retrieval (top-1/10, category)",
+))

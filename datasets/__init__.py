@@ -17,6 +17,10 @@ from ssl3d.datasets.base import (
 )
 from ssl3d.datasets.errors import DataFileError, DatasetNotPreparedError
 from ssl3d.datasets import synth as _synth  # noqa: F401  (registers "synth")
+from ssl3d.datasets import modelnet as _modelnet  # noqa: F401  (modelnet40, modelnet10, modelnet40-h5, modelnet40-resampled)
+from ssl3d.datasets import shapenetpart as _shapenetpart  # noqa: F401  (shapenetpart)
+from ssl3d.datasets import r2n2 as _r2n2  # noqa: F401  (r2n2)
+from ssl3d.datasets import pix3d as _pix3d  # noqa: F401  (pix3d)
 
 
 def get_dataset(name: str) -> type[ShapeDataset]:

@@ -253,3 +253,21 @@ def test_render_bad_arguments():
         silhouette(box, cams[0], 32, zoom=0.0)
     with pytest.raises(ValueError, match="face"):
         render_views(trimesh.Trimesh(np.zeros((3, 3)), np.zeros((0, 3), dtype=int)), cams, 32)
+
+
+@pytest.mark.shared_data
+def test_real_mesh_vertices_project_into_the_silhouette(shared_data):
+    mesh = trimesh.load(shared_data / "modelnet_off" / "toilet_0345.off", force="mesh")
+    centre, scale = normalise_unit_sphere(mesh)
+    verts = (mesh.vertices - centre) * scale
+    cams = camera_rig("ring12")
+    views = render_views(mesh, cams, 137)
+    for cam, img in zip(cams[::3], views[::3]):
+        uv, depth = project_points(verts, cam, 137)
+        assert (depth > 0).all() and (uv > 0).all() and (uv < 137).all()  # the whole shape is in frame
+        fg = np.pad(img != 255, 1)
+        near = np.zeros(len(uv), dtype=bool)
+        col, row = np.floor(uv).astype(int).T
+        for di, dj in itertools.product((0, 1, 2), repeat=2):  # within one pixel of the silhouette
+            near |= fg[row + di, col + dj]
+        assert near.all()

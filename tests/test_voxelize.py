@@ -175,3 +175,32 @@ def test_bad_arguments():
         voxelize(trimesh.Trimesh(np.zeros((3, 3)), np.zeros((0, 3), dtype=int)), 8)
     with pytest.raises(ValueError, match="extent"):
         voxelize(trimesh.Trimesh(np.ones((3, 3)), [[0, 1, 2]], process=False), 8)
+
+
+def assert_surface_covered(mesh: trimesh.Trimesh, occupancy: np.ndarray, r: int = R) -> None:
+    """Every surface point lies in an occupied voxel or next to one (26-neighbourhood)."""
+    pts = np.vstack([mesh.vertices, trimesh.sample.sample_surface(mesh, 4000, seed=0)[0]])
+    idx = np.clip(np.floor(to_grid(mesh, pts, r)).astype(int), 0, r - 1)
+    near = np.pad(occupancy, 1)
+    hit = np.zeros(len(idx), dtype=bool)
+    for d in np.array(np.meshgrid([0, 1, 2], [0, 1, 2], [0, 1, 2])).reshape(3, -1).T:
+        hit |= near[idx[:, 0] + d[0], idx[:, 1] + d[1], idx[:, 2] + d[2]]
+    assert hit.all(), f"{(~hit).sum()} surface points far from any occupied voxel"
+
+
+def test_surface_is_always_covered():
+    tri = trimesh.Trimesh([[0.0, 0.0, 0.0], [1.0, 0.2, 0.0], [0.1, 0.7, 1.0]], [[0, 1, 2]], process=False)
+    sheet = trimesh.creation.box((1.0, 0.5, 0.8))
+    sheet.update_faces(sheet.face_normals[:, 2] < 0.5)  # open at the front
+    rod = trimesh.creation.cylinder(0.01, 1.0).apply_transform(trimesh.transformations.rotation_matrix(0.7, [1, 1, 0]))
+    for mesh in (tri, sheet, rod, trimesh.creation.icosphere(3)):
+        assert_surface_covered(mesh, voxelize(mesh, R).occupancy)
+
+
+@pytest.mark.shared_data
+def test_real_modelnet_mesh(shared_data):
+    mesh = trimesh.load(shared_data / "modelnet_off" / "toilet_0345.off", force="mesh")
+    res = voxelize(mesh, R)
+    assert res.used_fallback  # duplicated faces make it non-manifold
+    assert_surface_covered(mesh, res.occupancy)
+    assert 0.05 < res.occupancy.mean() < 0.6

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,38 @@ def _fan_triangulate(path: Path, face_lines: list[tuple[int, str]], n_vertices: 
     return triangles
 
 
+def _parse_plain_triangles(text: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Vectorised parse of the common case: plain ``OFF`` (header possibly glued to the counts),
+    no comments, vertices ``x y z``, faces ``3 i j k``. Returns None for anything else, so that
+    the exact line-by-line parser handles (and reports) every other file."""
+    stripped = text.lstrip()
+    if "#" in stripped or not stripped.startswith("OFF") or stripped[3:4].isalpha():
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # older numpy warns and stops early: the size check catches it
+            numbers = np.fromstring(stripped[3:], sep=" ")
+    except ValueError:  # newer numpy refuses a malformed token outright
+        return None
+    if numbers.size < 3:
+        return None
+    n_vertices, n_faces = numbers[0], numbers[1]
+    if n_vertices != int(n_vertices) or n_faces != int(n_faces) or n_vertices <= 0 or n_faces <= 0:
+        return None
+    n_vertices, n_faces = int(n_vertices), int(n_faces)
+    data = numbers[3:]
+    if data.size != 3 * n_vertices + 4 * n_faces:
+        return None
+    vertices = data[: 3 * n_vertices].reshape(n_vertices, 3)
+    faces = data[3 * n_vertices :].reshape(n_faces, 4)
+    if not (faces[:, 0] == 3).all() or not np.isfinite(vertices).all():
+        return None
+    triangles = faces[:, 1:]
+    if (triangles != np.round(triangles)).any() or triangles.min() < 0 or triangles.max() >= n_vertices:
+        return None
+    return vertices, triangles.astype(np.int64)
+
+
 def parse_off_text(text: str, path: str | os.PathLike[str] = "<string>") -> tuple[np.ndarray, np.ndarray]:
     """Parse the text of an OFF file (see the module docstring for what is accepted).
 
@@ -136,6 +169,9 @@ def parse_off_text(text: str, path: str | os.PathLike[str] = "<string>") -> tupl
         DataFileError: on any deviation from the format.
     """
     path = Path(path)
+    fast = _parse_plain_triangles(text)
+    if fast is not None:
+        return fast
     lines = _data_lines(text)
     if not lines:
         raise DataFileError(path, "file is empty (no OFF header)")

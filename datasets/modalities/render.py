@@ -40,8 +40,8 @@ import trimesh
 from .cameras import CAMERA_DISTANCE, camera_eye, camera_rays, look_at
 
 __all__ = [
-    "RayCaster", "ViewHits", "normalise_unit_sphere", "unit_sphere_caster", "cast_views",
-    "render_views", "silhouette", "AMBIENT", "KEY", "FILL", "KEY_LIGHT_CAMERA",
+    "RayCaster", "ViewHits", "referenced_vertices", "normalise_unit_sphere", "unit_sphere_caster",
+    "cast_views", "render_views", "silhouette", "AMBIENT", "KEY", "FILL", "KEY_LIGHT_CAMERA",
 ]
 
 AMBIENT, KEY, FILL = 0.15, 0.65, 0.35
@@ -54,8 +54,8 @@ except ImportError:  # pragma: no cover - exercised only where embreex is missin
     _rtcore_scene = None
 
 
-def _referenced(mesh: trimesh.Trimesh) -> np.ndarray:
-    """Vertices referenced by at least one face, validated (float64 [M, 3])."""
+def referenced_vertices(mesh: trimesh.Trimesh) -> np.ndarray:
+    """Vertices used by at least one face, validated (float64 :math:`[M, 3]`); ValueError if none or non-finite."""
     if not isinstance(mesh, trimesh.Trimesh):
         raise ValueError(f"expected a trimesh.Trimesh, got {type(mesh).__name__}")
     faces = np.asarray(mesh.faces)
@@ -86,7 +86,7 @@ def normalise_unit_sphere(mesh: trimesh.Trimesh) -> tuple[np.ndarray, float]:
     Returns:
         ``(centre, scale)``: float64 :math:`[3]` and a positive float.
     """
-    used = _referenced(mesh)
+    used = referenced_vertices(mesh)
     centre = (used.min(axis=0) + used.max(axis=0)) / 2.0
     radius = float(np.linalg.norm(used - centre, axis=1).max())
     if not radius > 0.0:

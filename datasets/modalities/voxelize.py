@@ -55,7 +55,7 @@ import numpy as np
 import trimesh
 from scipy import ndimage
 
-from .render import RayCaster, normalise_unit_sphere, unit_sphere_caster
+from .render import RayCaster, referenced_vertices, unit_sphere_caster
 
 __all__ = ["VoxelResult", "normalise_for_voxels", "voxelize"]
 
@@ -98,9 +98,11 @@ def normalise_for_voxels(mesh: trimesh.Trimesh) -> tuple[np.ndarray, float]:
     Returns:
         ``(centre, scale)``: float64 :math:`[3]` and :math:`s = 1/L`.
     """
-    centre, sph_scale = normalise_unit_sphere(mesh)  # validates; the centre is the same
-    _, grid_scale = _grid_scale(*unit_sphere_caster(mesh))
-    return centre, grid_scale * sph_scale
+    used = referenced_vertices(mesh)
+    extent = used.max(axis=0) - used.min(axis=0)
+    if not extent.max() > 0.0:
+        raise ValueError("mesh has zero extent (all referenced vertices coincide)")
+    return (used.min(axis=0) + used.max(axis=0)) / 2.0, 1.0 / float(extent.max())
 
 
 @dataclass

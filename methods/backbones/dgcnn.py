@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ssl3d.methods.backbones.knn import knn_indices
+from ssl3d.methods.backbones.knn import knn_indices, neighbour_argmax
 from ssl3d.methods.backbones.outputs import PointBackboneOutput, check_points, check_positive_int
 from ssl3d.methods.backbones.pointnet import PointwiseMLP, SegmentationHead
 
@@ -227,23 +227,6 @@ def _edge_moments(a: Tensor, b: Tensor, nbr: Tensor) -> tuple[Tensor, Tensor]:
     return mean_a + mean_b, var.clamp_min(0)
 
 
-@torch.no_grad()
-def _neighbour_argmax(v: Tensor, nbr: Tensor) -> Tensor:
-    """Per row and channel, the flat index ``j in nbr[i]`` maximising ``v[j, c]``.
-
-    Shapes:
-        - **v:** :math:`(M, C)`; **nbr:** :math:`(M, k)`; **output:** :math:`(M, C)` long
-    """
-    rows, k = nbr.shape
-    out = torch.empty(rows, v.shape[1], dtype=torch.long, device=v.device)
-    step = _row_chunk(rows, k, v.shape[1], v.element_size())
-    for s in range(0, rows, step):
-        block = nbr[s : s + step]
-        best = v[block].argmax(dim=1)  # [chunk, C] positions in 0..k-1
-        out[s : s + step] = block.gather(1, best)
-    return out
-
-
 class EdgeConv(nn.Module):
     r"""Memory-aware EdgeConv (Wang et al. 2019, Eq. 7-8 with :math:`h_\Theta` an MLP).
 
@@ -318,7 +301,7 @@ class EdgeConv(nn.Module):
         if not self.linears:
             # One layer: max over j commutes with the monotone BN + LeakyReLU.
             sign = torch.where(scale.detach() < 0, -1.0, 1.0).to(b.dtype)  # direction of BN + act
-            b_max = b.gather(0, _neighbour_argmax(b * sign, nbr))
+            b_max = b.gather(0, neighbour_argmax(b * sign, nbr))
             out = F.leaky_relu((a + b_max) * scale + shift, self.negative_slope)
             return out.view(bsz, n, self.out_channels)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["DEFAULT_KNN_MEMORY_BUDGET", "knn_indices"]
+__all__ = ["DEFAULT_KNN_MEMORY_BUDGET", "knn_indices", "neighbour_argmax"]
 
 #: Bytes of scratch memory one chunk of the distance computation may use.
 DEFAULT_KNN_MEMORY_BUDGET = 256 * 2**20
@@ -95,4 +95,34 @@ def knn_indices(
             rows = torch.arange(stop - start, device=x.device)
             dist[:, rows, rows + start] = fill
             out[:, start:stop] = dist.topk(k, dim=-1, largest=False, sorted=True).indices
+    return out
+
+
+@torch.no_grad()
+def neighbour_argmax(values: Tensor, neighbours: Tensor, *, memory_budget: int = 32 * 2**20) -> Tensor:
+    r"""Per row :math:`i` and channel :math:`c`, the neighbour :math:`j \in \mathcal{N}(i)` maximising ``values[j, c]``.
+
+    Rows of neighbours are gathered in chunks of at most ``memory_budget``
+    bytes, so the ``[M, k, C]`` gather is never materialised whole. Ties go to
+    the earliest neighbour in ``neighbours[i]``.
+
+    Args:
+        values: per-point values, points flattened over the batch.
+        neighbours: flat indices into dimension 0 of ``values``.
+        memory_budget: scratch bytes per chunk.
+
+    Returns:
+        ``torch.long`` indices into dimension 0 of ``values``.
+
+    Shapes:
+        - **values:** :math:`(M, C)`; **neighbours:** :math:`(M, k)`
+        - **output:** :math:`(M, C)`
+    """
+    rows, k = neighbours.shape
+    out = torch.empty(rows, values.shape[1], dtype=torch.long, device=values.device)
+    step = max(1, memory_budget // max(1, k * values.shape[1] * values.element_size()))
+    for start in range(0, rows, step):
+        block = neighbours[start : start + step]
+        best = values[block].argmax(dim=1)  # [chunk, C] positions in 0..k-1
+        out[start : start + step] = block.gather(1, best)
     return out

@@ -1,0 +1,183 @@
+"""ModelNet40 / ModelNet10 as datasets: OFF meshes (every modality) and the two point-cloud releases.
+
+Four registered datasets:
+
+* ``modelnet40`` / ``modelnet10``: the Princeton OFF meshes. The meshes are
+  Z-up; :meth:`ModelNetOFFDataset.load_mesh` rotates them into the project's
+  +Y-up frame with :func:`~ssl3d.datasets.formats.modelnet.z_up_to_y_up`
+  (``(x, y, z) -> (x, z, -y)``) before any modality is derived, so points,
+  voxels (axis 1 up), views and photo-like images all see the shape upright.
+  A corrupt OFF file is reported by name in the cache report and skipped.
+* ``modelnet40-h5``: PointNet's ``modelnet40_ply_hdf5_2048`` (2,048 points per
+  shape, +Y up): the data of the common linear-SVM protocol of point-cloud
+  pretext papers. Points only.
+* ``modelnet40-resampled``: PointNet++'s ``modelnet40_normal_resampled``
+  (10,000 points + normals per shape, +Y up). Points and normals only.
+
+Point-cloud releases are reduced to ``n_points`` by farthest-point sampling
+and normalised into the unit sphere (the project's rule), *not* by taking the
+first ``n_points`` stored points as PointNet's scripts do.
+
+STATS (official splits; formats in :mod:`ssl3d.datasets.formats.modelnet`):
+
+========================  =======  =====  =====  ===============================================================
+dataset                   classes  train  test   source
+========================  =======  =====  =====  ===============================================================
+``modelnet40``            40       9,843  2,468  http://modelnet.cs.princeton.edu/ModelNet40.zip
+``modelnet10``            10       3,991    908  http://3dvision.princeton.edu/projects/2014/3DShapeNets/ModelNet10.zip
+``modelnet40-h5``         40       9,840  2,468  https://shapenet.cs.stanford.edu/media/modelnet40_ply_hdf5_2048.zip
+``modelnet40-resampled``  40       9,843  2,468  https://shapenet.cs.stanford.edu/media/modelnet40_normal_resampled.zip
+========================  =======  =====  =====  ===============================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import trimesh
+
+from ssl3d.datasets.base import DataConfig, ShapeInfo, register_dataset
+from ssl3d.datasets.cache import CacheReport
+from ssl3d.datasets.formats.modelnet import (
+    MODELNET10_CLASSES,
+    MODELNET40_CLASSES,
+    index_modelnet_off,
+    index_normal_resampled,
+    read_modelnet_h5,
+    read_normal_resampled_txt,
+    z_up_to_y_up,
+)
+from ssl3d.datasets.formats.off import read_off
+from ssl3d.datasets.modalities.points import subsample_points
+from ssl3d.datasets.real import RealShapeDataset
+
+__all__ = [
+    "ModelNetConfig", "ModelNetOFFDataset", "ModelNet40Dataset", "ModelNet10Dataset",
+    "ModelNet40H5Dataset", "ModelNet40ResampledDataset",
+]
+
+
+@dataclass(frozen=True)
+class ModelNetConfig(DataConfig):
+    """ModelNet OFF settings: the pipeline's (see :class:`DataConfig`) plus a class subset."""
+
+    categories: tuple[str, ...] = ()  # use only these classes (labels follow the official order); () = all
+
+
+class ModelNetOFFDataset(RealShapeDataset):
+    """A ModelNet OFF archive (``<class>/{train,test}/<class>_NNNN.off``), meshes rotated to +Y up."""
+
+    Config = ModelNetConfig
+    all_classes: ClassVar[tuple[str, ...]] = ()
+    layout = ("*/train/*.off", "*/test/*.off")
+    available_modalities = frozenset({"points", "normals", "voxels", "views", "image", "mask"})
+    prepare_modalities = ("points", "voxels", "views")
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        wanted = set(self.config.categories)
+        unknown = sorted(wanted - set(self.all_classes))
+        if unknown:
+            raise ValueError(f"{self.name}: unknown categories {unknown}; valid: {', '.join(self.all_classes)}")
+        return tuple(c for c in self.all_classes if c in wanted) if wanted else self.all_classes
+
+    def index(self, split: str) -> list[ShapeInfo]:
+        records = index_modelnet_off(self.raw_dir, split, self.class_names)
+        return [ShapeInfo(name=r.shape_id, label=r.label, source=r.path) for r in records]
+
+    def load_mesh(self, shape: ShapeInfo) -> tuple[trimesh.Trimesh, None]:
+        # ModelNet is Z-up; every modality is derived from the +Y-up mesh.
+        return z_up_to_y_up(read_off(shape.source)), None
+
+
+@register_dataset("modelnet40")
+class ModelNet40Dataset(ModelNetOFFDataset):
+    """ModelNet40 OFF meshes: 40 classes, 9,843 train / 2,468 test shapes (module docstring)."""
+
+    name = "modelnet40"
+    source = "modelnet40"
+    raw_name = "ModelNet40"
+    all_classes = MODELNET40_CLASSES
+
+
+@register_dataset("modelnet10")
+class ModelNet10Dataset(ModelNetOFFDataset):
+    """ModelNet10 OFF meshes: 10 classes, 3,991 train / 908 test shapes (module docstring)."""
+
+    name = "modelnet10"
+    source = "modelnet10"
+    raw_name = "ModelNet10"
+    all_classes = MODELNET10_CLASSES
+
+
+# Per-process cache of whole h5 splits: indexing needs the labels, and the
+# preprocessing workers (forked after indexing) then share the arrays instead of
+# re-reading 2,048-point clouds per shape. Emptied once the cache is built.
+_H5_SPLITS: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, list[str]]] = {}
+
+
+def _h5_split(raw: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    key = (str(raw), split)
+    if key not in _H5_SPLITS:
+        _H5_SPLITS[key] = read_modelnet_h5(raw, split)
+    return _H5_SPLITS[key]
+
+
+@register_dataset("modelnet40-h5")
+class ModelNet40H5Dataset(RealShapeDataset):
+    """PointNet's ``modelnet40_ply_hdf5_2048``: 40 classes, 9,840 train / 2,468 test clouds of 2,048 points, +Y up."""
+
+    name = "modelnet40-h5"
+    source = "modelnet40_h5"
+    raw_name = "modelnet40_ply_hdf5_2048"
+    layout = ("shape_names.txt", "ply_data_train*.h5", "ply_data_test*.h5")
+    point_only = True
+    available_modalities = frozenset({"points"})
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self._names
+
+    def index(self, split: str) -> list[ShapeInfo]:
+        _, labels, names = _h5_split(self.raw_dir, split)
+        self._names = tuple(names)
+        # the release has no shape ids: name clouds by split position and class
+        return [ShapeInfo(name=f"{split}_{k:05d}_{names[int(y)]}", label=int(y), source=k) for k, y in enumerate(labels)]
+
+    def load_points(self, shape: ShapeInfo) -> dict[str, np.ndarray]:
+        points = _h5_split(self.raw_dir, self.split)[0][shape.source]
+        return subsample_points(points, self.config.n_points)
+
+    def prepare(self) -> dict[str, CacheReport]:
+        reports = super().prepare()
+        # the cache now holds the sampled points; free the raw arrays of this split
+        _H5_SPLITS.pop((str(self.raw_dir), self.split), None)
+        return reports
+
+
+@register_dataset("modelnet40-resampled")
+class ModelNet40ResampledDataset(RealShapeDataset):
+    """PointNet++'s ``modelnet40_normal_resampled``: 40 classes, 10,000 points + normals per shape, +Y up."""
+
+    name = "modelnet40-resampled"
+    source = "modelnet40_normal_resampled"
+    raw_name = "modelnet40_normal_resampled"
+    layout = ("modelnet40_shape_names.txt", "modelnet40_train.txt", "modelnet40_test.txt")
+    point_only = True
+    available_modalities = frozenset({"points", "normals"})
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        path = self.raw_dir / "modelnet40_shape_names.txt"
+        return tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+
+    def index(self, split: str) -> list[ShapeInfo]:
+        records = index_normal_resampled(self.raw_dir, split, 40)
+        return [ShapeInfo(name=r.shape_id, label=r.label, source=r.path) for r in records]
+
+    def load_points(self, shape: ShapeInfo) -> dict[str, np.ndarray]:
+        points, normals = read_normal_resampled_txt(shape.source)
+        return subsample_points(points, self.config.n_points, normals=normals)

@@ -1,0 +1,337 @@
+"""Real datasets: raw files (downloaded, extracted or linked in place) -> processed caches.
+
+Real datasets follow the raw -> processed pattern of torch-geometric datasets.
+A dataset ``NAME`` lives in ``<root>/NAME/``:
+
+* ``raw/<raw_name>/``: the extracted archive(s), or instead a text file
+  ``raw/<raw_name>.link`` holding the absolute path of a folder the user
+  already has (``bench prepare NAME --from FOLDER``: used in place, never
+  copied, no symbolic link is created);
+* ``downloads/``: archives fetched by :meth:`RealShapeDataset.fetch`
+  (resumable; may be deleted once the raw folder exists);
+* ``processed/``: the HDF5 caches of the modality groups
+  (:class:`~ssl3d.datasets.base.ShapeDataset`).
+
+A dataset made of several archives (3D-R2N2: renderings + voxels) declares one
+:class:`RawPart` per archive; each extracts into its own sub-folder of the raw
+folder. Every part has a *layout*: glob patterns that must each match at least
+one path, checked before anything is linked or moved into place, so a wrong
+folder or archive is refused with the missing entries named.
+
+Datasets that ship point clouds instead of meshes (``point_only``) sample
+``points`` from the stored clouds (farthest-point sampling + unit sphere,
+:func:`~ssl3d.datasets.modalities.points.subsample_points`) and refuse the
+mesh modalities with a clear error.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Iterable, Sequence
+
+import h5py
+import numpy as np
+
+from ssl3d.bench.io import atomic_write_text
+from ssl3d.datasets import download as dl
+from ssl3d.datasets.base import DataConfig, ShapeDataset, ShapeInfo, default_root
+from ssl3d.datasets.errors import DataFileError, DatasetNotPreparedError
+
+__all__ = ["MESH_MODALITIES", "RawPart", "RealShapeDataset", "voxel_fallback_count"]
+
+#: modalities that need a mesh (or renders/voxels shipped with the dataset)
+MESH_MODALITIES = frozenset({"voxels", "views", "image", "mask"})
+
+
+@dataclass(frozen=True)
+class RawPart:
+    """One archive of a real dataset and where it goes inside the raw folder.
+
+    Args:
+        source: key of :data:`ssl3d.datasets.download.SOURCES`.
+        folder: sub-folder of the dataset's raw folder holding this part
+            (``"."``: the raw folder itself, the usual single-archive case).
+        layout: glob patterns, relative to ``folder``, that must each match
+            at least one path when the part is present.
+    """
+
+    source: str
+    folder: str
+    layout: tuple[str, ...]
+
+
+def _missing(folder: Path, patterns: Iterable[str]) -> list[str]:
+    """The patterns that match nothing under ``folder`` (stops at the first hit of each)."""
+    if not folder.is_dir():
+        return list(patterns)
+    return [p for p in patterns if next(iter(folder.glob(p)), None) is None]
+
+
+class RealShapeDataset(ShapeDataset):
+    """Base class of datasets read from downloaded files.
+
+    Subclasses set ``name``, ``source`` (a key of ``download.SOURCES``),
+    ``raw_name`` (the folder under ``<root>/<name>/raw/`` that the extracted
+    archive yields) and ``layout`` (glob patterns the raw folder must match),
+    plus the :class:`~ssl3d.datasets.base.ShapeDataset` hooks. Point-cloud
+    formats set ``point_only = True`` and implement :meth:`load_points`.
+
+    Raises:
+        DatasetNotPreparedError: the raw folder is missing or incomplete; the
+            message says how to prepare it (download or ``--from PATH``).
+        ValueError: a point-only dataset asked for voxels, views or images.
+    """
+
+    source: ClassVar[str] = ""
+    raw_name: ClassVar[str] = ""
+    layout: ClassVar[tuple[str, ...]] = ()
+    #: the dataset ships point clouds, not meshes
+    point_only: ClassVar[bool] = False
+    #: what a point-only dataset's users should use for mesh modalities
+    mesh_alternative: ClassVar[str] = "modelnet40 (OFF meshes)"
+    #: modalities `bench prepare NAME` builds when --modalities is not given
+    prepare_modalities: ClassVar[tuple[str, ...]] = ("points",)
+
+    def __init__(
+        self,
+        split: str = "train",
+        modalities: Iterable[str] = ("points",),
+        config: DataConfig | None = None,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        progress: bool = True,
+        prepare: bool = True,
+    ) -> None:
+        modalities = tuple(dict.fromkeys(modalities))
+        if self.point_only:
+            mesh = [m for m in modalities if m in MESH_MODALITIES]
+            if mesh:
+                raise ValueError(self._point_only_message(mesh))
+        self._raw = self.check_prepared(root)
+        super().__init__(split, modalities, config, root, progress=progress, prepare=prepare)
+
+    # -- raw files -----------------------------------------------------------
+    @classmethod
+    def raw_parts(cls) -> tuple[RawPart, ...]:
+        """The archives of this dataset (one by default: ``source`` into the raw folder itself)."""
+        return (RawPart(cls.source, ".", cls.layout),)
+
+    @classmethod
+    def raw_root(cls, root: str | os.PathLike[str] | None = None) -> Path:
+        """``<root>/<name>/raw``."""
+        return (Path(root) if root is not None else default_root()) / cls.name / "raw"
+
+    @classmethod
+    def _link_file(cls, root: str | os.PathLike[str] | None) -> Path:
+        return cls.raw_root(root) / f"{cls.raw_name}.link"
+
+    @classmethod
+    def resolve_raw(cls, root: str | os.PathLike[str] | None = None) -> Path | None:
+        """The raw folder: the extracted ``raw/<raw_name>``, else the folder named by its ``.link`` file, else None."""
+        extracted = cls.raw_root(root) / cls.raw_name
+        if extracted.is_dir():
+            return extracted
+        link = cls._link_file(root)
+        if link.is_file():
+            text = link.read_text(encoding="utf-8").strip()
+            return Path(text) if text else None
+        return None
+
+    @classmethod
+    def missing_layout(cls, folder: str | os.PathLike[str]) -> list[str]:
+        """Layout entries (``part folder/pattern``) that ``folder`` lacks; empty when complete."""
+        folder = Path(folder)
+        out = []
+        for part in cls.raw_parts():
+            sub = folder / part.folder
+            out.extend(p if part.folder == "." else f"{part.folder}/{p}" for p in _missing(sub, part.layout))
+        return out
+
+    @classmethod
+    def is_prepared(cls, root: str | os.PathLike[str] | None = None) -> bool:
+        """True when the raw folder exists and matches the layout."""
+        raw = cls.resolve_raw(root)
+        return raw is not None and not cls.missing_layout(raw)
+
+    @classmethod
+    def urls(cls) -> list[str]:
+        return [url for part in cls.raw_parts() for url in dl.SOURCES[part.source].urls]
+
+    @classmethod
+    def not_prepared_message(cls) -> str:
+        return (
+            f"{cls.name} is not prepared: run `bench prepare {cls.name}` (downloads {', '.join(cls.urls())}) "
+            f"or, if you have the archive or folder, `bench prepare {cls.name} --from PATH`"
+        )
+
+    @classmethod
+    def check_prepared(cls, root: str | os.PathLike[str] | None = None) -> Path:
+        """The raw folder, or :class:`DatasetNotPreparedError` saying what is missing and how to prepare it."""
+        raw = cls.resolve_raw(root)
+        if raw is None:
+            raise DatasetNotPreparedError(f"{cls.not_prepared_message()} (nothing found in {cls.raw_root(root)})")
+        missing = cls.missing_layout(raw)
+        if missing:
+            where = f"{raw} (linked from {cls._link_file(root)})" if not raw.is_relative_to(cls.raw_root(root)) else str(raw)
+            raise DatasetNotPreparedError(f"{cls.not_prepared_message()} ({where} lacks {', '.join(missing)})")
+        return raw
+
+    @property
+    def raw_dir(self) -> Path:
+        """The folder the format readers index (extracted or linked)."""
+        return self._raw
+
+    @classmethod
+    def fetch(
+        cls,
+        root: str | os.PathLike[str] | None = None,
+        from_path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+        progress: bool = True,
+    ) -> Path:
+        """Put the raw files in place: from local archives/folders, or by downloading.
+
+        * ``from_path`` an archive (zip, tar, tar.gz, tgz, ...): safely
+          extracted (:func:`~ssl3d.datasets.download.extract_archive`) and the
+          folder matching a part's layout moved into the raw folder;
+        * ``from_path`` a folder: checked against the layout and recorded in
+          ``raw/<raw_name>.link`` (used in place). The folder itself, its
+          ``<raw_name>`` or archive-named child, or its parent (when given one
+          part of a multi-part dataset) may match;
+        * no ``from_path``: each missing part's URLs are downloaded into
+          ``<root>/<name>/downloads/`` (resumable) and extracted.
+
+        Args:
+            root: data folder (default ``$SSL3D_DATA`` or ``~/.cache/ssl3d``).
+            from_path: one path or several (one archive per part).
+            progress: show download progress bars.
+
+        Returns:
+            the raw folder.
+
+        Raises:
+            FileNotFoundError: a ``from_path`` does not exist.
+            DataFileError: a folder or archive does not match the layout (names what is missing).
+            UnsafeArchiveError: an archive member would land outside the target (nothing is written).
+            DatasetNotPreparedError: a download failed (the message says how to use ``--from``),
+                or parts are still missing afterwards.
+            ValueError: the dataset is already prepared from an extracted archive.
+        """
+        root = Path(root) if root is not None else default_root()
+        if from_path is None:
+            paths: list[Path] = []
+        elif isinstance(from_path, (str, os.PathLike)):
+            paths = [Path(from_path)]
+        else:
+            paths = [Path(p) for p in from_path]
+        cls.raw_root(root).mkdir(parents=True, exist_ok=True)
+        if paths:
+            extracted = cls.raw_root(root) / cls.raw_name
+            if cls.is_prepared(root) and extracted.is_dir():
+                raise ValueError(
+                    f"{cls.name} is already prepared in {extracted}; delete that folder to use --from {', '.join(map(str, paths))}"
+                )
+            for path in paths:
+                path = path.expanduser()
+                if path.is_dir():
+                    cls._link_folder(root, path)
+                elif path.is_file():
+                    cls._take_archive(root, path)
+                else:
+                    raise FileNotFoundError(f"--from {path}: no such file or folder")
+        elif not cls.is_prepared(root):
+            for part in cls.raw_parts():
+                if _missing(cls.raw_root(root) / cls.raw_name / part.folder, part.layout):
+                    cls._take_archive(root, cls._download(root, part, progress))
+        return cls.check_prepared(root)
+
+    @classmethod
+    def _link_folder(cls, root: Path, folder: Path) -> None:
+        folder = folder.resolve()
+        names = [cls.raw_name] + [dl.SOURCES[p.source].extract_dir for p in cls.raw_parts()]
+        candidates = list(dict.fromkeys([folder, *(folder / n for n in names if n != "."), folder.parent]))
+        for candidate in candidates:
+            if candidate.is_dir() and not cls.missing_layout(candidate):
+                extracted = cls.raw_root(root) / cls.raw_name
+                if extracted.exists():
+                    raise ValueError(f"{extracted} already holds (part of) {cls.name}; delete it to use the folder {candidate} instead")
+                atomic_write_text(cls._link_file(root), f"{candidate}\n")
+                return
+        raise DataFileError(
+            folder, f"does not look like the extracted {cls.name} data: it lacks {', '.join(cls.missing_layout(folder))}"
+        )
+
+    @classmethod
+    def _take_archive(cls, root: Path, archive: Path) -> None:
+        raw_root = cls.raw_root(root)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=raw_root))
+        try:
+            content = dl.extract_archive(archive, staging / "content")
+            found = []
+            for part in cls.raw_parts():
+                extract_dir = dl.SOURCES[part.source].extract_dir
+                children = [p for p in content.iterdir() if p.is_dir() and not p.name.startswith(("__MACOSX", "."))]
+                candidates = [content / part.folder, content / extract_dir, content]
+                if len(children) == 1:  # an archive re-packed under another top-level name
+                    candidates.append(children[0])
+                match = next((c for c in dict.fromkeys(candidates) if c.is_dir() and not _missing(c, part.layout)), None)
+                if match is None:
+                    continue
+                dest = raw_root / cls.raw_name / part.folder
+                if dest.exists() and not _missing(dest, part.layout):
+                    found.append(part.folder)  # already there; keep the existing copy
+                    continue
+                if dest.exists():
+                    raise ValueError(f"{dest} exists but is incomplete; delete it and run `bench prepare {cls.name}` again")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(match, dest)
+                found.append(part.folder)
+            if not found:
+                expected = "; ".join(f"{', '.join(p.layout)}" for p in cls.raw_parts())
+                raise DataFileError(archive, f"holds no {cls.name} data (expected a folder with {expected})")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    @classmethod
+    def _download(cls, root: Path, part: RawPart, progress: bool) -> Path:
+        source = dl.SOURCES[part.source]
+        dest = root / cls.name / "downloads" / source.archive
+        errors = []
+        for url in source.urls:
+            try:
+                return dl.download(url, dest, sha256=source.sha256, progress=progress)
+            except dl.DownloadError as exc:
+                errors.append(str(exc))
+        raise DatasetNotPreparedError(
+            f"{cls.name}: {' '.join(errors)} Without network, fetch {source.archive} elsewhere and run "
+            f"`bench prepare {cls.name} --from /path/to/{source.archive}` (or --from the folder you extracted)."
+        )
+
+    # -- point-cloud formats ---------------------------------------------------
+    @classmethod
+    def _point_only_message(cls, modalities: Sequence[str]) -> str:
+        asked = "/".join(modalities)
+        return f"{cls.name} ships point clouds only; voxels/views/image need meshes: use {cls.mesh_alternative} (asked for {asked})"
+
+    def load_points(self, shape: ShapeInfo) -> dict[str, np.ndarray]:
+        """Point-only datasets: ``points`` (+ ``normals``, ``point_labels``) of one shape, FPS'd to ``n_points``."""
+        raise NotImplementedError(f"{self.name} has no stored point clouds")
+
+    def compute(self, group: str, i: int) -> dict[str, np.ndarray]:
+        if self.point_only:
+            if group != "points":
+                raise ValueError(self._point_only_message([group]))
+            return self.load_points(self.shapes[i])
+        return super().compute(group, i)
+
+
+def voxel_fallback_count(cache_path: str | os.PathLike[str]) -> int | None:
+    """How many valid shapes of a ``voxels`` cache used the flood-fill fallback (None: not recorded)."""
+    with h5py.File(cache_path, "r") as h5:
+        if "voxel_fallback" not in h5:
+            return None
+        valid = h5["valid"][()].astype(bool)
+        return int(np.asarray(h5["voxel_fallback"][()], dtype=bool)[valid].sum())
