@@ -2,11 +2,12 @@
 
     bench run --method M --task T [--preset quick|paper] [--seed S | --seeds S ...]
               [--device auto|cpu|cuda] [--set key=value ...] [--data-root DIR]
-              [--results-dir DIR] [--modality X] [--pretrain-data NAME]
+              [--results-dir DIR] [--modality X] [--pretrain-data NAME] [--nproc N]
     bench suite [--preset quick] [--seeds 0 1 2] [--methods PATTERN] [--tasks PATTERN] [--dry-run]
     bench list [--json]
     bench leaderboard [--results-dir DIR] [--plot]
-    bench prepare NAME [--data-root DIR] [--split S ...] [--modalities M ...]
+    bench prepare NAME [--from PATH ...] [--no-download] [--data-root DIR] [--split S ...]
+                  [--modalities M ...] [--set data.KEY=VALUE ...]
     bench --version
 
 The flag names are a fixed interface (other tools call them).
@@ -52,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--modality", default=None, help="modality to evaluate (default: the task's first the method embeds)")
     run.add_argument("--pretrain-data", default=None, help="dataset to pretrain on (default: the task's dataset)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--nproc", type=int, default=1,
+                     help="pretrain with N processes (DDP via torchrun; one per GPU, or gloo on CPU)")
 
     suite = sub.add_parser("suite", help="run every compatible (method, task, modality) over seeds; resumable")
     suite.add_argument("--preset", default="quick", help="method preset for every run (default quick)")
@@ -75,12 +78,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     prep = sub.add_parser("prepare", help="generate / download / preprocess a dataset into the cache")
     prep.add_argument("name", help="dataset name (see `bench list`)")
+    prep.add_argument("--from", dest="from_paths", nargs="+", action="extend", default=[], metavar="PATH",
+                      help="use a local archive (zip/tar*) or an extracted folder (used in place) instead of "
+                           "downloading; several for multi-archive datasets (r2n2)")
+    prep.add_argument("--no-download", action="store_true",
+                      help="fail instead of downloading when the raw files are missing")
     prep.add_argument("--data-root", default=None, help="data and cache folder (default $SSL3D_DATA or ~/.cache/ssl3d)")
     prep.add_argument("--split", nargs="+", default=None, help="splits to prepare (default: all)")
-    prep.add_argument("--modalities", nargs="+", default=["points"], help="modalities to precompute (default: points)")
+    prep.add_argument("--modalities", nargs="+", default=None,
+                      help="modalities to precompute (default: the dataset's usual ones, points for synth)")
     prep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                       help="dataset settings, e.g. data.n_points=2048")
     return parser
+
+
+def _relaunch_with_torchrun(argv: Sequence[str], nproc: int) -> int:
+    """``bench run --nproc N ...`` = ``torchrun --nproc-per-node N -m ssl3d.bench.cli run ...``."""
+    import subprocess
+
+    rest = list(argv)
+    i = rest.index("--nproc")
+    del rest[i : i + 2]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "ssl3d.bench.cli", *rest]
+    return subprocess.call(cmd)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -93,6 +114,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                        overrides=overrides, modality=args.modality, pretrain_data=args.pretrain_data,
                        data_root=args.data_root, results_dir=args.results_dir, progress=not args.no_progress)
         result = execute(spec)
+        if not result:  # a non-zero rank of a distributed run: rank 0 reports
+            continue
         metrics = "  ".join(f"{k}={v:.2f}" for k, v in result["metrics"].items())
         print(f"{result['method']} on {result['task']} ({result['modality']}, preset {result['preset']}, "
               f"seed {seed}): {metrics}  [{result['timings']['total_s']:.1f}s]")
@@ -140,23 +163,84 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from ssl3d.bench.config import apply_overrides
-    from ssl3d.datasets import get_dataset
-    from ssl3d.datasets.base import dataset_summary
+    import time
+    from pathlib import Path
 
+    from ssl3d.bench.config import apply_overrides
+    from ssl3d.datasets import default_root, get_dataset, list_datasets
+    from ssl3d.datasets.real import RealShapeDataset
+
+    t0 = time.perf_counter()
     cls = get_dataset(args.name)
+    root = Path(args.data_root) if args.data_root else default_root()
     data_o = {k.split(".", 1)[1] if k.startswith("data.") else k: v for k, v in parse_set_args(args.overrides).items()}
     config = apply_overrides(cls.Config(), data_o, section="data.")
-    for split in args.split or cls.splits:
-        ds = cls(split, args.modalities, config, args.data_root)
-        summary = dataset_summary(ds)
-        print(f"{args.name}/{split}: {summary['shapes']} shapes, per class {summary['per_class']}")
-        for group, report in ds.reports.items():
-            print(f"  {group}: {report.n_valid}/{report.n_items} valid, skipped {len(report.skipped)}, "
-                  f"{report.size_bytes / 1e6:.1f} MB, built {report.n_built} in {report.seconds:.1f}s -> {report.path}")
-            for shape, reason in report.skipped.items():
-                print(f"    skipped {shape}: {reason}")
+    modalities = args.modalities or list(getattr(cls, "prepare_modalities", ("points",)))
+    if issubclass(cls, RealShapeDataset):
+        cls.check_modalities(modalities)  # before any download
+        if args.from_paths:
+            raw = cls.fetch(root, args.from_paths, progress=True)
+            print(f"{args.name}: raw files in {raw} (from {', '.join(args.from_paths)})")
+        elif cls.is_prepared(root):
+            print(f"{args.name}: raw files in {cls.check_prepared(root)}")
+        elif args.no_download:
+            cls.check_prepared(root)  # raises DatasetNotPreparedError with how to prepare
+        else:
+            print(f"{args.name}: downloading {', '.join(cls.urls())} into {root / args.name / 'downloads'}", flush=True)
+            raw = cls.fetch(root, None, progress=True)
+            print(f"{args.name}: raw files in {raw}")
+    elif args.from_paths:
+        real = [n for n in list_datasets() if issubclass(get_dataset(n), RealShapeDataset)]
+        raise ValueError(f"{args.name} is generated, not downloaded: --from applies to {', '.join(real)}")
+    total_bytes = 0
+    for split in args.split or getattr(cls, "prepare_splits", None) or cls.splits:
+        t_split = time.perf_counter()
+        ds = cls(split, modalities, config, root)
+        total_bytes += _print_split_report(args.name, ds, time.perf_counter() - t_split)
+        gallery = ds.gallery_split() if hasattr(ds, "gallery_split") and getattr(ds, "mesh_modalities", ()) else None
+        if gallery is not None:
+            print(f"  gallery {gallery.split}: {len(gallery)} shapes")
+            total_bytes += _print_group_reports(gallery, indent="    ")
+    print(f"{args.name}: caches {total_bytes / 1e6:.1f} MB in {root / args.name / 'processed'}, "
+          f"{time.perf_counter() - t0:.1f} s in all")
     return 0
+
+
+def _print_split_report(name: str, ds, seconds: float) -> int:
+    """Shapes per class and per-group cache facts of one prepared split; returns its cache bytes."""
+    from ssl3d.datasets.base import dataset_summary
+
+    summary = dataset_summary(ds)
+    n_indexed = len(ds.shapes)
+    skipped = f", {n_indexed - summary['shapes']} skipped" if n_indexed != summary["shapes"] else ""
+    items = "photos" if hasattr(ds, "gallery_split") else "shapes"  # Pix3D's items are photos of shapes
+    print(f"{name}/{ds.split}: {summary['shapes']} {items}{skipped} in {seconds:.1f} s")
+    present = {c: n for c, n in summary["per_class"].items() if n}
+    empty = len(summary["per_class"]) - len(present)
+    print("  per class: " + ", ".join(f"{c} {n}" for c, n in present.items())
+          + (f" ({empty} classes without shapes)" if empty else ""))
+    return _print_group_reports(ds, indent="  ")
+
+
+def _print_group_reports(ds, indent: str) -> int:
+    from ssl3d.datasets.real import voxel_fallback_count
+
+    size = 0
+    skipped: dict[str, tuple[list[str], str]] = {}
+    for group, report in ds.reports.items():
+        size += report.size_bytes
+        extra = ""
+        if group == "voxels":
+            fallback = voxel_fallback_count(report.path)
+            extra = f", voxel fallback {fallback}" if fallback is not None else ""
+        built = f"built {report.n_built} in {report.seconds:.1f} s" if report.n_built else "cached"
+        print(f"{indent}{group}: {report.n_valid}/{report.n_items} valid, skipped {len(report.skipped)}{extra}, "
+              f"{report.size_bytes / 1e6:.1f} MB, {built} -> {report.path}")
+        for shape, reason in report.skipped.items():
+            skipped.setdefault(shape, ([], reason))[0].append(group)
+    for shape, (groups, reason) in skipped.items():  # one line per file, not per modality group
+        print(f"{indent}skipped {shape} ({', '.join(groups)}): {reason}")
+    return size
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -166,6 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "run" and args.nproc > 1:
+        return _relaunch_with_torchrun(list(argv) if argv is not None else sys.argv[1:], args.nproc)
     handlers = {"suite": cmd_suite, "run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "prepare": cmd_prepare}
     try:
         return handlers[args.command](args)
@@ -175,6 +261,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
         return 130
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 if __name__ == "__main__":

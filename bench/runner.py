@@ -30,6 +30,7 @@ from ssl3d.bench.results import ResultStore
 from ssl3d.bench.tasks import TASKS, get_task
 from ssl3d.datasets import DATASETS, default_root
 from ssl3d.methods import METHODS, Method, RunContext
+from ssl3d.methods.distributed import barrier, device_for_rank, dist_info, init_distributed, main_process_first
 from ssl3d.methods.trainer import seed_everything
 
 log = logging.getLogger("ssl3d.run")
@@ -144,8 +145,10 @@ def pretrain_or_load(method: Method, dataset, seed: int, device: torch.device, c
         return {"cached": True, "key": key, "path": str(final)}
     folder.mkdir(parents=True, exist_ok=True)
     method.pretrain(dataset, RunContext(device=device, seed=seed, checkpoint_dir=folder, progress=progress))
-    with atomic_path(final) as tmp:
-        torch.save(method.state_dict(), tmp)
+    if dist_info().is_main:
+        with atomic_path(final) as tmp:
+            torch.save(method.state_dict(), tmp)
+    barrier()
     return {"cached": False, "key": key, "path": str(final)}
 
 
@@ -190,11 +193,13 @@ def execute(spec: RunSpec) -> dict[str, Any]:
     protocol = protocol_cls(apply_overrides(protocol_config, proto_o, section=f"{protocol_cls.name}."))
     modality = resolve_modality(spec.task, method_cls, spec.modality, protocol_cls.needs)
     device = resolve_device(spec.device)
+    info = init_distributed(device)  # a no-op unless launched by torchrun
+    device = device_for_rank(device)
     root = Path(spec.data_root) if spec.data_root else default_root()
     store = ResultStore(spec.results_dir)
     run_id = new_run_id(spec)
     run_dir = store.run_dir(run_id)
-    handler = _attach_log_file(run_dir / "run.log")
+    handler = _attach_log_file(run_dir / "run.log") if info.is_main else logging.NullHandler()
     try:
         log.info("run %s: method=%s preset=%s task=%s modality=%s seed=%d device=%s",
                  run_id, spec.method, spec.preset, spec.task, modality, spec.seed, device)
@@ -202,8 +207,9 @@ def execute(spec: RunSpec) -> dict[str, Any]:
         seed_everything(spec.seed)
         data_config = build_data_config(dataset_cls, task.data_options, method, data_o)
         eval_modalities = protocol.dataset_modalities(modality)
-        train = dataset_cls("train", eval_modalities, data_config, root, progress=spec.progress)
-        test = dataset_cls("test", eval_modalities, data_config, root, progress=spec.progress)
+        with main_process_first():  # rank 0 builds the caches, the others then read them
+            train = dataset_cls("train", eval_modalities, data_config, root, progress=spec.progress)
+            test = dataset_cls("test", eval_modalities, data_config, root, progress=spec.progress)
         t_data = time.perf_counter()
 
         pre_name = spec.pretrain_data or task.dataset
@@ -211,9 +217,12 @@ def execute(spec: RunSpec) -> dict[str, Any]:
         pre_config = build_data_config(pre_cls, task.data_options if pre_name == task.dataset else {}, method, data_o)
         pre_modalities = sorted(method.pretrain_modalities) or ["points"]
         needs_data = bool(method.pretrain_modalities) and method.config.train.epochs > 0
-        pre_data = pre_cls("train", pre_modalities, pre_config, root, progress=spec.progress) if needs_data else train
+        with main_process_first():
+            pre_data = pre_cls("train", pre_modalities, pre_config, root, progress=spec.progress) if needs_data else train
         pretrain_info = pretrain_or_load(method, pre_data, spec.seed, device, root, spec.progress)
         t_pre = time.perf_counter()
+        if not info.is_main:  # evaluation and results belong to rank 0
+            return {}
 
         ctx = EvalContext(seed=spec.seed, device=str(device), progress=spec.progress)
         outcome = protocol.evaluate(method, train, test, modality, ctx)
@@ -223,7 +232,7 @@ def execute(spec: RunSpec) -> dict[str, Any]:
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "task": task.name, "method": method.name, "modality": modality, "preset": spec.preset,
             "seed": spec.seed, "pretrain_data": pre_name, "dataset_version": train.version,
-            "git_commit": git_commit(), "device": str(device),
+            "git_commit": git_commit(), "device": str(device), "world_size": info.world_size,
             "metrics": {k: round(float(v), 4) for k, v in outcome.metrics.items()},
             "protocol": {"name": protocol.name, "config": to_dict(protocol.config), "details": outcome.details},
             "config": {"method": to_dict(method.config), "data": to_dict(data_config),

@@ -44,7 +44,6 @@ import time
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssl3d.methods.backbones.dgcnn import DGCNN, DGCNN_PRESETS

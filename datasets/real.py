@@ -95,6 +95,8 @@ class RealShapeDataset(ShapeDataset):
     mesh_alternative: ClassVar[str] = "modelnet40 (OFF meshes)"
     #: modalities `bench prepare NAME` builds when --modalities is not given
     prepare_modalities: ClassVar[tuple[str, ...]] = ("points",)
+    #: splits `bench prepare NAME` builds when --split is not given (None: all splits)
+    prepare_splits: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(
         self,
@@ -107,10 +109,7 @@ class RealShapeDataset(ShapeDataset):
         prepare: bool = True,
     ) -> None:
         modalities = tuple(dict.fromkeys(modalities))
-        if self.point_only:
-            mesh = [m for m in modalities if m in MESH_MODALITIES]
-            if mesh:
-                raise ValueError(self._point_only_message(mesh))
+        self.check_modalities(modalities)
         self._raw = self.check_prepared(root)
         super().__init__(split, modalities, config, root, progress=progress, prepare=prepare)
 
@@ -306,11 +305,22 @@ class RealShapeDataset(ShapeDataset):
             except dl.DownloadError as exc:
                 errors.append(str(exc))
         raise DatasetNotPreparedError(
-            f"{cls.name}: {' '.join(errors)} Without network, fetch {source.archive} elsewhere and run "
-            f"`bench prepare {cls.name} --from /path/to/{source.archive}` (or --from the folder you extracted)."
+            f"{cls.name}: {' '.join(errors)} For this dataset: "
+            f"`bench prepare {cls.name} --from /path/to/{source.archive}` (or --from the extracted folder)."
         )
 
     # -- point-cloud formats ---------------------------------------------------
+    @classmethod
+    def check_modalities(cls, modalities: Iterable[str]) -> None:
+        """Raise ValueError naming what is available when ``modalities`` asks for something this dataset lacks."""
+        unknown = [m for m in modalities if m not in cls.available_modalities]
+        if cls.point_only and any(m in MESH_MODALITIES for m in unknown):
+            raise ValueError(cls._point_only_message([m for m in unknown if m in MESH_MODALITIES]))
+        if unknown:
+            raise ValueError(
+                f"{cls.name} cannot provide {', '.join(unknown)}; it provides: {', '.join(sorted(cls.available_modalities))}"
+            )
+
     @classmethod
     def _point_only_message(cls, modalities: Sequence[str]) -> str:
         asked = "/".join(modalities)

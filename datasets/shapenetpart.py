@@ -69,6 +69,7 @@ class ShapeNetPartDataset(RealShapeDataset):
     mesh_alternative = "modelnet40 (OFF meshes) or r2n2 (ShapeNet voxels and renders)"
     available_modalities = frozenset({"points", "normals", "point_labels"})
     prepare_modalities = ("points",)
+    prepare_splits = ("train", "val", "test")  # trainval would duplicate train + val
 
     @property
     def class_names(self) -> tuple[str, ...]:

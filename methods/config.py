@@ -25,7 +25,10 @@ class TrainConfig:
     grad_clip: float = 0.0  # clip the global gradient norm to this value; 0 disables
     max_steps_per_epoch: int = 0  # cap on optimisation steps per epoch; 0 = the whole dataset
     num_workers: int = 0  # DataLoader worker processes
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast dtype on CUDA (CPU always runs fp32)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast dtype (fp16 on CUDA only, with GradScaler)
+    compile: bool = False  # torch.compile the training step (PyTorch 2 compiler)
+    sync_bn: bool = False  # SyncBatchNorm across ranks under DDP (BN-heavy backbones, small per-GPU batches)
+    find_unused_parameters: bool = True  # DDP option; safe default for methods with branches that skip weights
     log_every: int = 10  # optimisation steps between progress-bar/log updates
 
 

@@ -295,7 +295,9 @@ class SwitchVAE(Method):
     def training_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
         cfg = self.config
         latents = {m: self._encode(batch, m) for m in self.branches}
-        z = {m: reparameterize(mu, logvar) for m, (mu, logvar) in latents.items()}
+        # Sample in training mode only; in eval mode z = mu, so the loss of a fixed batch is deterministic.
+        sample = self.model.training
+        z = {m: reparameterize(mu, logvar) if sample else mu for m, (mu, logvar) in latents.items()}
         alpha = self._switch()
         mu, logvar = latents[alpha]
         recon = weighted_bce(self.model["decoder"].logits(z[alpha]), batch["voxels"], gamma=cfg.bce_gamma)

@@ -11,20 +11,25 @@ weights an uninterrupted run gives.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
+import os
 import random
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 from ssl3d.bench.config import to_dict
 from ssl3d.bench.io import atomic_path
+from ssl3d.methods.distributed import DistInfo, StepModule, all_reduce_mean, barrier, dist_info
 
 if TYPE_CHECKING:
     from ssl3d.methods.base import Method, RunContext
@@ -47,16 +52,30 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if device.type != "cuda" or precision == "fp32":
+    if precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("train.precision=fp16 needs CUDA; use bf16 or fp32 on the CPU")
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def _trace(run: "RunContext", info: DistInfo, epoch: int, indices: list[int], record: dict) -> None:
+    """With $SSL3D_TRACE_DIR set, each rank writes what it trained on per epoch (for debugging sharding)."""
+    folder = os.environ.get("SSL3D_TRACE_DIR")
+    if not folder:
+        return
+    path = Path(folder) / f"rank{info.rank}-epoch{epoch}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"rank": info.rank, "world_size": info.world_size, "epoch": epoch,
+                                "indices": indices, "record": record}))
 
 
 def fit(method: "Method", data: Dataset, run: "RunContext") -> None:
     """Build ``method.model`` and train it on ``data`` (see module docstring)."""
     log = logging.getLogger(run.logger_name)
     train = method.config.train
-    seed_everything(run.seed)
+    info = dist_info()
+    seed_everything(run.seed)  # same initial weights on every rank
     method.model = model = method.build_model().to(run.device)
     if train.epochs == 0 or not method.pretrain_modalities:
         method.pretrain_info = {"epochs": 0, "steps": 0, "seconds": 0.0, "note": "random initialisation, no pretraining"}
@@ -65,6 +84,14 @@ def fit(method: "Method", data: Dataset, run: "RunContext") -> None:
     dataset = method.pretrain_dataset(data)
     if len(dataset) == 0:
         raise ValueError(f"{method.name}: the pretraining data is empty")
+    if info.enabled and train.sync_bn:
+        method.model = model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    step_fn: torch.nn.Module = StepModule(method)
+    if info.enabled:
+        step_fn = DistributedDataParallel(step_fn, device_ids=[run.device.index] if run.device.type == "cuda" else None,
+                                          find_unused_parameters=train.find_unused_parameters)
+    if train.compile:
+        step_fn = torch.compile(step_fn)
     optimizer = method.configure_optimizer(model)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     scaler = torch.amp.GradScaler("cuda") if run.device.type == "cuda" and train.precision == "fp16" else None
@@ -81,11 +108,17 @@ def fit(method: "Method", data: Dataset, run: "RunContext") -> None:
         log.info("%s: resumed from %s after epoch %d/%d", method.name, ckpt_path, start_epoch, train.epochs)
 
     generator = torch.Generator()
+    # the global batch is split over ranks; each rank reads its own shard of every epoch
+    per_rank = max(1, train.batch_size // info.world_size)
+    sampler = DistributedSampler(dataset, info.world_size, info.rank, shuffle=True, seed=run.seed,
+                                 drop_last=True) if info.enabled else None
+    shard = len(dataset) // info.world_size
     loader = DataLoader(
         dataset,
-        batch_size=min(train.batch_size, len(dataset)),
-        shuffle=True,
-        drop_last=len(dataset) > train.batch_size,  # no tiny last batch for BatchNorm
+        batch_size=min(per_rank, shard),
+        shuffle=sampler is None,
+        sampler=sampler,
+        drop_last=shard > per_rank,  # no tiny last batch for BatchNorm
         num_workers=train.num_workers,
         generator=generator,
         pin_memory=run.device.type == "cuda",
@@ -95,8 +128,11 @@ def fit(method: "Method", data: Dataset, run: "RunContext") -> None:
     for epoch in range(start_epoch, train.epochs):
         t0 = time.perf_counter()
         seed = epoch_seed(run.seed, epoch)
-        seed_everything(seed)
+        seed_everything(seed + 1_000_003 * info.rank)  # augmentation differs across ranks
         generator.manual_seed(seed)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        seen: list[int] = []
         factor = method.lr_factor(epoch)
         for group, base in zip(optimizer.param_groups, base_lrs):
             group["lr"] = base * factor
@@ -104,13 +140,15 @@ def fit(method: "Method", data: Dataset, run: "RunContext") -> None:
         sums: dict[str, float] = defaultdict(float)
         n_batches = 0
         bar = tqdm(total=steps_per_epoch, desc=f"pretrain {method.name} {epoch + 1}/{train.epochs}",
-                   disable=not run.progress, leave=False, dynamic_ncols=True)
+                   disable=not run.progress or not info.is_main, leave=False, dynamic_ncols=True)
         for batch_idx, batch in enumerate(loader):
             if batch_idx >= steps_per_epoch:
                 break
+            if "index" in batch:
+                seen.extend(batch["index"].tolist())
             batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
             with _autocast(run.device, train.precision):
-                terms = method.training_step(batch, step)
+                terms = step_fn(batch, step)
             loss = terms["loss"]
             if not torch.isfinite(loss):
                 last = f"{ckpt_path} (after epoch {start_epoch if epoch == start_epoch else epoch})" if ckpt_path and ckpt_path.exists() else "none"
@@ -139,13 +177,15 @@ def fit(method: "Method", data: Dataset, run: "RunContext") -> None:
                 bar.set_postfix(loss=f"{sums['loss'] / n_batches:.4g}")
         bar.close()
         seconds += time.perf_counter() - t0
-        record = {k: v / max(1, n_batches) for k, v in sums.items()}
+        record = all_reduce_mean({k: v / max(1, n_batches) for k, v in sums.items()}, run.device)
         record.update(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"], seconds=round(seconds, 3))
         history.append(record)
+        _trace(run, info, epoch, seen, record)
         log.info("%s epoch %d/%d: %s", method.name, epoch + 1, train.epochs,
                  ", ".join(f"{k}={v:.5g}" for k, v in record.items() if k not in ("epoch",)))
-        if ckpt_path is not None:
+        if ckpt_path is not None and info.is_main:  # one writer; every rank holds the same weights
             _save_checkpoint(ckpt_path, model, optimizer, config_json, epoch + 1, history, seconds, step)
+        barrier()
 
     final = history[-1] if history else {}
     method.pretrain_info = {
@@ -154,7 +194,8 @@ def fit(method: "Method", data: Dataset, run: "RunContext") -> None:
         "seconds": round(seconds, 3),
         "final_loss": final.get("loss", math.nan),
         "history": history,
-        "shapes_per_second": round(step * train.batch_size / seconds, 3) if seconds > 0 else None,
+        "shapes_per_second": round(step * per_rank * info.world_size / seconds, 3) if seconds > 0 else None,
+        "world_size": info.world_size,
     }
 
 

@@ -127,7 +127,7 @@ def test_named_weights_fail_clearly_without_download(tmp_path, monkeypatch) -> N
 
 def test_cmic_query_and_rendering_encoders() -> None:
     query = ImageEncoder("resnet50", in_channels=4, out_dim=128, head="bn_linear").eval()
-    rgb_mask = torch.cat([_images(2, 3, 64, 64), (_images(2, 1, 64, 64) > 0.5).float()], dim=1)
+    rgb_mask = torch.cat([_images(2, 3, 32, 32), (_images(2, 1, 32, 32) > 0.5).float()], dim=1)
     with torch.no_grad():
         out = query(rgb_mask)
         # head = BatchNorm1d then Linear on the 2048-d trunk feature
@@ -143,7 +143,7 @@ def test_cmic_query_and_rendering_encoders() -> None:
     with pytest.raises(ValueError, match="needs a positive out_dim"):
         ImageEncoder("resnet18", head="linear")
     with pytest.raises(ValueError, match="C=4"):
-        query(_images(2, 3, 64, 64))
+        query(_images(2, 3, 32, 32))
 
 
 def test_multiview_gru_is_the_last_hidden_state() -> None:
@@ -156,7 +156,12 @@ def test_multiview_gru_is_the_last_hidden_state() -> None:
         cell = nn.GRUCell(32, 24)
         gru = enc.aggregator
         cell.load_state_dict(
-            {"weight_ih": gru.weight_ih_l0, "weight_hh": gru.weight_hh_l0, "bias_ih": gru.bias_ih_l0, "bias_hh": gru.bias_hh_l0}
+            {
+                "weight_ih": gru.weight_ih_l0,
+                "weight_hh": gru.weight_hh_l0,
+                "bias_ih": gru.bias_ih_l0,
+                "bias_hh": gru.bias_hh_l0,
+            }
         )
         h = torch.zeros(2, 24)
         for v in range(3):
@@ -183,13 +188,17 @@ def test_multiview_pooling_aggregators(aggregate: str) -> None:
 
 def test_multiview_flatten_matches_switchvae_sizes_and_channels_last() -> None:
     # SwitchVAE Sec. 3.2: a 137 x 137 view gives 5 x 5 x 512 feature maps, flattened, FC to 1024
-    enc = MultiViewEncoder("resnet18", in_channels=3, pool="flatten", image_size=137).eval()
-    assert enc.embed[0].in_features == 5 * 5 * 512
-    views = _images(1, 2, 3, 137, 137)
+    assert MultiViewEncoder("resnet18", pool="flatten", image_size=137).embed[0].in_features == 5 * 5 * 512
+    # 40 px -> 20 -> 10 -> 5 -> 3 -> 2: a 2 x 2 x 512 map
+    enc = MultiViewEncoder("resnet18", in_channels=3, pool="flatten", image_size=40, view_dim=64, out_dim=32).eval()
+    assert enc.embed[0].in_features == 2 * 2 * 512
+    views = _images(1, 2, 3, 40, 40)
     with torch.no_grad():
         out = enc(views)
-    assert out.shape == (1, 1024) and enc.out_dim == 1024
-    fast = MultiViewEncoder("resnet18", in_channels=3, pool="flatten", image_size=137, channels_last=True).eval()
+    assert out.shape == (1, 32) and enc.out_dim == 32
+    fast = MultiViewEncoder(
+        "resnet18", in_channels=3, pool="flatten", image_size=40, view_dim=64, out_dim=32, channels_last=True
+    ).eval()
     fast.load_state_dict(enc.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(fast(views), out, atol=1e-4, rtol=1e-4)

@@ -87,7 +87,9 @@ def test_knn_rejects_bad_arguments() -> None:
 # --------------------------------------------------------------------------- EdgeConv
 
 
-def _dense_edgeconv(x: torch.Tensor, idx: torch.Tensor, weights: list[torch.Tensor], norms: nn.ModuleList) -> torch.Tensor:
+def _dense_edgeconv(
+    x: torch.Tensor, idx: torch.Tensor, weights: list[torch.Tensor], norms: nn.ModuleList
+) -> torch.Tensor:
     """Textbook EdgeConv: [x_i, x_j - x_i] as [B, 2C, N, k], Conv2d + BN2d + LeakyReLU(0.2), max over k."""
     b, n, c = x.shape
     k = idx.shape[2]

@@ -271,3 +271,27 @@ def test_real_mesh_vertices_project_into_the_silhouette(shared_data):
         for di, dj in itertools.product((0, 1, 2), repeat=2):  # within one pixel of the silhouette
             near |= fg[row + di, col + dj]
         assert near.all()
+
+
+def test_numpy_fallback_caster_agrees_with_embree(monkeypatch):
+    from ssl3d.datasets.modalities import render
+
+    mesh = trimesh.creation.icosphere(2)
+    rng = np.random.default_rng(0)
+    origins = np.tile([0.0, 0.0, 3.0], (200, 1))
+    dirs = rng.normal(size=(200, 3)) * 0.3 + [0.0, 0.0, -1.0]
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    fast = render.RayCaster(mesh.vertices, mesh.faces)
+    monkeypatch.setattr(render, "_rtcore_scene", None)  # as where embreex is not installed
+    slow = render.RayCaster(mesh.vertices, mesh.faces)
+    f1, t1 = fast.first_hit(origins, dirs)
+    f2, t2 = slow.first_hit(origins, dirs)
+    np.testing.assert_array_equal(f1, f2)
+    assert 20 < (f1 >= 0).sum() < 200
+    np.testing.assert_allclose(t1[f1 >= 0], t2[f2 >= 0], atol=1e-5)
+    assert np.isinf(t2[f2 < 0]).all()
+    ray1, face1, d1 = fast.all_hits(origins, dirs)
+    ray2, face2, d2 = slow.all_hits(origins, dirs)
+    np.testing.assert_array_equal(ray1, ray2)
+    np.testing.assert_allclose(d1, d2, atol=1e-5)
+    assert np.bincount(ray1).max() == 2  # in and out of the sphere

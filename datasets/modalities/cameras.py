@@ -122,7 +122,7 @@ def camera_rig(name: RigName, *, n_views: int | None = None, seed: int = 0) -> n
     elif name == "dodeca20":
         dirs = _dodecahedron()
     elif name == "random":
-        if n_views is None or isinstance(n_views, bool) or int(n_views) != n_views or n_views < 1:
+        if isinstance(n_views, bool) or not isinstance(n_views, (int, np.integer)) or n_views < 1:
             raise ValueError(f"camera_rig('random') needs n_views >= 1, got {n_views!r}")
         rng = np.random.default_rng(seed)
         az = rng.uniform(10.0, 340.0, size=int(n_views))
@@ -185,9 +185,9 @@ def camera_eye(direction: np.ndarray, distance: float = CAMERA_DISTANCE) -> np.n
 
 
 def _check_intrinsics(image_size: int, zoom: float, offset: tuple[float, float]) -> None:
-    if isinstance(image_size, bool) or int(image_size) != image_size or image_size < 1:
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 1:
         raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
-    if not (math.isfinite(zoom) and zoom > 0):
+    if not (isinstance(zoom, (int, float, np.number)) and math.isfinite(zoom) and zoom > 0):
         raise ValueError(f"zoom must be a positive finite number, got {zoom!r}")
     if len(offset) != 2 or not all(math.isfinite(o) for o in offset):
         raise ValueError(f"offset must be two finite NDC numbers, got {offset!r}")

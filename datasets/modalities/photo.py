@@ -126,7 +126,7 @@ def sample_photo_params(
     """
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    if isinstance(n_parts, bool) or int(n_parts) != n_parts or n_parts < 1:
+    if isinstance(n_parts, bool) or not isinstance(n_parts, (int, np.integer)) or n_parts < 1:
         raise ValueError(f"n_parts must be a positive integer, got {n_parts!r}")
     if camera is None:
         cam = direction_from_angles(rng.uniform(0.0, 360.0), rng.uniform(5.0, 40.0))

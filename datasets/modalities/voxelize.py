@@ -55,7 +55,7 @@ import numpy as np
 import trimesh
 from scipy import ndimage
 
-from .render import RayCaster, referenced_vertices, unit_sphere_caster
+from .render import referenced_vertices, unit_sphere_caster
 
 __all__ = ["VoxelResult", "normalise_for_voxels", "voxelize"]
 
@@ -114,17 +114,9 @@ class _Crossings:
     ray: np.ndarray  # [K] probe line index in [0, 3 R^2)
 
 
-def _grid_scale(caster: RayCaster, centre: np.ndarray, sph_scale: float) -> tuple[RayCaster, float]:
-    # 1 / longest bounding-box side, in the caster's unit-sphere frame
-    longest = float(np.ptp(caster.bounds, axis=0).max())
-    if not longest > 0.0:  # pragma: no cover - normalise_unit_sphere rejects zero extent
-        raise ValueError("mesh has zero extent")
-    return caster, 1.0 / longest
-
-
 def _probe(mesh: trimesh.Trimesh, r: int) -> _Crossings:
-    caster, grid_scale = _grid_scale(*unit_sphere_caster(mesh))
-    k = grid_scale * r  # grid units per unit-sphere unit
+    caster, _, _ = unit_sphere_caster(mesh)
+    k = r / float(np.ptp(caster.bounds, axis=0).max())  # grid units per unit-sphere unit
     cols = np.arange(r) + 0.5
     cb, cc = np.meshgrid(cols, cols, indexing="ij")
     origins, dirs = [], []
@@ -255,7 +247,7 @@ def voxelize(
     Shapes:
         - **output.occupancy**: :math:`[R, R, R]` bool, index order [x, y, z]
     """
-    if isinstance(resolution, bool) or int(resolution) != resolution or resolution < 1:
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or resolution < 1:
         raise ValueError(f"resolution must be a positive integer, got {resolution!r}")
     if method not in ("auto", "winding", "flood"):
         raise ValueError(f"method must be 'auto', 'winding' or 'flood', got {method!r}")

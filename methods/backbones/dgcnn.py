@@ -49,7 +49,7 @@ from torch import Tensor, nn
 
 from ssl3d.methods.backbones.knn import knn_indices, neighbour_argmax
 from ssl3d.methods.backbones.outputs import PointBackboneOutput, check_points, check_positive_int
-from ssl3d.methods.backbones.pointnet import PointwiseMLP, SegmentationHead
+from ssl3d.methods.backbones.pointnet import SegmentationHead
 
 __all__ = ["DGCNN", "DGCNN_PRESETS", "EdgeConv"]
 
@@ -403,7 +403,9 @@ class DGCNN(nn.Module):
         self.head = None
         if num_point_outputs is not None:
             act = lambda: nn.LeakyReLU(negative_slope, inplace=True)  # noqa: E731
-            self.head = SegmentationHead(self.point_dim, self.global_dim, head_channels, num_point_outputs, act, dropout)
+            self.head = SegmentationHead(
+                self.point_dim, self.global_dim, head_channels, num_point_outputs, act, dropout
+            )
 
     @classmethod
     def from_preset(cls, name: str, **overrides: object) -> "DGCNN":

@@ -94,7 +94,9 @@ class VoxelEncoder(nn.Module):
         strides = _check_positive("strides", strides)
         _check_positive("resolution/hidden_dim/latent_dim", (resolution, hidden_dim, latent_dim))
         if len(channels) != len(strides) or any(s not in (1, 2) for s in strides):
-            raise ValueError(f"strides must be 1 or 2, one per channel entry; got channels={channels}, strides={strides}")
+            raise ValueError(
+                f"strides must be 1 or 2, one per channel entry; got channels={channels}, strides={strides}"
+            )
         self.resolution, self.hidden_dim, self.latent_dim = resolution, hidden_dim, latent_dim
         layers: list[nn.Module] = []
         size, prev = resolution, 1
@@ -105,7 +107,9 @@ class VoxelEncoder(nn.Module):
                 layers.append(nn.BatchNorm3d(width))
             size = (size + 2 * pad - 3) // stride + 1
             if size < 1:
-                raise ValueError(f"resolution {resolution} is too small for {len(channels)} layers with strides {strides}")
+                raise ValueError(
+                    f"resolution {resolution} is too small for {len(channels)} layers with strides {strides}"
+                )
             prev = width
         self.convs = nn.Sequential(*layers)
         self.conv_output_shape = (prev, size, size, size)

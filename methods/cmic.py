@@ -1,0 +1,392 @@
+r"""CMIC: single-image 3D shape retrieval by cross-modal instance and category contrastive learning.
+
+Lin, Yang, Wang, Lai, Jia, Zhao and Gao, "Single Image 3D Shape Retrieval via
+Cross-Modal Instance and Category Contrastive Learning", ICCV 2021 (official
+code: Jittor, ``IGLICT/IBSR_jittor``). This is a PyTorch implementation.
+
+Implemented:
+
+* Sec. 3.1-3.2, Eq. (1)-(3): every query image takes the colours of another
+  query of the mini-batch by Reinhard colour transfer inside the object masks
+  (:func:`~ssl3d.methods.colour_transfer.batch_colour_transfer`), plus the
+  "traditional" augmentation of Sec. 4.3 (random resized crop + horizontal
+  flip, the same affine on image and mask, :func:`random_resized_crop_flip`).
+* Sec. 3.3-3.4, the networks (:class:`CMICNet`): query encoder :math:`f_q` =
+  ResNet50 with a 4-channel first convolution (RGB + mask), head BatchNorm +
+  Linear to 128; rendering encoder :math:`f_{r1}` = ResNet34 (``render_arch``;
+  the released code uses ResNet18) with a 1-channel first convolution, same
+  head, on :math:`M = 12` grey views; attention :math:`f_{r2}`: one linear
+  layer on the query embedding, dot product with the :math:`M` view
+  embeddings, softmax over the views, weighted sum
+  (:meth:`CMICNet.attend`):
+
+  .. math::
+      a_{im} = \operatorname{softmax}_m\big((W v_i^q) \cdot v^r_{j,m}\big),\qquad
+      v^r_{ji} = \textstyle\sum_m a_{im}\, v^r_{j,m}.
+
+* Eq. (4)-(6): :math:`L = L_{inst} + \beta_1 L_{cats}`, :math:`\tau = 0.1`,
+  :math:`\beta_1 = 0.2`, category loss with the ground-truth shape kept
+  (Table 4) (:class:`~ssl3d.methods.losses.cmic.CMICLoss`), on the
+  query-specific embeddings of every (query, shape) pair of the batch.
+* Sec. 3.5: retrieval ranks shapes by the similarity of the query embedding to
+  the query-specific shape embedding (:meth:`CMIC.ibsr_similarity_batch`).
+* Sec. 4.1: Adam, lr 5e-5, betas (0.5, 0.999), batch 60, 224 px, 500 epochs.
+* Table 2 ablations as registered variants: ``cmic-noncat`` (no category
+  loss, :math:`\beta_1 = 0`), ``cmic-hsv`` (HSV jitter instead of colour
+  transfer), ``cmic-noaug`` (affine augmentation only) and ``cmic-triplet``
+  (the triplet Instance-Category loss of Sec. 4.3).
+
+Embeddings: ``image`` = the L2-normalised query embedding :math:`v^q` (needs
+``image`` and ``mask``); ``views`` = the mean of the L2-normalised view
+embeddings, the shape embedding when no query is given (the paper always
+conditions on a query; the mean is what uniform attention weights give).
+
+**Not purely self-supervised.** The category loss (Eq. 5) uses the batch's
+category ``label``, as the paper does; ``cmic-noncat`` is the variant that uses
+no labels (instance identity is the only supervision).
+
+Batches must not hold the same shape twice (a duplicate would be a false
+negative of Eq. 4). ``synth`` has one photo per shape and the trainer shows each
+item once per epoch, so this holds; a dataset with several photos per shape
+must give a ``shape_index`` key, and then only the first photo of each shape in
+a batch is kept.
+
+Departures from the paper:
+
+* **No ImageNet weights** (the released code starts from ImageNet ResNets;
+  nothing is downloaded here): ``weights`` defaults to None (random init); a
+  torchvision weight name already in the torch hub cache may be given.
+* **Attention** is the released code's "general" attention weights (one
+  bias-free linear layer, the paper's "one MLP layer"); the released module's
+  unused output projection is left out.
+* **Normalisation**: embeddings are L2-normalised (as in the released code);
+  the attention-merged shape embedding is re-normalised, so similarities are
+  cosines in training (``CMICLoss`` default) and retrieval alike (the released
+  code uses the unnormalised dot product).
+* **Affine augmentation** parameters are unstated in the paper: the released
+  code's crop scale (0.85, 0.95) and flip 0.5 are used, with aspect ratio in
+  [3/4, 4/3]; its extra 5% translation is covered by the random crop position.
+  Renders are not augmented (the released code crops and flips them in
+  training but not at test time).
+* **Colour transfer** follows the paper (masked statistics, l-alpha-beta
+  space, a derangement of the batch), see :mod:`ssl3d.methods.colour_transfer`.
+* **Triplet variant**: margin 0.2 and :math:`\beta_1 = 0.2` (unstated).
+* **Views**: ``n_views`` < the data's views takes evenly spaced views of the
+  rig; the data's views are the benchmark's two-light grey renders.
+* **quick** (2-core CPU): ResNet18 for both encoders, 6 of the 12 views,
+  64 px images and views, batch 32, 6 epochs, lr 1e-3 (the paper's 5e-5 is
+  for 500 epochs from ImageNet weights and barely moves a random network in
+  ~130 steps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ssl3d.methods.base import Method, register_method
+from ssl3d.methods.config import MethodConfig, TrainConfig
+
+#: images per encoder forward when embedding without gradients (bounds memory)
+_EVAL_CHUNK = 256
+#: queries per block of the query-conditioned similarity (bounds the [Q, G, V] tensors)
+_QUERY_CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class CMICConfig(MethodConfig):
+    """CMIC settings; defaults are the paper's (Sec. 3.4, 4.1)."""
+
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=500, batch_size=60, optimizer="adam", lr=5e-5, betas=(0.5, 0.999)))  # Sec. 4.1
+    query_arch: Literal["resnet18", "resnet34", "resnet50"] = "resnet50"  # f_q trunk (Sec. 3.4)
+    render_arch: Literal["resnet18", "resnet34", "resnet50"] = "resnet34"  # f_r1 trunk (paper; released code: resnet18)
+    weights: Optional[str] = None  # torchvision weight name (must be cached) for both trunks; None = random init
+    embed_dim: int = 128  # embedding width of both encoders (Sec. 3.4)
+    n_views: int = 12  # M views per shape (Sec. 3.4); fewer = evenly spaced views of the rig
+    view_size: int = 224  # render side, pixels (Sec. 4.1)
+    image_size: int = 224  # query image side, pixels (Sec. 4.1)
+    tau: float = 0.1  # temperature of Eq. (4)-(5) (Sec. 4.1)
+    beta1: float = 0.2  # weight of the category loss, Eq. (6) (Sec. 4.1)
+    include_instance: bool = True  # keep the ground-truth shape in Eq. (5) (Table 4's better setting)
+    instance_loss: Literal["contrastive", "triplet"] = "contrastive"  # Eq. (4)-(5) or the Sec. 4.3 triplets
+    margin: float = 0.2  # triplet margin (triplet variant only; unstated in the paper)
+    colour_aug: Literal["transfer", "hsv", "none"] = "transfer"  # Sec. 3.1 colour transfer, HSV jitter, or none
+    affine_aug: bool = True  # random resized crop + flip of query image and mask (Sec. 4.3 "traditional")
+    crop_scale: tuple[float, float] = (0.85, 0.95)  # crop area fraction range (released code)
+    crop_ratio: tuple[float, float] = (0.75, 4 / 3)  # crop aspect-ratio range (torchvision's default)
+    flip_prob: float = 0.5  # horizontal-flip probability of the query (released code)
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {},
+        "quick": {"query_arch": "resnet18", "render_arch": "resnet18", "n_views": 6, "view_size": 64,
+                  "image_size": 64, "train.epochs": 6, "train.batch_size": 32, "train.lr": 1e-3},
+    }
+    #: fields a registered variant is defined by (a contradicting override is an error)
+    FIXED: ClassVar[dict[str, Any]] = {}
+
+    def __post_init__(self) -> None:
+        for name in ("embed_dim", "n_views", "view_size", "image_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if not self.tau > 0:
+            raise ValueError(f"tau must be > 0; got {self.tau}")
+        if self.beta1 < 0 or self.margin < 0:
+            raise ValueError(f"beta1 and margin must be >= 0; got {self.beta1}, {self.margin}")
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"crop_scale must satisfy 0 < lo <= hi <= 1; got {self.crop_scale}")
+        if not 0 < self.crop_ratio[0] <= self.crop_ratio[1]:
+            raise ValueError(f"crop_ratio must satisfy 0 < lo <= hi; got {self.crop_ratio}")
+        if not 0 <= self.flip_prob <= 1:
+            raise ValueError(f"flip_prob must be in [0, 1]; got {self.flip_prob}")
+        for key, value in self.FIXED.items():
+            if getattr(self, key) != value:
+                raise ValueError(f"this CMIC variant is defined by {key}={value!r}; got {getattr(self, key)!r} "
+                                 "(use method 'cmic' to change it)")
+
+
+@dataclass(frozen=True)
+class CMICNonCatConfig(CMICConfig):
+    """``cmic-noncat``: instance loss only (Table 2/3, no category loss)."""
+
+    beta1: float = 0.0  # fixed: no category loss
+    FIXED: ClassVar[dict[str, Any]] = {"beta1": 0.0}
+
+
+@dataclass(frozen=True)
+class CMICHSVConfig(CMICConfig):
+    """``cmic-hsv``: HSV jitter instead of colour transfer (Table 2)."""
+
+    colour_aug: Literal["transfer", "hsv", "none"] = "hsv"  # fixed
+    FIXED: ClassVar[dict[str, Any]] = {"colour_aug": "hsv"}
+
+
+@dataclass(frozen=True)
+class CMICNoAugConfig(CMICConfig):
+    """``cmic-noaug``: affine augmentation only, no colour augmentation (Table 2, Aug = x)."""
+
+    colour_aug: Literal["transfer", "hsv", "none"] = "none"  # fixed
+    FIXED: ClassVar[dict[str, Any]] = {"colour_aug": "none", "affine_aug": True}
+
+
+@dataclass(frozen=True)
+class CMICTripletConfig(CMICConfig):
+    """``cmic-triplet``: the triplet Instance-Category loss of Sec. 4.3 (Table 2)."""
+
+    instance_loss: Literal["contrastive", "triplet"] = "triplet"  # fixed
+    FIXED: ClassVar[dict[str, Any]] = {"instance_loss": "triplet"}
+
+
+def random_resized_crop_flip(images: Tensor, scale: tuple[float, float], ratio: tuple[float, float],
+                             flip_prob: float) -> Tensor:
+    r"""One random resized crop + horizontal flip per image, resampled to the input size.
+
+    A crop of area fraction :math:`s \sim U(\text{scale})` and aspect ratio
+    :math:`r = e^{u}`, :math:`u \sim U(\log \text{ratio})` has half-extents
+    :math:`w = \min(1, \sqrt{s r})`, :math:`h = \min(1, \sqrt{s / r})` in
+    normalised coordinates and a centre uniform in :math:`[-(1-w), 1-w] \times
+    [-(1-h), 1-h]`; the output pixel :math:`(x, y)` samples the input at
+    :math:`(\pm w x + c_x,\ h y + c_y)` (bilinear, sign :math:`-` when flipped).
+    All channels share the transform, so pass image and mask concatenated.
+    Randomness: torch's global generator (drawn on the CPU).
+
+    Shapes:
+        - **images:** :math:`(B, C, H, W)` -> :math:`(B, C, H, W)`
+    """
+    if images.dim() != 4:
+        raise ValueError(f"images must be [B, C, H, W]; got {tuple(images.shape)}")
+    b = images.shape[0]
+    u = torch.rand(b, 5, dtype=torch.float64)
+    s = scale[0] + (scale[1] - scale[0]) * u[:, 0]
+    log_lo, log_hi = torch.log(torch.tensor(ratio, dtype=torch.float64))
+    r = torch.exp(log_lo + (log_hi - log_lo) * u[:, 1])
+    w, h = torch.sqrt(s * r).clamp(max=1.0), torch.sqrt(s / r).clamp(max=1.0)
+    cx, cy = (2 * u[:, 2] - 1) * (1 - w), (2 * u[:, 3] - 1) * (1 - h)
+    sign = torch.where(u[:, 4] < flip_prob, -1.0, 1.0).to(torch.float64)
+    zero = torch.zeros_like(w)
+    theta = torch.stack([sign * w, zero, cx, zero, h, cy], dim=1).view(b, 2, 3)
+    grid = F.affine_grid(theta.to(images.device, images.dtype), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def select_views(views: Tensor, n_views: int) -> Tensor:
+    """``n_views`` evenly spaced views of ``views`` :math:`(B, V, C, H, W)` (all of them when ``V <= n_views``)."""
+    v = views.shape[1]
+    if v <= n_views:
+        return views
+    idx = torch.arange(n_views, device=views.device) * v // n_views
+    return views.index_select(1, idx)
+
+
+class CMICNet(nn.Module):
+    r""":math:`f_q` (``query``), :math:`f_{r1}` (``render``) and :math:`f_{r2}` (``attention``) of Sec. 3.3-3.4.
+
+    Inputs in [0, 1] are mapped to [-1, 1] (as in the released code).
+
+    Shapes:
+        - **embed_query(image, mask):** :math:`(B, 3, H, W), (B, H, W)` -> :math:`(B, D)`, unit norm
+        - **embed_views(views):** :math:`(B, V, 1, H, W)` -> :math:`(B, V, D)`, unit norm
+        - **attend(query, views):** :math:`(Q, D), (G, V, D)` -> :math:`(Q, G, D)` merged
+          embeddings and :math:`(Q, G, V)` weights
+    """
+
+    def __init__(self, query_arch: str = "resnet50", render_arch: str = "resnet34", embed_dim: int = 128,
+                 weights: Optional[str] = None) -> None:
+        super().__init__()
+        from ssl3d.methods.backbones.image import ImageEncoder
+
+        self.query = ImageEncoder(query_arch, in_channels=4, out_dim=embed_dim, head="bn_linear", weights=weights)
+        self.render = ImageEncoder(render_arch, in_channels=1, out_dim=embed_dim, head="bn_linear", weights=weights)
+        self.attention = nn.Linear(embed_dim, embed_dim, bias=False)
+
+    def embed_query(self, image: Tensor, mask: Tensor) -> Tensor:
+        if image.dim() != 4 or mask.shape != (image.shape[0], *image.shape[2:]):
+            raise ValueError(f"image must be [B, 3, H, W] and mask [B, H, W]; got {tuple(image.shape)}, "
+                             f"{tuple(mask.shape)}")
+        x = torch.cat([image, mask.unsqueeze(1).to(image.dtype)], dim=1) * 2 - 1
+        if torch.is_grad_enabled():
+            return F.normalize(self.query(x), dim=-1)
+        return F.normalize(torch.cat([self.query(c) for c in x.split(_EVAL_CHUNK)]), dim=-1)
+
+    def embed_views(self, views: Tensor) -> Tensor:
+        if views.dim() != 5:
+            raise ValueError(f"views must be [B, V, C, H, W]; got {tuple(views.shape)}")
+        b, v = views.shape[:2]
+        flat = views.reshape(b * v, *views.shape[2:]) * 2 - 1
+        feats = self.render(flat) if torch.is_grad_enabled() else torch.cat(
+            [self.render(c) for c in flat.split(_EVAL_CHUNK)])
+        return F.normalize(feats, dim=-1).view(b, v, -1)
+
+    def attention_weights(self, query: Tensor, views: Tensor) -> Tensor:
+        """Softmax over views of :math:`(W v^q_i) \\cdot v^r_{j,m}`: :math:`(Q, G, V)`."""
+        return torch.einsum("qd,gvd->qgv", self.attention(query), views).softmax(dim=-1)
+
+    def attend(self, query: Tensor, views: Tensor) -> tuple[Tensor, Tensor]:
+        weights = self.attention_weights(query, views)
+        return torch.einsum("qgv,gvd->qgd", weights, views), weights
+
+    def similarity(self, query: Tensor, views: Tensor) -> Tensor:
+        r"""Cosine of :math:`v^q_i` and :math:`v^r_{ji}` for every pair: :math:`(Q, G)`.
+
+        Computed without the :math:`(Q, G, D)` merged embeddings:
+        :math:`v^q_i \cdot v^r_{ji} = \sum_m a_{im} (v^q_i \cdot v^r_{j,m})` and
+        :math:`\lVert v^r_{ji}\rVert^2 = a^\top (V_j V_j^\top) a`.
+        """
+        query = F.normalize(query, dim=-1)
+        gram = torch.einsum("gvd,gud->gvu", views, views)
+        out = []
+        for q in query.split(_QUERY_CHUNK):
+            w = self.attention_weights(q, views)
+            dots = torch.einsum("qgv,qd,gvd->qg", w, q, views)
+            sq_norm = torch.einsum("qgv,gvu,qgu->qg", w, gram, w)
+            out.append(dots / sq_norm.clamp_min(0).sqrt().clamp_min(1e-12))
+        return torch.cat(out)
+
+
+@register_method("cmic")
+class CMIC(Method):
+    """CMIC (Lin et al., ICCV 2021): query/render encoders + attention, Instance-Category contrastive loss."""
+
+    name = "cmic"
+    Config = CMICConfig
+    pretrain_modalities = frozenset({"image", "mask", "views"})
+    embed_modalities = frozenset({"image", "views"})
+    query_conditioned = True
+    paper = ("Lin et al., Single Image 3D Shape Retrieval via Cross-Modal Instance and Category Contrastive "
+             "Learning, ICCV 2021")
+
+    def build_model(self) -> nn.Module:
+        from ssl3d.methods.losses.cmic import CMICLoss
+
+        cfg = self.config
+        self.loss = CMICLoss(cfg.tau, cfg.beta1, cfg.include_instance, instance=cfg.instance_loss, margin=cfg.margin)
+        return CMICNet(cfg.query_arch, cfg.render_arch, cfg.embed_dim, cfg.weights)
+
+    def data_overrides(self) -> dict[str, Any]:
+        return {"view_rig": "ring12", "view_size": self.config.view_size, "image_size": self.config.image_size}
+
+    def augment(self, image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Colour augmentation (Sec. 3.1-3.2, inside the masks), then the shared affine of image and mask."""
+        from ssl3d.methods.colour_transfer import batch_colour_transfer, hsv_jitter
+
+        cfg = self.config
+        if cfg.colour_aug == "transfer":
+            image = batch_colour_transfer(image, mask)
+        elif cfg.colour_aug == "hsv":
+            image = hsv_jitter(image, mask)
+        if cfg.affine_aug:
+            both = random_resized_crop_flip(torch.cat([image, mask.unsqueeze(1)], dim=1), cfg.crop_scale,
+                                            cfg.crop_ratio, cfg.flip_prob)
+            image, mask = both[:, :3], both[:, 3]
+        return image, mask
+
+    def training_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        if "shape_index" in batch:  # several photos per shape: keep each shape's first photo (no false negatives)
+            sid = batch["shape_index"]
+            first = (sid.unsqueeze(1) == sid.unsqueeze(0)).float().argmax(dim=1) == torch.arange(
+                len(sid), device=sid.device)
+            batch = {k: v[first] for k, v in batch.items()}
+        image, mask = self.augment(batch["image"], batch["mask"])
+        query = self.model.embed_query(image, mask)
+        views = self.model.embed_views(select_views(batch["views"], self.config.n_views))
+        shape, _ = self.model.attend(query, views)  # shape[i, j] = v^r_{ji}, shape j for query i
+        # beta1 = 0 (cmic-noncat) passes no labels at all: the variant is then label-free
+        terms = self.loss(query, shape, batch["label"] if self.config.beta1 > 0 else None)
+        with torch.no_grad():
+            sims = (query.unsqueeze(1) * F.normalize(shape, dim=-1)).sum(-1)
+            hit = (sims.argmax(dim=1) == torch.arange(len(sims), device=sims.device)).float().mean()
+        return {"loss": terms["total"], "inst": terms["inst"].detach(), "cats": terms["cats"].detach(),
+                "batch_top1": hit}
+
+    def embed_batch(self, batch: dict[str, torch.Tensor], modality: str) -> torch.Tensor:
+        if modality == "image":
+            return self.model.embed_query(batch["image"], batch["mask"])
+        return self.model.embed_views(select_views(batch["views"], self.config.n_views)).mean(dim=1)
+
+    def ibsr_similarity_batch(self, query: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+        """Cosine of each query embedding [Q, D] with its attention-merged embedding of each shape [G, V, C, H, W] -> [Q, G]."""
+        model = self._check_pretrained()
+        per_view = model.embed_views(select_views(views, self.config.n_views))
+        return model.similarity(query.to(per_view.dtype), per_view)
+
+    def encoder(self, modality: str) -> nn.Module:
+        self._check_modality(modality, self.embed_modalities, "encode")
+        model = self._check_pretrained()
+        return model.query if modality == "image" else model.render
+
+
+@register_method("cmic-noncat")
+class CMICNonCat(CMIC):
+    """CMIC without the category loss (Tables 2-3, "Category x"): uses no labels."""
+
+    name = "cmic-noncat"
+    Config = CMICNonCatConfig
+
+
+@register_method("cmic-hsv")
+class CMICHSV(CMIC):
+    """CMIC with HSV jitter instead of colour transfer (Table 2, Aug = HSV)."""
+
+    name = "cmic-hsv"
+    Config = CMICHSVConfig
+
+
+@register_method("cmic-noaug")
+class CMICNoAug(CMIC):
+    """CMIC with affine augmentation only (Table 2, Aug = x)."""
+
+    name = "cmic-noaug"
+    Config = CMICNoAugConfig
+
+
+@register_method("cmic-triplet")
+class CMICTriplet(CMIC):
+    """CMIC with the triplet Instance-Category loss of Sec. 4.3 (Table 2, Instance = Triplet)."""
+
+    name = "cmic-triplet"
+    Config = CMICTripletConfig
