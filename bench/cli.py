@@ -4,6 +4,7 @@
               [--device auto|cpu|cuda] [--set key=value ...] [--data-root DIR]
               [--results-dir DIR] [--modality X] [--pretrain-data NAME] [--nproc N]
     bench suite [--preset quick] [--seeds 0 1 2] [--methods PATTERN] [--tasks PATTERN] [--dry-run]
+    bench perf [--methods PATTERN] [--presets quick paper] [--device cpu|cuda] [--steps K]
     bench list [--json]
     bench leaderboard [--results-dir DIR] [--plot]
     bench prepare NAME [--from PATH ...] [--no-download] [--data-root DIR] [--split S ...]
@@ -69,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--dry-run", action="store_true", help="list what would run and what is skipped, run nothing")
     suite.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    perf = sub.add_parser("perf", help="throughput and peak memory of methods and of the data pipeline")
+    perf.add_argument("--methods", default="*", help="method name pattern (default *)")
+    perf.add_argument("--presets", nargs="+", default=["quick", "paper"], help="presets to measure")
+    perf.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    perf.add_argument("--steps", type=int, default=3, help="timed steps per measurement (after one warm-up)")
+    perf.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
+    perf.add_argument("--out", default="results/perf", help="output folder for the CSV and markdown table")
+    perf.add_argument("--no-data", action="store_true", help="skip the data-pipeline measurement")
+
     lst = sub.add_parser("list", help="methods, tasks, datasets and protocols, plugins included")
     lst.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -132,6 +142,13 @@ def cmd_suite(args: argparse.Namespace) -> int:
     return 1 if outcome["failures"] else 0
 
 
+def cmd_perf(args: argparse.Namespace) -> int:
+    from ssl3d.bench.perf import run_perf
+
+    run_perf(args.methods, tuple(args.presets), args.device, args.steps, args.batch_size, args.out, not args.no_data)
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from ssl3d.bench.runner import list_everything
 
@@ -192,22 +209,22 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     elif args.from_paths:
         real = [n for n in list_datasets() if issubclass(get_dataset(n), RealShapeDataset)]
         raise ValueError(f"{args.name} is generated, not downloaded: --from applies to {', '.join(real)}")
-    total_bytes = 0
+    cache_bytes: dict[str, int] = {}  # per file: the Pix3D gallery is shared by both splits
     for split in args.split or getattr(cls, "prepare_splits", None) or cls.splits:
         t_split = time.perf_counter()
         ds = cls(split, modalities, config, root)
-        total_bytes += _print_split_report(args.name, ds, time.perf_counter() - t_split)
+        cache_bytes.update(_print_split_report(args.name, ds, time.perf_counter() - t_split))
         gallery = ds.gallery_split() if hasattr(ds, "gallery_split") and getattr(ds, "mesh_modalities", ()) else None
         if gallery is not None:
             print(f"  gallery {gallery.split}: {len(gallery)} shapes")
-            total_bytes += _print_group_reports(gallery, indent="    ")
-    print(f"{args.name}: caches {total_bytes / 1e6:.1f} MB in {root / args.name / 'processed'}, "
+            cache_bytes.update(_print_group_reports(gallery, indent="    "))
+    print(f"{args.name}: caches {sum(cache_bytes.values()) / 1e6:.1f} MB in {root / args.name / 'processed'}, "
           f"{time.perf_counter() - t0:.1f} s in all")
     return 0
 
 
-def _print_split_report(name: str, ds, seconds: float) -> int:
-    """Shapes per class and per-group cache facts of one prepared split; returns its cache bytes."""
+def _print_split_report(name: str, ds, seconds: float) -> dict[str, int]:
+    """Shapes per class and per-group cache facts of one prepared split; returns {cache file: bytes}."""
     from ssl3d.datasets.base import dataset_summary
 
     summary = dataset_summary(ds)
@@ -222,13 +239,13 @@ def _print_split_report(name: str, ds, seconds: float) -> int:
     return _print_group_reports(ds, indent="  ")
 
 
-def _print_group_reports(ds, indent: str) -> int:
+def _print_group_reports(ds, indent: str) -> dict[str, int]:
     from ssl3d.datasets.real import voxel_fallback_count
 
-    size = 0
+    sizes: dict[str, int] = {}
     skipped: dict[str, tuple[list[str], str]] = {}
     for group, report in ds.reports.items():
-        size += report.size_bytes
+        sizes[report.path] = report.size_bytes
         extra = ""
         if group == "voxels":
             fallback = voxel_fallback_count(report.path)
@@ -240,7 +257,7 @@ def _print_group_reports(ds, indent: str) -> int:
             skipped.setdefault(shape, ([], reason))[0].append(group)
     for shape, (groups, reason) in skipped.items():  # one line per file, not per modality group
         print(f"{indent}skipped {shape} ({', '.join(groups)}): {reason}")
-    return size
+    return sizes
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -252,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "run" and args.nproc > 1:
         return _relaunch_with_torchrun(list(argv) if argv is not None else sys.argv[1:], args.nproc)
-    handlers = {"suite": cmd_suite, "run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "prepare": cmd_prepare}
+    handlers = {"perf": cmd_perf, "suite": cmd_suite, "run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "prepare": cmd_prepare}
     try:
         return handlers[args.command](args)
     except (UnknownNameError, ConfigError, ValueError, FileNotFoundError) as exc:

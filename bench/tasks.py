@@ -81,8 +81,8 @@ register_task(Task(
 
 # -- real datasets (`bench prepare NAME` first; `--from PATH` without network) ----------------
 register_task(Task(
-    "modelnet40-svm", "modelnet40-h5", "svm", ("points",), data_options={"n_points": 1024},
-    description="ModelNet40 (PointNet h5, 1024 points): linear SVM on frozen features, the common point-cloud protocol",
+    "modelnet40-svm", "modelnet40-h5", "svm", ("points",), data_options={"n_points": 1024, "point_order": "first"},
+    description="ModelNet40 (PointNet h5, first 1024 points): linear SVM on frozen features, the common point-cloud protocol",
 ))
 register_task(Task(
     "modelnet40-mesh-svm", "modelnet40", "svm", ("voxels", "views", "points"),

@@ -15,8 +15,11 @@ Four registered datasets:
   (10,000 points + normals per shape, +Y up). Points and normals only.
 
 Point-cloud releases are reduced to ``n_points`` by farthest-point sampling
-and normalised into the unit sphere (the project's rule), *not* by taking the
-first ``n_points`` stored points as PointNet's scripts do.
+and normalised into the unit sphere (the project's rule). ``modelnet40-h5``
+also offers ``point_order="first"``: the first ``n_points`` stored points,
+unchanged (the release is already centred and unit-sphere scaled per cloud),
+which is the input of the common SVM protocol and what the ``modelnet40-svm``
+task uses.
 
 STATS (official splits; formats in :mod:`ssl3d.datasets.formats.modelnet`):
 
@@ -34,7 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import trimesh
@@ -55,7 +58,7 @@ from ssl3d.datasets.modalities.points import subsample_points
 from ssl3d.datasets.real import RealShapeDataset
 
 __all__ = [
-    "ModelNetConfig", "ModelNetOFFDataset", "ModelNet40Dataset", "ModelNet10Dataset",
+    "ModelNetConfig", "ModelNetH5Config", "ModelNetOFFDataset", "ModelNet40Dataset", "ModelNet10Dataset",
     "ModelNet40H5Dataset", "ModelNet40ResampledDataset",
 ]
 
@@ -113,6 +116,13 @@ class ModelNet10Dataset(ModelNetOFFDataset):
     all_classes = MODELNET10_CLASSES
 
 
+@dataclass(frozen=True)
+class ModelNetH5Config(DataConfig):
+    """``modelnet40-h5`` settings: the pipeline's (see :class:`DataConfig`) plus how points are picked."""
+
+    point_order: Literal["fps", "first"] = "fps"  # fps: FPS + unit sphere; first: the first n_points as stored (PointNet scripts)
+
+
 # Per-process cache of whole h5 splits: indexing needs the labels, and the
 # preprocessing workers (forked after indexing) then share the arrays instead of
 # re-reading 2,048-point clouds per shape. Emptied once the cache is built.
@@ -131,6 +141,7 @@ class ModelNet40H5Dataset(RealShapeDataset):
     """PointNet's ``modelnet40_ply_hdf5_2048``: 40 classes, 9,840 train / 2,468 test clouds of 2,048 points, +Y up."""
 
     name = "modelnet40-h5"
+    Config = ModelNetH5Config
     source = "modelnet40_h5"
     raw_name = "modelnet40_ply_hdf5_2048"
     layout = ("shape_names.txt", "ply_data_train*.h5", "ply_data_test*.h5")
@@ -142,13 +153,21 @@ class ModelNet40H5Dataset(RealShapeDataset):
         return self._names
 
     def index(self, split: str) -> list[ShapeInfo]:
-        _, labels, names = _h5_split(self.raw_dir, split)
+        points, labels, names = _h5_split(self.raw_dir, split)
+        if self.config.point_order == "first" and self.config.n_points > points.shape[1]:
+            raise ValueError(
+                f"modelnet40-h5 holds {points.shape[1]} points per cloud; n_points={self.config.n_points} "
+                "needs point_order='fps' (which repeats points) or a smaller n_points"
+            )
         self._names = tuple(names)
         # the release has no shape ids: name clouds by split position and class
         return [ShapeInfo(name=f"{split}_{k:05d}_{names[int(y)]}", label=int(y), source=k) for k, y in enumerate(labels)]
 
     def load_points(self, shape: ShapeInfo) -> dict[str, np.ndarray]:
         points = _h5_split(self.raw_dir, self.split)[0][shape.source]
+        if self.config.point_order == "first":
+            # the common SVM protocol's input: the release is already centred and unit-sphere scaled per cloud
+            return {"points": np.ascontiguousarray(points[: self.config.n_points], dtype=np.float32)}
         return subsample_points(points, self.config.n_points)
 
     def prepare(self) -> dict[str, CacheReport]:

@@ -158,10 +158,12 @@ class RealShapeDataset(ShapeDataset):
 
     @classmethod
     def urls(cls) -> list[str]:
+        """Download URLs of every part, in order."""
         return [url for part in cls.raw_parts() for url in dl.SOURCES[part.source].urls]
 
     @classmethod
     def not_prepared_message(cls) -> str:
+        """What to run when the raw files are missing."""
         return (
             f"{cls.name} is not prepared: run `bench prepare {cls.name}` (downloads {', '.join(cls.urls())}) "
             f"or, if you have the archive or folder, `bench prepare {cls.name} --from PATH`"

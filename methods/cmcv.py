@@ -34,7 +34,8 @@ Departures from the paper:
   evaluation takes the centre crop, so both see objects at the same scale.
   ``view_size`` 224 is our choice (the paper gives no size).
 * :math:`F_f`'s activation, the margin :math:`\alpha`, the weight :math:`\beta`
-  and DGCNN's :math:`k` are unstated: ReLU, 1, 1 and 20.
+  and DGCNN's :math:`k` are unstated: ReLU, 1, 1 and 20. :math:`F_f`'s last
+  layer starts at zero (every pair at chance); initialisation is unstated.
 * Iterations: the shared loop schedules per epoch, so an "epoch" here is
   ``iterations_per_epoch`` steps (the sampler is that many batches long,
   cycling over the objects in a shuffled order): 120 epochs x 1000 steps with
@@ -291,6 +292,10 @@ class CMCVNet(nn.Module):
         self.points = DGCNN.from_preset("cmcv", k=k)
         width = self.image.out_dim + self.points.global_dim
         self.fusion = nn.Sequential(nn.Linear(width, fusion_hidden), nn.ReLU(inplace=True), nn.Linear(fusion_hidden, 2))
+        # start F_f at chance (y_hat = 1/2 for every pair, L_cross = 3 ln 2) so that early
+        # updates follow the correspondence signal instead of a random initial bias
+        nn.init.zeros_(self.fusion[-1].weight)
+        nn.init.zeros_(self.fusion[-1].bias)
 
     def pair_logits(self, image_features: Tensor, point_features: Tensor) -> Tensor:
         """:math:`F_f([f_{img}, f_p])` for image features :math:`(B, K, 512)` and clouds :math:`(B, 512)` -> :math:`(B, K, 2)`."""

@@ -331,7 +331,9 @@ class CMIC(Method):
             first = (sid.unsqueeze(1) == sid.unsqueeze(0)).float().argmax(dim=1) == torch.arange(
                 len(sid), device=sid.device)
             batch = {k: v[first] for k, v in batch.items()}
-        image, mask = self.augment(batch["image"], batch["mask"])
+        image, mask = batch["image"], batch["mask"]
+        if self.model.training:  # augmentation is a training-time transform; eval mode gives the clean loss
+            image, mask = self.augment(image, mask)
         query = self.model.embed_query(image, mask)
         views = self.model.embed_views(select_views(batch["views"], self.config.n_views))
         shape, _ = self.model.attend(query, views)  # shape[i, j] = v^r_{ji}, shape j for query i

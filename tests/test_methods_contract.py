@@ -15,34 +15,15 @@ import io
 import pytest
 import torch
 
-from ssl3d.bench.config import apply_overrides
-from ssl3d.datasets import DataConfig
+from ssl3d.bench.perf import fake_batch as perf_fake_batch
 from ssl3d.methods import NotPretrainedError, get_method, list_methods
 from ssl3d.methods.trainer import seed_everything
 
-# small sizes keep every method's check within seconds on a 2-core CPU
-SMALL = {"n_points": 128, "view_size": 32, "image_size": 32, "voxel_resolution": 32}
-VIEWS_PER_RIG = {"ring12": 12, "first8": 8, "dodeca20": 20}
 
 
 def fake_batch(method, batch_size: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random tensors with the shapes of the data contract for ``method``'s data settings."""
-    overrides = {**SMALL, **method.data_overrides()}
-    cfg = apply_overrides(DataConfig(), overrides)
-    g = torch.Generator().manual_seed(seed)
-    n_views = VIEWS_PER_RIG.get(cfg.view_rig, cfg.n_views)
-    res = cfg.voxel_resolution
-    points = torch.randn(batch_size, cfg.n_points, 3, generator=g)
-    return {
-        "points": points / points.norm(dim=-1, keepdim=True).amax(dim=1, keepdim=True),
-        "normals": torch.nn.functional.normalize(torch.randn(batch_size, cfg.n_points, 3, generator=g), dim=-1),
-        "voxels": (torch.rand(batch_size, res, res, res, generator=g) > 0.7).float(),
-        "views": torch.rand(batch_size, n_views, 1, cfg.view_size, cfg.view_size, generator=g),
-        "image": torch.rand(batch_size, 3, cfg.image_size, cfg.image_size, generator=g),
-        "mask": (torch.rand(batch_size, cfg.image_size, cfg.image_size, generator=g) > 0.5).float(),
-        "label": torch.arange(batch_size) % 2,
-        "index": torch.arange(batch_size),
-    }
+    """Small random tensors shaped like the data contract under the method's data settings."""
+    return perf_fake_batch(method, batch_size, small=True, seed=seed)
 
 
 def _quick(name: str):

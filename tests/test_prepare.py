@@ -12,8 +12,6 @@ import threading
 import zipfile
 from pathlib import Path
 
-import pytest
-
 from conftest import BENCH, subprocess_env, tiny_set_args
 from test_real_datasets import make_modelnet40, make_r2n2
 

@@ -219,6 +219,10 @@ def test_modelnet_h5_points_exact_and_mesh_modalities_refused(tmp_path):
         raw = data[split][0][1].astype(np.float64)
         centred = raw - (raw.min(0) + raw.max(0)) / 2  # bounding-box centre, farthest point on the unit sphere
         np.testing.assert_allclose(ds[1]["points"].numpy(), centred / np.linalg.norm(centred, axis=1).max(), atol=1e-5)
+    first = cls("test", ("points",), cls.Config(n_points=16, point_order="first", workers=1), tmp_path, progress=False)
+    np.testing.assert_array_equal(first[1]["points"].numpy(), data["test"][0][1][:16])  # stored order, unchanged
+    with pytest.raises(ValueError, match="holds 32 points per cloud"):
+        cls("test", ("points",), cls.Config(n_points=64, point_order="first"), tmp_path)
     with pytest.raises(ValueError, match=r"modelnet40-h5 ships point clouds only; voxels/views/image need meshes: use modelnet40 \(OFF meshes\)"):
         cls("train", ("points", "voxels"), cfg, tmp_path)
 
