@@ -61,7 +61,9 @@ class IBSRProtocol(Protocol):
     Config = IBSRConfig
 
     def dataset_modalities(self, modality: str) -> tuple[str, ...]:
-        return tuple(dict.fromkeys((modality, self.config.gallery_modality)))
+        # a photo query comes with its mask (CMIC's query encoder reads RGB + mask)
+        extra = ("mask",) if modality == "image" else ()
+        return tuple(dict.fromkeys((modality, *extra, self.config.gallery_modality)))
 
     def evaluate(self, method, train_data, test_data, modality: str, ctx: EvalContext) -> ProtocolResult:
         cfg = self.config

@@ -78,7 +78,8 @@ class RetrievalProtocol(Protocol):
 
     def dataset_modalities(self, modality: str) -> tuple[str, ...]:
         query = self.config.query_modality or modality
-        return tuple(dict.fromkeys((modality, query)))
+        extra = ("mask",) if "image" in (modality, query) else ()  # photos come with their masks
+        return tuple(dict.fromkeys((modality, query, *extra)))
 
     def evaluate(self, method, train_data, test_data, modality: str, ctx: EvalContext) -> ProtocolResult:
         cfg = self.config
