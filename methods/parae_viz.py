@@ -148,15 +148,17 @@ def plot_partitions(method: "ParAE", points: Tensor, path: str | os.PathLike[str
         right.plot_surface(surface[..., 0], surface[..., 1], surface[..., 2], color=colours[j],
                            alpha=0.35, linewidth=0, shade=True)
     right.set_title("1-sigma ellipsoids of the Gaussians")
-    lim = max(1.0, float(np.abs(xyz).max()))
+    # frame the cloud (equal scale on all axes, so ellipsoids keep their shape)
+    centre = 0.5 * (xyz.max(axis=0) + xyz.min(axis=0))
+    half = 0.55 * float((xyz.max(axis=0) - xyz.min(axis=0)).max()) or 1.0
     for ax in (left, right):
-        ax.set_xlim(-lim, lim)
-        ax.set_ylim(-lim, lim)
-        ax.set_zlim(-lim, lim)
-        ax.set_box_aspect((1, 1, 1))
+        ax.set_xlim(centre[0] - half, centre[0] + half)
+        ax.set_ylim(centre[1] - half, centre[1] + half)
+        ax.set_zlim(centre[2] - half, centre[2] + half)
+        ax.set_box_aspect((1, 1, 1), zoom=1.3)
         ax.view_init(elev=elev, azim=azim)
         ax.set_axis_off()
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.0, right=1.0, bottom=0.0, top=0.88, wspace=0.0)
     target = Path(path)
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format="png")

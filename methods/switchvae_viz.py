@@ -122,6 +122,8 @@ def _draw_voxels(ax, grid: np.ndarray, threshold: float, color: Sequence[float])
         shade = 0.35 + 0.65 * np.clip((normals @ _TO_DISPLAY.T) @ _LIGHT, 0.0, 1.0)
         colors = np.clip(np.asarray(color)[None, :3] * shade[:, None], 0.0, 1.0)
         ax.add_collection3d(Poly3DCollection(shown, facecolors=colors, edgecolors="none"))
+    else:  # say so, rather than leave a blank that looks like a drawing bug
+        ax.text2D(0.5, 0.5, f"(no voxel >= {threshold:g})", transform=ax.transAxes, ha="center", fontsize=8)
     ax.set_xlim(0, res)
     ax.set_ylim(-res, 0)
     ax.set_zlim(0, res)

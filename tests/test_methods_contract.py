@@ -2,10 +2,12 @@
 
 For each method under its ``quick`` preset, on a tiny random batch shaped like
 the data contract (with the method's own data settings applied):
-using it before pretraining raises a clear error; a few optimisation steps of
-its pretext task lower the loss; ``embed`` returns [B, D] finite features that
-are deterministic in eval mode; the state dict round-trips through
-``torch.load(weights_only=True)``.
+using it before pretraining raises a clear error; ``embed`` returns [B, D]
+finite features that are deterministic in eval mode; the state dict
+round-trips through ``torch.load(weights_only=True)``. That a few optimisation
+steps lower the pretext loss is tested per method (tests/test_<method>.py), on
+batches and step sizes chosen for that method: a generic random batch is too
+weak a signal for methods with heavy augmentation.
 """
 
 from __future__ import annotations
@@ -59,28 +61,3 @@ def test_embed_shapes_determinism_and_state_round_trip(name):
     clone = type(method)().load_state_dict(torch.load(buf, weights_only=True))
     modality = sorted(method.embed_modalities)[0]
     assert torch.allclose(clone.embed(batch, modality), method.embed(batch, modality), atol=1e-6)
-
-
-@pytest.mark.parametrize("name", [n for n in list_methods() if get_method(n).pretrain_modalities])
-def test_a_few_steps_lower_the_pretext_loss(name):
-    seed_everything(0)
-    method = _quick(name)
-    method.model = model = method.build_model()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    batch = fake_batch(method, batch_size=4)
-
-    def loss_at(step: int) -> float:
-        model.eval()  # fixed BatchNorm statistics/dropout so the two losses are comparable
-        torch.manual_seed(123)
-        with torch.no_grad():
-            return float(method.training_step(batch, step)["loss"])
-
-    before = loss_at(0)
-    for step in range(8):
-        model.train()
-        torch.manual_seed(step)
-        loss = method.training_step(batch, step)["loss"]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    assert loss_at(0) < before

@@ -1,0 +1,311 @@
+"""CM-CV (methods/cmcv.py): sampler, augmentations, network shapes, training, pretext metrics, variants.
+
+The loss terms themselves are checked against hand-computed values in
+tests/test_losses_cmcv.py.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ssl3d.methods import RunContext, get_method, list_methods
+from ssl3d.methods.cmcv import (
+    CMConfig,
+    CMCVConfig,
+    CMCVNet,
+    CrossViewSampler,
+    center_crop,
+    pretext_metrics,
+    random_crop_flip,
+    rotate_jitter,
+)
+
+
+class CodedViews(Dataset):
+    """``n`` objects whose view ``v`` of object ``o`` is the constant image ``o * 100 + v`` (decodable)."""
+
+    def __init__(self, n: int, views: int = 6, size: int = 8, points: int = 16) -> None:
+        self.n, self.views, self.size, self.points = n, views, size, points
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, o: int) -> dict[str, torch.Tensor]:
+        values = o * 100.0 + torch.arange(self.views, dtype=torch.float32)
+        return {"points": torch.full((self.points, 3), float(o)),
+                "views": values.view(-1, 1, 1, 1).expand(-1, 1, self.size, self.size).clone(),
+                "label": torch.tensor(0), "index": torch.tensor(o)}
+
+
+def _decode(img: torch.Tensor) -> tuple[int, int]:
+    value = int(img.flatten()[0])
+    return value // 100, value % 100
+
+
+# -- sampler (Sec. 3.3, Algorithm 1) ----------------------------------------------------------
+def test_sampler_never_pairs_an_object_with_itself_and_draws_from_the_right_objects():
+    data = CodedViews(n=3, views=6)
+    sampler = CrossViewSampler(data, train_views=4)
+    torch.manual_seed(0)
+    negatives = {o: set() for o in range(3)}
+    for _ in range(100):
+        for k in range(len(sampler)):
+            s = sampler[k]
+            i, j = int(s["index"]), int(s["negative_index"])
+            assert i == k and j != i
+            o1, v1 = _decode(s["img1"])
+            o2, v2 = _decode(s["img2"])
+            o3, v3 = _decode(s["img3"])
+            assert o1 == o2 == i and v1 != v2  # two *different* views of the same object
+            assert o3 == j  # img3 is a view of the negative object
+            assert max(v1, v2, v3) < 4  # held-out views (4, 5) are never used
+            assert torch.equal(s["points"], data[i]["points"])
+            assert "label" not in s  # category labels do not reach the pretext task
+            negatives[i].add(j)
+    assert negatives == {0: {1, 2}, 1: {0, 2}, 2: {0, 1}}  # every other object is reachable
+
+
+def test_sampler_two_objects_always_negative_the_other_one():
+    sampler = CrossViewSampler(CodedViews(n=2), train_views=2)
+    torch.manual_seed(3)
+    for _ in range(50):
+        assert int(sampler[0]["negative_index"]) == 1 and int(sampler[1]["negative_index"]) == 0
+
+
+def test_sampler_is_deterministic_under_a_seed_and_varies_across_seeds():
+    sampler = CrossViewSampler(CodedViews(n=5), train_views=6, length=12)
+    assert len(sampler) == 12 and int(sampler[7]["index"]) == 2  # virtual length cycles over objects
+
+    def draw(seed):
+        torch.manual_seed(seed)
+        return [(int(s["negative_index"]), _decode(s["img1"]), _decode(s["img2"]), _decode(s["img3"]))
+                for s in (sampler[k] for k in range(12))]
+
+    assert draw(0) == draw(0)
+    assert draw(0) != draw(1)
+
+
+def test_sampler_rejects_too_little_data():
+    with pytest.raises(ValueError, match="at least 2 objects"):
+        CrossViewSampler(CodedViews(n=1), train_views=2)
+    with pytest.raises(ValueError, match="train_views"):
+        CrossViewSampler(CodedViews(n=3), train_views=1)
+    with pytest.raises(ValueError, match="views"):
+        CrossViewSampler(CodedViews(n=3, views=3), train_views=4)[0]
+
+
+# -- augmentations (Sec. 4.1) ------------------------------------------------------------------------
+def test_rotation_is_about_the_up_axis_and_rigid():
+    torch.manual_seed(0)
+    p = torch.randn(3, 50, 3)
+    q = rotate_jitter(p, sigma=0.0)
+    assert torch.allclose(q[..., 1], p[..., 1])  # +Y is kept
+    assert torch.allclose(q[..., [0, 2]].norm(dim=-1), p[..., [0, 2]].norm(dim=-1), atol=1e-5)
+    pairwise = lambda x: (x[:, :, None] - x[:, None]).norm(dim=-1)  # noqa: E731
+    assert torch.allclose(pairwise(q), pairwise(p), atol=1e-5)  # rigid
+    assert not torch.allclose(q, p)
+    # jitter: the residual after undoing nothing but the rotation has std sigma
+    torch.manual_seed(1)
+    rotated = rotate_jitter(p, 0.0)
+    torch.manual_seed(1)
+    noisy = rotate_jitter(p, 0.02)
+    assert (noisy - rotated).std().item() == pytest.approx(0.02, rel=0.15)
+
+
+def test_random_crop_flip_returns_windows_of_the_input():
+    h = w = 10
+    img = torch.arange(h * w, dtype=torch.float32).view(1, 1, h, w).repeat(64, 2, 1, 1)
+    torch.manual_seed(0)
+    out = random_crop_flip(img, 6, flip_prob=0.5)
+    assert out.shape == (64, 2, 6, 6)
+    flips = 0
+    for crop in out:
+        assert torch.equal(crop[0], crop[1])  # both channels cut the same window
+        top_left = int(crop[0, 0].min())
+        r, c = divmod(top_left, w)
+        window = img[0, 0, r:r + 6, c:c + 6]
+        flipped = bool(crop[0, 0, 0] > crop[0, 0, -1])
+        flips += flipped
+        assert torch.equal(crop[0], window.flip(-1) if flipped else window)
+    assert 16 < flips < 48  # p = 0.5
+    assert torch.equal(random_crop_flip(img[:2], 10, 0.0), img[:2])  # full-size crop without flips
+    assert torch.equal(center_crop(img[:1], 6), img[:1, :, 2:8, 2:8])
+
+
+# -- networks (Sec. 3.2) --------------------------------------------------------------------------------
+def test_network_shapes():
+    torch.manual_seed(0)
+    net = CMCVNet(k=8).eval()
+    with torch.no_grad():
+        assert net.image(torch.rand(2, 1, 32, 32)).shape == (2, 512)  # F_img
+        out = net.points(torch.randn(2, 64, 3))  # F_p
+        assert out.global_feature.shape == (2, 512)
+        assert out.point_features.shape == (2, 64, 64 + 64 + 64 + 128)
+        logits = net.pair_logits(torch.randn(2, 3, 512), torch.randn(2, 512))  # F_f
+    assert logits.shape == (2, 3, 2)
+    assert [m.out_features for m in net.fusion if isinstance(m, nn.Linear)] == [256, 2]
+    assert net.fusion[0].in_features == 1024
+
+
+def _method(name: str = "cmcv", **overrides):
+    overrides = {"view_size": 24, "n_points": 64, "k": 8, "n_views": 6, "heldout_views": 2, **overrides}
+    return get_method(name).from_preset("quick", overrides)
+
+
+def test_embeddings_views_max_pool_and_grey_queries():
+    torch.manual_seed(0)
+    method = _method()
+    method.model = method.build_model()
+    method.model.eval()
+    views = torch.rand(2, 5, 1, 24, 24)
+    points = torch.randn(2, 64, 3)
+    grey = torch.rand(2, 1, 24, 24)
+    batch = {"views": views, "points": points, "image": grey.expand(-1, 3, -1, -1)}
+    with torch.no_grad():
+        per_view = method.model.image(center_crop(views.flatten(0, 1), 21)).view(2, 5, -1)
+        direct_grey = method.model.image(center_crop(grey, 21))
+    assert torch.allclose(method.embed(batch, "views"), per_view.amax(dim=1), atol=1e-5)
+    # a colour image with R = G = B has luminance equal to that grey level (BT.601 weights sum to 1)
+    assert torch.allclose(method.embed(batch, "image"), direct_grey, atol=1e-4)
+    assert method.embed(batch, "points").shape == (2, 512)
+    assert method.point_features(points).shape == (2, 64, 320)
+    assert method.encoder("points") is method.model.points
+    assert method.encoder("views")(views).shape == (2, 512)
+
+
+# -- training ---------------------------------------------------------------------------------------------
+class ShapesAndViews(Dataset):
+    """Objects whose clouds and views both carry the identity (so correspondence is learnable)."""
+
+    def __init__(self, n: int = 6, views: int = 6, size: int = 24, points: int = 64) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.points = [torch.randn(points, 3, generator=g) * torch.tensor([0.2 + 0.15 * o, 0.2 + 0.1 * (n - o), 0.3])
+                       for o in range(n)]
+        ys, xs = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+        self.views = []
+        for o in range(n):
+            stripes = (torch.sin(xs * (0.3 + 0.25 * o)) > 0).float() * (0.3 + 0.1 * o)
+            noise = torch.rand(views, 1, size, size, generator=g) * 0.2
+            self.views.append(stripes + noise)
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def __getitem__(self, o: int) -> dict[str, torch.Tensor]:
+        return {"points": self.points[o], "views": self.views[o], "label": torch.tensor(o), "index": torch.tensor(o)}
+
+
+@pytest.mark.parametrize("name", ["cmcv", "cm"])
+def test_a_few_steps_lower_the_loss(name):
+    torch.manual_seed(0)
+    method = _method(name)
+    method.model = model = method.build_model()
+    sampler = method.pretrain_dataset(ShapesAndViews())
+    torch.manual_seed(1)
+    batch = {k: torch.stack([sampler[i][k] for i in range(len(sampler))]) for k in ("points", "img1", "img2", "img3")}
+    opt = method.configure_optimizer(model)  # the quick preset's SGD
+
+    def loss_now() -> dict[str, float]:
+        # train mode: BatchNorm uses batch statistics, so the value does not depend on running stats
+        model.train()
+        torch.manual_seed(123)
+        with torch.no_grad():
+            return {k: float(v) for k, v in method.training_step(batch, 0).items()}
+
+    before = loss_now()
+    assert before["cross"] == pytest.approx(3 * math.log(2), abs=1e-5)  # F_f starts at chance
+    for step in range(10):
+        model.train()
+        torch.manual_seed(step)
+        loss = method.training_step(batch, step)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = loss_now()
+    assert after["loss"] < 0.9 * before["loss"]
+    assert after["cross"] < before["cross"] - 0.1  # the correspondence is being learnt, not only the margin
+    if name == "cm":  # no cross-view term in the objective
+        assert before["loss"] == pytest.approx(before["cross"])
+
+
+# -- pretext metrics (Sec. 4.2, Tables 1-2) -----------------------------------------------------------
+class StubNet(nn.Module):
+    """F_img / F_p = the mean value broadcast to 8-d; F_f says "same" iff the two features agree."""
+
+    def __init__(self, invert: bool = False) -> None:
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(()))
+        self.invert = invert
+
+    def image(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(1, 2, 3))[:, None].expand(-1, 8) + self.anchor
+
+    def points(self, p: torch.Tensor) -> SimpleNamespace:
+        return SimpleNamespace(global_feature=p.mean(dim=(1, 2))[:, None].expand(-1, 8))
+
+    def pair_logits(self, fi: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+        gap = (fi - fp.unsqueeze(1)).abs().sum(-1)
+        logits = torch.stack([gap, 1 - gap], dim=-1)
+        return logits.flip(-1) if self.invert else logits
+
+
+class TwoObjects(Dataset):
+    """Object o: every view is the constant image a_o, every point is (a_o, a_o, a_o)."""
+
+    levels = (0.2, 0.7)
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, o: int) -> dict[str, torch.Tensor]:
+        a = self.levels[o]
+        return {"points": torch.full((16, 3), a), "views": torch.full((6, 1, 32, 32), a)}
+
+
+def test_pretext_metrics_hand_values():
+    config = CMCVConfig(n_views=6, heldout_views=2, view_size=32, metric_pairs=40)
+    m = pretext_metrics(StubNet(), TwoObjects(), config)
+    assert m["pairs"] == 40 and m["views"] == "held-out"
+    assert m["cross_modality_acc"] == 100.0
+    assert m["positive_mpd"] == pytest.approx(0.0, abs=1e-6) and m["positive_mpd_std"] == pytest.approx(0.0, abs=1e-6)
+    assert m["negative_mpd"] == pytest.approx(0.5 * math.sqrt(8), abs=1e-4)  # |0.7 - 0.2| in all 8 dims
+    assert m["negative_mpd_std"] == pytest.approx(0.0, abs=1e-5)
+    assert pretext_metrics(StubNet(invert=True), TwoObjects(), config)["cross_modality_acc"] == 0.0
+    assert pretext_metrics(StubNet(), TwoObjects(), config) == m  # fixed seed -> same pairs
+
+
+def test_pretrain_stores_pretext_metrics():
+    method = _method("cmcv", **{"train.epochs": 1, "train.batch_size": 3, "metric_pairs": 10})
+    method.pretrain(ShapesAndViews(), RunContext(progress=False))
+    m = method.pretrain_info["pretext_metrics"]
+    assert 0.0 <= m["cross_modality_acc"] <= 100.0 and m["pairs"] == 10
+    assert m["positive_mpd"] >= 0 and m["negative_mpd"] >= 0 and m["negative_mpd_std"] >= 0
+    assert method.pretrain_info["steps"] == 2  # 6 objects / batch 3, one epoch
+
+
+# -- variants and config ------------------------------------------------------------------------------
+def test_variants_registered_and_configured():
+    assert {"cmcv", "cm"} <= set(list_methods())
+    cmcv, cm = get_method("cmcv")(), get_method("cm")()
+    assert cmcv.config.cross_view and not cm.config.cross_view
+    assert cmcv.config.train.optimizer == "sgd" and cmcv.config.train.lr == 1e-3
+    assert cmcv.config.train.epochs * cmcv.config.iterations_per_epoch == 120_000
+    assert cmcv.config.train.step_size * cmcv.config.iterations_per_epoch == 40_000
+    assert cmcv.data_overrides() == {"view_rig": "random", "n_views": 180, "view_size": 224, "n_points": 2048}
+    assert {"points", "views", "image"} == set(cm.embed_modalities)
+    with pytest.raises(ValueError, match="cross-view"):
+        CMConfig(cross_view=True)
+
+
+@pytest.mark.parametrize("bad", [{"crop_fraction": 0.0}, {"heldout_views": -1}, {"n_points": 0}, {"flip_prob": 2.0}])
+def test_bad_config_values_raise(bad):
+    with pytest.raises(ValueError):
+        CMCVConfig(**bad)
+    with pytest.raises(ValueError, match="n_views - heldout_views"):
+        _ = CMCVConfig(n_views=4, heldout_views=3).train_views
