@@ -29,7 +29,9 @@ def bar_chart(summary: pd.DataFrame, task: str, path: str | os.PathLike[str]) ->
                              squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         part = rows[rows["metric"] == metric].sort_values(["method", "modality", "preset"])
-        names = [f"{r.method}\n({r.modality}, n={r.n})" for r in part.itertuples()]
+        several = part["data_key"].nunique() > 1 if "data_key" in part else False
+        names = [f"{r.method}\n({r.modality}, n={r.n}" + (f", data {r.data_key})" if several else ")")
+                 for r in part.itertuples()]
         err = np.nan_to_num(part["ci95"].to_numpy(dtype=float))
         x = np.arange(len(part))
         ax.bar(x, part["mean"], yerr=err, capsize=4, color="#4c72b0", edgecolor="black", linewidth=0.5)

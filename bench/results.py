@@ -21,7 +21,7 @@ from ssl3d.bench.io import atomic_write_json, atomic_write_text
 
 LEADERBOARD_COLUMNS = (
     "run_id", "created_at", "task", "method", "modality", "preset", "seed", "metric", "value",
-    "pretrain_data", "dataset_version", "git_commit",
+    "pretrain_data", "dataset_version", "data_key", "git_commit",
 )
 
 

@@ -232,6 +232,8 @@ def execute(spec: RunSpec) -> dict[str, Any]:
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "task": task.name, "method": method.name, "modality": modality, "preset": spec.preset,
             "seed": spec.seed, "pretrain_data": pre_name, "dataset_version": train.version,
+            # the evaluation data's settings: runs on different dataset sizes/settings never share a row group
+            "data_key": config_hash({k: v for k, v in to_dict(data_config).items() if k != "workers"}, length=8),
             "git_commit": git_commit(), "device": str(device), "world_size": info.world_size,
             "metrics": {k: round(float(v), 4) for k, v in outcome.metrics.items()},
             "protocol": {"name": protocol.name, "config": to_dict(protocol.config), "details": outcome.details},

@@ -15,7 +15,7 @@ from ssl3d.bench.results import LEADERBOARD_COLUMNS, ResultStore, leaderboard_ro
 
 def _result(run_id: str, seed: int, value: float, method: str = "m", created: str = "2026-01-01T00:00:00") -> dict:
     return {"run_id": run_id, "created_at": created, "task": "synth-svm", "method": method, "modality": "points",
-            "preset": "quick", "seed": seed, "pretrain_data": "synth", "dataset_version": "synth-1",
+            "preset": "quick", "seed": seed, "pretrain_data": "synth", "dataset_version": "synth-1", "data_key": "d1",
             "git_commit": "abc", "metrics": {"overall_acc": value, "mean_class_acc": value - 1}}
 
 
@@ -66,7 +66,7 @@ def test_summary_groups_seeds_and_ignores_reruns(tmp_path):
     assert row["n"] == 3 and row["mean"] == pytest.approx(72.0) and row["std"] == pytest.approx(2.0)
     assert row["ci95"] == pytest.approx(stats.t.ppf(0.975, 2) * 2.0 / np.sqrt(3))
     md = to_markdown(summary)
-    assert "| m | points | quick |" in md and "72.00 ± 4.97 (3)" in md and "50.00 (1)" in md
+    assert "| m | points | quick | d1 |" in md and "72.00 ± 4.97 (3)" in md and "50.00 (1)" in md
 
 
 def test_write_leaderboard_files(tmp_path):
