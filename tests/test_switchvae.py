@@ -216,7 +216,7 @@ def test_variant_configs_and_single_branch_losses():
     assert get_method("switch-btcvae")().config.kl == "beta_tc"
     assert get_method("switch-btcvae")().config.beta == 5.0
     vox = tiny("voxel-vae")
-    assert vox.data_overrides() == {"voxel_resolution": 32}
+    assert vox.data_overrides() == tiny().data_overrides()  # same evaluation data as SwitchVAE
     out = vox.training_step({"voxels": batch_of()["voxels"]}, 0)  # needs no views
     assert set(out) == {"loss", "recon", "kl"}
 
