@@ -57,8 +57,14 @@ class ResultStore:
             existing = self.leaderboard_path.read_text(encoding="utf-8") if self.leaderboard_path.exists() else ""
             buf = io.StringIO()
             writer = csv.DictWriter(buf, fieldnames=LEADERBOARD_COLUMNS, extrasaction="ignore", lineterminator="\n")
-            if not existing.strip():
+            header = existing.split("\n", 1)[0].strip().split(",") if existing.strip() else []
+            if header != list(LEADERBOARD_COLUMNS):
+                # empty file, or one written with an older set of columns: rewrite it under the current
+                # header (missing columns stay empty), so every line has the same number of fields
                 writer.writeheader()
+                if existing.strip():
+                    writer.writerows(csv.DictReader(io.StringIO(existing)))
+                existing = ""
             elif not existing.endswith("\n"):
                 existing += "\n"
             writer.writerows(rows)

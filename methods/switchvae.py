@@ -100,6 +100,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from ssl3d.methods.backbones.image import MultiViewEncoder
 from ssl3d.methods.backbones.voxel_cnn import VoxelDecoder, VoxelEncoder
@@ -288,7 +289,7 @@ class SwitchVAE(Method):
         return self.model[_MODULE_OF[modality]](batch[modality])
 
     # -- training -----------------------------------------------------------------------
-    def pretrain_dataset(self, data):
+    def pretrain_dataset(self, data: Dataset) -> Dataset:
         self._dataset_size = len(data)
         return data
 

@@ -96,3 +96,14 @@ def test_plots_and_reported_comparison(tmp_path):
     tsne = mpimg.imread(tmp_path / "plots" / "tsne-modelnet40-svm-m-points.png")
     assert bars.shape[0] > 200 and bars.shape[1] > 300 and tsne.shape[0] > 200
     assert (tmp_path / "comparison.csv").read_text().count("\n") == 2
+
+
+def test_an_older_leaderboard_is_migrated_to_the_current_columns(tmp_path):
+    old_columns = [c for c in LEADERBOARD_COLUMNS if c != "data_key"]
+    (tmp_path / "leaderboard.csv").write_text(",".join(old_columns) + "\n" +
+                                              ",".join("1" if c == "value" else "x" for c in old_columns) + "\n")
+    store = ResultStore(tmp_path)
+    store.save(_result("new", 0, 70.0))
+    frame = store.read_leaderboard()
+    assert list(frame.columns) == list(LEADERBOARD_COLUMNS) and len(frame) == 3
+    assert frame["data_key"].isna().sum() == 1  # the old row has no data key

@@ -24,7 +24,15 @@ from ssl3d.methods.switchvae_viz import (
 )
 from ssl3d.methods.trainer import seed_everything
 
-torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: these small convolutions gain nothing from two, and lose much on a busy CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 # tiny but structurally complete: 2 views of 32 px, batch 4
 TINY = {"n_views": 2, "view_size": 32}
