@@ -204,9 +204,9 @@ class ShapesAndViews(Dataset):
 @pytest.mark.parametrize("name", ["cmcv", "cm"])
 def test_a_few_steps_lower_the_loss(name):
     torch.manual_seed(0)
-    method = _method(name)
+    method = _method(name, view_size=16)  # tiny images keep the test fast
     method.model = model = method.build_model()
-    sampler = method.pretrain_dataset(ShapesAndViews())
+    sampler = method.pretrain_dataset(ShapesAndViews(size=16))
     torch.manual_seed(1)
     batch = {k: torch.stack([sampler[i][k] for i in range(len(sampler))]) for k in ("points", "img1", "img2", "img3")}
     opt = method.configure_optimizer(model)  # the quick preset's SGD
@@ -220,7 +220,7 @@ def test_a_few_steps_lower_the_loss(name):
 
     before = loss_now()
     assert before["cross"] == pytest.approx(3 * math.log(2), abs=1e-5)  # F_f starts at chance
-    for step in range(10):
+    for step in range(8):
         model.train()
         torch.manual_seed(step)
         loss = method.training_step(batch, step)["loss"]
@@ -229,7 +229,9 @@ def test_a_few_steps_lower_the_loss(name):
         opt.step()
     after = loss_now()
     assert after["loss"] < 0.9 * before["loss"]
-    assert after["cross"] < before["cross"] - 0.1  # the correspondence is being learnt, not only the margin
+    # below the best loss of a head that ignores its inputs (predicting the 2:1 label prior,
+    # -2 ln(2/3) - ln(1/3) = 1.909): the (image, cloud) correspondence itself is being learnt
+    assert after["cross"] < -2 * math.log(2 / 3) - math.log(1 / 3)
     if name == "cm":  # no cross-view term in the objective
         assert before["loss"] == pytest.approx(before["cross"])
 
