@@ -49,8 +49,8 @@ Departures from the paper:
   network of Qi et al. with its input and feature T-Nets and PointNet's
   orthogonality regulariser (weight :math:`10^{-3}`, Qi et al. Eq. 2) added to
   the NLL; the head is (512, 256, 128) on [64-d local, z]. The T-Nets start at
-  the identity, so at initialisation the network computes exactly what the
-  ``random-pointnet`` baseline (no T-Nets) computes.
+  the identity, so at initialisation the encoder is functionally a PointNet
+  without T-Nets, i.e. the ``random-pointnet`` baseline's architecture.
 * **Point sampling**: the paper draws 1024 uniformly random surface points per
   mesh; the benchmark's data contract gives farthest-point samples. With
   ``pretrain_points`` < N the pretext task uses a fresh random subset of each
