@@ -1,8 +1,9 @@
 """Leaderboard aggregation: runs -> mean, std, 95% CI and n over seeds.
 
-Rows of ``leaderboard.csv`` are grouped by (task, method, modality, preset,
-pretrain_data, dataset_version, data_key, metric), where ``data_key`` hashes the
-evaluation dataset's settings, so runs on different dataset sizes never mix; the confidence interval is the
+Rows of ``leaderboard.csv`` are grouped by (task, method, modality, preset, settings,
+pretrain_data, dataset_version, data_key, metric), where ``settings`` is the run's
+``--set`` overrides and ``data_key`` hashes the evaluation dataset's settings, so
+runs of different experiments or on different dataset sizes never mix; the confidence interval is the
 two-sided 95% Student-t interval of the mean, ``mean +- t_{0.975, n-1} * std / sqrt(n)``
 (std with ``ddof=1``; undefined for n = 1). If a seed was run twice, its
 latest row counts once, so a rerun never inflates n.
@@ -20,7 +21,8 @@ from scipy import stats
 from ssl3d.bench.io import atomic_write_text
 from ssl3d.bench.results import ResultStore
 
-GROUP_COLUMNS = ["task", "method", "modality", "preset", "pretrain_data", "dataset_version", "data_key", "metric"]
+GROUP_COLUMNS = ["task", "method", "modality", "preset", "settings", "pretrain_data", "dataset_version", "data_key",
+                 "metric"]
 
 
 def ci95_halfwidth(values: np.ndarray) -> float:
@@ -40,7 +42,7 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     for col in GROUP_COLUMNS:
         if col not in frame:  # files written before a column existed
             frame[col] = ""
-        frame[col] = frame[col].fillna("").astype(str)
+        frame[col] = frame[col].astype(object).where(frame[col].notna(), "").astype(str)
     latest = frame.sort_values("created_at").drop_duplicates(GROUP_COLUMNS + ["seed"], keep="last")
     rows = []
     for key, group in latest.groupby(GROUP_COLUMNS, sort=True):
@@ -60,17 +62,19 @@ def to_markdown(summary: pd.DataFrame) -> str:
     for task, group in summary.groupby("task", sort=True):
         metrics = sorted(group["metric"].unique())
         out.append(f"### {task}\n")
-        out.append("| method | modality | preset | data | " + " | ".join(metrics) + " |")
-        out.append("|---|---|---|---|" + "---|" * len(metrics))
-        for (method, modality, preset, data_key), rows in group.groupby(["method", "modality", "preset", "data_key"],
-                                                                          sort=True):
+        out.append("| method | modality | preset | settings | data | " + " | ".join(metrics) + " |")
+        out.append("|---|---|---|---|---|" + "---|" * len(metrics))
+        keys = ["method", "modality", "preset", "settings", "data_key"]
+        for (method, modality, preset, settings, data_key), rows in group.groupby(keys, sort=True):
             cells = []
             for metric in metrics:
                 hit = rows[rows["metric"] == metric]
                 cells.append(_cell(hit.iloc[0]) if len(hit) else "")
-            out.append(f"| {method} | {modality} | {preset} | {data_key} | " + " | ".join(cells) + " |")
+            label = f"`{settings}`" if settings else ""
+            out.append(f"| {method} | {modality} | {preset} | {label} | {data_key} | " + " | ".join(cells) + " |")
         out.append("")
     out.append("Cells: mean ± 95% CI half-width (Student t) over seeds, (n) = number of seeds; "
+               "settings = the run's `--set` overrides (empty: the preset as it is); "
                "data = hash of the evaluation dataset's settings (rows with different data are not comparable).\n")
     return "\n".join(out)
 

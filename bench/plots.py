@@ -30,7 +30,8 @@ def bar_chart(summary: pd.DataFrame, task: str, path: str | os.PathLike[str]) ->
     for ax, metric in zip(axes[0], metrics):
         part = rows[rows["metric"] == metric].sort_values(["method", "modality", "preset"])
         several = part["data_key"].nunique() > 1 if "data_key" in part else False
-        names = [f"{r.method}\n({r.modality}, n={r.n}" + (f", data {r.data_key})" if several else ")")
+        names = [f"{r.method}" + (f" [{getattr(r, 'settings', '')}]" if getattr(r, "settings", "") else "")
+                 + f"\n({r.modality}, n={r.n}" + (f", data {r.data_key})" if several else ")")
                  for r in part.itertuples()]
         err = np.nan_to_num(part["ci95"].to_numpy(dtype=float))
         x = np.arange(len(part))

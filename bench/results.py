@@ -21,8 +21,20 @@ from ssl3d.bench.io import atomic_write_json, atomic_write_text
 
 LEADERBOARD_COLUMNS = (
     "run_id", "created_at", "task", "method", "modality", "preset", "seed", "metric", "value",
-    "pretrain_data", "dataset_version", "data_key", "git_commit",
+    "pretrain_data", "dataset_version", "data_key", "settings", "git_commit",
 )
+
+# ``--set`` keys that change how fast a run goes, never its numbers: they do not split leaderboard groups
+RESULT_NEUTRAL_KEYS = frozenset({"train.num_workers", "train.log_every", "data.workers"})
+
+
+def settings_label(overrides: dict[str, str] | None) -> str:
+    """The run's ``--set`` overrides as one sorted ``key=value`` string ('' for the preset as it is).
+
+    Runs with different overrides (an RBF instead of a linear SVM, fine-tuned instead of frozen
+    segmentation, more epochs) are different experiments: the label keeps them in separate rows.
+    """
+    return " ".join(f"{k}={v}" for k, v in sorted((overrides or {}).items()) if k not in RESULT_NEUTRAL_KEYS)
 
 
 def default_results_dir() -> Path:

@@ -26,7 +26,7 @@ import torch
 from ssl3d.bench.config import ConfigError, apply_overrides, build_preset, config_hash, flat_keys, to_dict
 from ssl3d.bench.io import atomic_path
 from ssl3d.bench.protocols import PROTOCOLS, EvalContext
-from ssl3d.bench.results import ResultStore
+from ssl3d.bench.results import ResultStore, settings_label
 from ssl3d.bench.tasks import TASKS, get_task
 from ssl3d.datasets import DATASETS, default_root
 from ssl3d.methods import METHODS, Method, RunContext
@@ -234,6 +234,7 @@ def execute(spec: RunSpec) -> dict[str, Any]:
             "seed": spec.seed, "pretrain_data": pre_name, "dataset_version": train.version,
             # the evaluation data's settings: runs on different dataset sizes/settings never share a row group
             "data_key": config_hash({k: v for k, v in to_dict(data_config).items() if k != "workers"}, length=8),
+            "settings": settings_label(spec.overrides),
             "git_commit": git_commit(), "device": str(device), "world_size": info.world_size,
             "metrics": {k: round(float(v), 4) for k, v in outcome.metrics.items()},
             "protocol": {"name": protocol.name, "config": to_dict(protocol.config), "details": outcome.details},

@@ -3,8 +3,8 @@
 A pair is compatible when the method supports one of the task's modalities for
 what the task's protocol needs (global features, per-point features or a voxel
 decoder); every other pair is listed as skipped with the reason, never silently
-dropped. Runs already in the leaderboard (same task, method, modality, preset
-and seed) are skipped, so an interrupted suite resumes where it stopped; cached
+dropped. Runs already in the leaderboard (same task, method, modality, preset,
+``--set`` overrides and seed) are skipped, so an interrupted suite resumes where it stopped; cached
 pretrainings are reused across tasks by the runner.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from tqdm.auto import tqdm
 
 from ssl3d.bench.protocols import PROTOCOLS
-from ssl3d.bench.results import ResultStore
+from ssl3d.bench.results import ResultStore, settings_label
 from ssl3d.bench.runner import RunSpec, _capability, execute
 from ssl3d.bench.tasks import TASKS
 from ssl3d.methods import METHODS
@@ -67,8 +67,11 @@ def run_suite(*, methods: str = "*", tasks: str = "synth-*", preset: str = "quic
     board = store.read_leaderboard()
     done = set()
     if not board.empty:
-        done = {(r.task, r.method, r.modality, str(r.preset), int(r.seed)) for r in board.itertuples()}
-    todo = [(p, s) for p in planned for s in seeds if (p.task, p.method, p.modality, preset, s) not in done]
+        board_settings = board["settings"].fillna("").astype(str) if "settings" in board else [""] * len(board)
+        done = {(r.task, r.method, r.modality, str(r.preset), settings, int(r.seed))
+                for r, settings in zip(board.itertuples(), board_settings)}
+    label = settings_label(overrides)
+    todo = [(p, s) for p in planned for s in seeds if (p.task, p.method, p.modality, preset, label, s) not in done]
     for method, task, reason in skipped:
         print(f"skip {method} x {task}: {reason}")
     print(f"suite: {len(planned)} compatible (method, task, modality) x {len(seeds)} seeds = "

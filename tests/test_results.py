@@ -10,13 +10,14 @@ import pytest
 from scipy import stats
 
 from ssl3d.bench.leaderboard import ci95_halfwidth, summarize, to_markdown, write_leaderboard
-from ssl3d.bench.results import LEADERBOARD_COLUMNS, ResultStore, leaderboard_rows
+from ssl3d.bench.results import LEADERBOARD_COLUMNS, ResultStore, leaderboard_rows, settings_label
 
 
-def _result(run_id: str, seed: int, value: float, method: str = "m", created: str = "2026-01-01T00:00:00") -> dict:
+def _result(run_id: str, seed: int, value: float, method: str = "m", created: str = "2026-01-01T00:00:00",
+            settings: str = "") -> dict:
     return {"run_id": run_id, "created_at": created, "task": "synth-svm", "method": method, "modality": "points",
             "preset": "quick", "seed": seed, "pretrain_data": "synth", "dataset_version": "synth-1", "data_key": "d1",
-            "git_commit": "abc", "metrics": {"overall_acc": value, "mean_class_acc": value - 1}}
+            "settings": settings, "git_commit": "abc", "metrics": {"overall_acc": value, "mean_class_acc": value - 1}}
 
 
 def _writer(root: str, worker: int, n: int) -> None:
@@ -66,7 +67,25 @@ def test_summary_groups_seeds_and_ignores_reruns(tmp_path):
     assert row["n"] == 3 and row["mean"] == pytest.approx(72.0) and row["std"] == pytest.approx(2.0)
     assert row["ci95"] == pytest.approx(stats.t.ppf(0.975, 2) * 2.0 / np.sqrt(3))
     md = to_markdown(summary)
-    assert "| m | points | quick | d1 |" in md and "72.00 ± 4.97 (3)" in md and "50.00 (1)" in md
+    assert "| m | points | quick |  | d1 |" in md and "72.00 ± 4.97 (3)" in md and "50.00 (1)" in md
+
+
+def test_settings_label_sorts_and_drops_speed_only_keys():
+    label = settings_label({"svm.kernel": "rbf", "train.num_workers": "4", "method.beta": "2", "data.workers": "2"})
+    assert label == "method.beta=2 svm.kernel=rbf"
+    assert settings_label({}) == "" and settings_label(None) == ""
+
+
+def test_runs_with_different_settings_are_never_averaged_together():
+    rows = []
+    for seed in range(2):
+        rows += leaderboard_rows(_result(f"lin{seed}", seed, 70.0 + seed))
+        rows += leaderboard_rows(_result(f"rbf{seed}", seed, 90.0 + seed, settings="svm.kernel=rbf"))
+    summary = summarize(pd.DataFrame(rows))
+    acc = summary[summary.metric == "overall_acc"].set_index("settings")
+    assert acc.loc["", "mean"] == pytest.approx(70.5) and acc.loc["svm.kernel=rbf", "mean"] == pytest.approx(90.5)
+    assert (acc["n"] == 2).all()
+    assert "`svm.kernel=rbf`" in to_markdown(summary)
 
 
 def test_write_leaderboard_files(tmp_path):

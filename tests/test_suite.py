@@ -26,3 +26,6 @@ def test_suite_runs_then_resumes_without_rerunning(tmp_path):
     second = run_suite(**kw)
     assert second["todo"] == 0
     assert len(ResultStore(tmp_path).read_leaderboard()) == 4
+    # another experiment (different --set) is not "already done" because the preset's runs exist
+    other = run_suite(**{**kw, "overrides": {**TINY_SYNTH, "svm.kernel": "rbf"}, "dry_run": True})
+    assert other["todo"] == 2
