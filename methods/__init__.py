@@ -8,16 +8,13 @@ third-party packages register through the entry-point group ``ssl3d.methods``
 
 from ssl3d.methods.base import METHODS, Method, NotPretrainedError, RunContext, register_method
 from ssl3d.methods.config import MethodConfig, TrainConfig
-from ssl3d.methods import baselines as _baselines  # noqa: F401  (registers the baselines)
 
-import importlib as _importlib
-import importlib.util as _importlib_util
-
-# Built-in method modules register themselves on import. (Transitional: modules
-# written in parallel are imported once their file exists.)
-for _module in ("switchvae", "parae", "cmcv", "cmic"):
-    if _importlib_util.find_spec(f"ssl3d.methods.{_module}") is not None:
-        _importlib.import_module(f"ssl3d.methods.{_module}")
+# Built-in methods register themselves on import (plugins come in through entry points).
+from ssl3d.methods import baselines as _baselines  # noqa: F401,E402
+from ssl3d.methods import cmcv as _cmcv  # noqa: F401,E402
+from ssl3d.methods import cmic as _cmic  # noqa: F401,E402
+from ssl3d.methods import parae as _parae  # noqa: F401,E402
+from ssl3d.methods import switchvae as _switchvae  # noqa: F401,E402
 
 
 def get_method(name: str) -> type[Method]:
