@@ -25,7 +25,8 @@ LEADERBOARD_COLUMNS = (
 )
 
 # ``--set`` keys that change how fast a run goes, never its numbers: they do not split leaderboard groups
-RESULT_NEUTRAL_KEYS = frozenset({"train.num_workers", "train.log_every", "data.workers"})
+RESULT_NEUTRAL_KEYS = frozenset({"train.num_workers", "train.log_every", "data.workers",
+                                 "segmentation.feature_cache_mb"})
 
 
 def settings_label(overrides: dict[str, str] | None) -> str:

@@ -69,6 +69,7 @@ register_task(Task(
 register_task(Task(
     "synth-seg", "synth", "segmentation", ("points",),
     description="synth: part segmentation from per-point features (instance / class mIoU)",
+    protocol_options={"epochs": 10},  # a CPU budget for the embedded dataset (the protocol default is 20)
 ))
 register_task(Task(
     "synth-recon", "synth", "reconstruction", ("voxels", "views"),

@@ -57,7 +57,7 @@ Departures from the paper:
   cloud at every step (``quick`` preset), while evaluation keeps all N points
   so that its data equal the random-init baselines'.
 * **quick preset** (2-core CPU): 512-point random subsets per step, no T-Nets
-  and 6 epochs (PointNet), k = 10 neighbours and 3 epochs (DGCNN). The latent
+  and 4 epochs (PointNet), k = 10 neighbours and 2 epochs (DGCNN). The latent
   stays 1024-d; evaluation data are unchanged.
 * **DGCNN head dropout** 0.5 after each hidden layer of the segmentation head,
   as in the DGCNN segmentation network; the paper does not say whether it was
@@ -111,7 +111,7 @@ class ParAEConfig(MethodConfig):
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
         "quick": {"pretrain_points": 512, "input_transform": False, "feature_transform": False,
-                  "train.epochs": 6},
+                  "train.epochs": 4},
     }
 
     def __post_init__(self) -> None:
@@ -137,7 +137,7 @@ class ParAEDGCNNConfig(ParAEConfig):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
-        "quick": {"pretrain_points": 512, "k": 10, "train.epochs": 3},
+        "quick": {"pretrain_points": 512, "k": 10, "train.epochs": 2},
     }
 
 

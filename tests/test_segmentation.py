@@ -11,7 +11,7 @@ from torch import nn
 from ssl3d.bench.protocols import EvalContext
 from ssl3d.bench.protocols.seg_metrics import segmentation_metrics, shape_miou
 from ssl3d.bench.protocols.segmentation import (
-    PartSegHead,
+    PartSegHead, _PointFeatures,
     SegConfig,
     SegmentationProtocol,
     select_training_shapes,
@@ -113,15 +113,18 @@ def test_prediction_restricted_to_category_parts():
         last.weight.zero_()
         last.bias.copy_(torch.tensor([10.0, 0.0, 5.0, 1.0]))
     part_mask = torch.tensor([[True, True, False, False], [False, False, True, True]])
-    batch = {"points": torch.randn(2, 5, 3), "label": torch.tensor([0, 1]), "point_labels": torch.zeros(2, 5, dtype=torch.long)}
-    preds, _, labels = SegmentationProtocol._predict(head, lambda p, train: p, [batch], part_mask, torch.device("cpu"))
+    batch = {"features": torch.randn(2, 5, 3), "label": torch.tensor([0, 1]),
+             "point_labels": torch.zeros(2, 5, dtype=torch.long)}
+    source = _PointFeatures.__new__(_PointFeatures)  # only its cached-feature path is used here
+    source.device = torch.device("cpu")
+    preds, _, labels = SegmentationProtocol._predict(head, source, [batch], part_mask, torch.device("cpu"))
     assert labels == [0, 1]
     assert (preds[0] == 0).all() and (preds[1] == 2).all()  # category 1 may not use part 0
 
 
 def test_config_validation():
     for bad in ({"mode": "linear"}, {"label_fraction": 0.0}, {"label_fraction": 1.5}, {"epochs": 0},
-                {"lr": 0.0}, {"lr_gamma": 0.0}, {"weight_decay": -1.0}):
+                {"lr": 0.0}, {"lr_gamma": 0.0}, {"weight_decay": -1.0}, {"feature_cache_mb": -1}):
         with pytest.raises(ValueError):
             SegConfig(**bad)
 
@@ -162,8 +165,23 @@ def test_end_to_end_modes(tiny_synth, random_pointnet, mode):
     assert result.metrics["class_miou"] == pytest.approx(np.mean(list(d["per_category_miou"].values())), abs=1e-3)
     # frozen trains no encoder; the others train their own copy; the caller's method never changes
     assert (d["encoder_param_change"] > 0) == (mode != "frozen")
+    assert d["features_cached"] == (mode == "frozen")
     after = _state(random_pointnet)
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_frozen_feature_cache_gives_the_same_numbers_as_recomputing(tiny_synth, random_pointnet):
+    torch.set_num_threads(1)
+    runs = {mb: SegmentationProtocol(SegConfig(epochs=2, batch_size=5, feature_cache_mb=mb)).evaluate(
+        random_pointnet, *tiny_synth, "points", EvalContext(seed=1, progress=False)) for mb in (0, 64)}
+    assert runs[64].details["features_cached"] and not runs[0].details["features_cached"]
+    # the encoder is fixed and in eval mode, so a feature computed once equals one computed per batch
+    assert runs[64].details["train_loss_by_epoch"] == pytest.approx(runs[0].details["train_loss_by_epoch"], rel=1e-5)
+    assert runs[64].metrics == pytest.approx(runs[0].metrics, abs=1e-6)
+    # a table larger than the budget is not built
+    tiny_budget = SegmentationProtocol(SegConfig(epochs=1, feature_cache_mb=0)).evaluate(
+        random_pointnet, *tiny_synth, "points", QUIET)
+    assert not tiny_budget.details["features_cached"]
 
 
 def test_label_fraction_in_protocol(tiny_synth, random_pointnet):

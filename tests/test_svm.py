@@ -9,7 +9,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from ssl3d.bench.protocols.svm import SVMConfig, SVMProtocol, accuracy_metrics, class_balanced_subset
+from ssl3d.bench.protocols.svm import KernelSVC, SVMConfig, SVMProtocol, accuracy_metrics, class_balanced_subset
 
 
 def _blobs(seed: int, n_per_class: int, n_classes: int = 3, dim: int = 8, spread: float = 2.5):
@@ -76,3 +76,25 @@ def test_separable_features_score_perfectly_and_noise_scores_chance():
     noise = SVMProtocol().evaluate_features(rng.normal(size=(300, 8)), np.repeat(np.arange(3), 100),
                                             rng.normal(size=(300, 8)), np.repeat(np.arange(3), 100), 0)
     assert noise.metrics["overall_acc"] < 50
+
+
+@pytest.mark.parametrize("gamma", ["scale", "auto"])
+def test_rbf_grid_search_on_the_kernel_matrix_matches_sklearn(gamma):
+    x_train, y_train = _blobs(6, 25, n_classes=4, dim=16)
+    x_test, y_test = _blobs(7, 12, n_classes=4, dim=16)
+    grid = (0.1, 1.0, 10.0)
+    ours = SVMProtocol(SVMConfig(kernel="rbf", gamma=gamma, c_grid=grid, folds=3)).evaluate_features(
+        x_train, y_train, x_test, y_test, seed=5)
+    pipe = make_pipeline(StandardScaler(), SVC(kernel="rbf", gamma=gamma))
+    search = GridSearchCV(pipe, {"svc__C": list(grid)}, cv=StratifiedKFold(3, shuffle=True, random_state=5),
+                          scoring="accuracy").fit(x_train, y_train)
+    for c, acc in zip(search.cv_results_["param_svc__C"], search.cv_results_["mean_test_score"]):
+        assert ours.details["cv_acc_by_C"][repr(float(c))] == pytest.approx(100 * acc)
+    direct = make_pipeline(StandardScaler(), SVC(kernel="rbf", gamma=gamma, C=ours.details["chosen_C"]))
+    direct.fit(x_train, y_train)
+    assert ours.metrics["overall_acc"] == pytest.approx(100 * np.mean(direct.predict(x_test) == y_test))
+
+
+def test_unfitted_kernel_svc_says_so():
+    with pytest.raises(RuntimeError, match="not fitted"):
+        KernelSVC().predict(np.zeros((2, 3)))

@@ -9,8 +9,10 @@ Definition (also in docs/protocols.md):
    modes (Jing et al., CM-CV, CVPRW 2021, Sec. 4.5):
 
    * ``frozen`` - the pretrained encoder is fixed (eval mode, no grad) and
-     only the head is trained; features are recomputed per batch (never all
-     held in memory);
+     only the head is trained; the features of every shape are computed once
+     and held in memory when they fit in ``feature_cache_mb`` (the same
+     numbers as recomputing them every epoch, at one encoder pass instead of
+     ``epochs``), else recomputed per batch;
    * ``finetune`` - a *copy* of the pretrained method is trained with the head
      (the encoder from ``method.encoder("points")`` in train mode; the
      caller's method is left untouched);
@@ -62,7 +64,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from ssl3d.bench.protocols.base import EvalContext, Protocol, ProtocolResult, register_protocol
@@ -86,6 +88,7 @@ class SegConfig:
     lr_step: int = 20  # epochs between learning-rate decays (CM-CV: every 20 epochs)
     lr_gamma: float = 0.1  # learning-rate multiplier at each decay (CM-CV: "decreased by 90%")
     weight_decay: float = 0.0  # Adam L2 penalty on head (and encoder) weights
+    feature_cache_mb: int = 2048  # frozen mode: keep all per-point features in memory up to this size; 0 = never
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -101,6 +104,8 @@ class SegConfig:
             raise ValueError(f"segmentation.lr_gamma must be in (0, 1]; got {self.lr_gamma}")
         if self.weight_decay < 0:
             raise ValueError(f"segmentation.weight_decay must be >= 0; got {self.weight_decay}")
+        if self.feature_cache_mb < 0:
+            raise ValueError(f"segmentation.feature_cache_mb must be >= 0; got {self.feature_cache_mb}")
 
 
 class PartSegHead(nn.Module):
@@ -209,6 +214,12 @@ class _PointFeatures:
     def parameters(self) -> list[nn.Parameter]:
         return [] if self.encoder is None else list(self.encoder.parameters())
 
+    def of_batch(self, batch: dict, train: bool) -> Tensor:
+        """Features of a loader batch: the cached ones when the batch carries them."""
+        if "features" in batch:
+            return batch["features"].to(self.device)
+        return self(batch["points"], train=train)
+
     def __call__(self, points: Tensor, train: bool) -> Tensor:
         if self.encoder is None:
             return self.method.point_features(points).to(self.device)
@@ -216,6 +227,33 @@ class _PointFeatures:
         self.encoder.train(train)
         with torch.set_grad_enabled(train):
             return self.method.point_features_batch(points.to(self.device)).float()
+
+
+class _FeatureTable(Dataset):
+    """The frozen encoder's features of every shape of a dataset, computed once (see ``frozen`` mode)."""
+
+    def __init__(self, source: _PointFeatures, data, indices: Sequence[int], batch_size: int) -> None:
+        features, point_labels, labels = [], [], []
+        loader = DataLoader(Subset(data, list(indices)), batch_size=batch_size, shuffle=False, num_workers=0)
+        with torch.no_grad():
+            for batch in loader:
+                features.append(source(batch["points"], train=False).cpu())
+                point_labels.append(batch["point_labels"])
+                labels.append(batch["label"])
+        self.features = torch.cat(features)
+        self.point_labels = torch.cat(point_labels)
+        self.labels = torch.cat(labels)
+
+    @staticmethod
+    def size_mb(n_shapes: int, n_points: int, feature_dim: int) -> float:
+        return n_shapes * n_points * feature_dim * 4 / 2**20  # float32
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        return {"features": self.features[index], "point_labels": self.point_labels[index],
+                "label": self.labels[index]}
 
 
 def _relative_change(before: list[Tensor], after: list[Tensor]) -> float:
@@ -259,14 +297,22 @@ class SegmentationProtocol(Protocol):
         keep = select_training_shapes(train_data.labels, cfg.label_fraction, _stream_seed(ctx.seed, 0))
         # a lone last shape would leave batch-level BatchNorm in the encoder with a single sample
         drop_last = len(keep) % cfg.batch_size == 1 and len(keep) > 1
-        shuffle = torch.Generator().manual_seed(_stream_seed(ctx.seed, 2))
-        train_loader = DataLoader(Subset(train_data, keep.tolist()), batch_size=cfg.batch_size, shuffle=True,
-                                  generator=shuffle, drop_last=drop_last, num_workers=0)
-        test_loader = DataLoader(test_data, batch_size=cfg.batch_size, shuffle=False, num_workers=0)
 
         with _rng_scope(device):
             source = _PointFeatures(method, cfg.mode, ctx.seed, device)
-            feature_dim = self._feature_dim(source, train_data[int(keep[0])]["points"])
+            first_points = train_data[int(keep[0])]["points"]
+            feature_dim = self._feature_dim(source, first_points)
+            table_mb = _FeatureTable.size_mb(len(keep) + len(test_data), first_points.shape[0], feature_dim)
+            cached = cfg.mode == "frozen" and table_mb <= cfg.feature_cache_mb
+            if cached:
+                train_set = _FeatureTable(source, train_data, keep.tolist(), cfg.batch_size)
+                test_set = _FeatureTable(source, test_data, range(len(test_data)), cfg.batch_size)
+            else:
+                train_set, test_set = Subset(train_data, keep.tolist()), test_data
+            shuffle = torch.Generator().manual_seed(_stream_seed(ctx.seed, 2))
+            train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, generator=shuffle,
+                                      drop_last=drop_last, num_workers=0)
+            test_loader = DataLoader(test_set, batch_size=cfg.batch_size, shuffle=False, num_workers=0)
             torch.manual_seed(_stream_seed(ctx.seed, 3))  # head init, then dropout
             head = PartSegHead(feature_dim, len(class_names), num_parts).to(device)
             encoder_start = [p.detach().clone() for p in source.parameters()]
@@ -289,7 +335,7 @@ class SegmentationProtocol(Protocol):
             "mode": cfg.mode, "label_fraction": cfg.label_fraction, "n_train_shapes": int(len(keep)),
             "n_test_shapes": len(preds), "epochs": cfg.epochs, "final_train_loss": losses[-1],
             "train_loss_by_epoch": [round(v, 6) for v in losses], "feature_dim": feature_dim,
-            "num_parts": num_parts, "encoder_param_change": change,
+            "num_parts": num_parts, "encoder_param_change": change, "features_cached": cached,
             "per_category_miou": {c: round(v, 4) for c, v in per_category.items()},
         }
         return ProtocolResult(scores, details)
@@ -315,7 +361,7 @@ class SegmentationProtocol(Protocol):
             if int(target.min()) < 0 or int(target.max()) >= num_parts:
                 raise ValueError(f"point_labels outside [0, {num_parts}): min {int(target.min())}, "
                                  f"max {int(target.max())}")
-            logits = head(source(batch["points"], train=True), batch["label"].to(device))
+            logits = head(source.of_batch(batch, train=True), batch["label"].to(device))
             loss = F.cross_entropy(logits.reshape(-1, num_parts), target.reshape(-1))
             if not torch.isfinite(loss):
                 raise FloatingPointError("segmentation training loss is not finite")
@@ -335,7 +381,7 @@ class SegmentationProtocol(Protocol):
         preds, targets, labels = [], [], []
         for batch in loader:
             category = batch["label"].to(device)
-            logits = head(source(batch["points"], train=False), category)
+            logits = head(source.of_batch(batch, train=False), category)
             logits = logits.masked_fill(~part_mask[category].unsqueeze(1), float("-inf"))
             preds.extend(logits.argmax(dim=-1).cpu().numpy())
             targets.extend(batch["point_labels"].numpy())
