@@ -98,8 +98,8 @@ def load_reported(results_dir: str | os.PathLike[str] | None = None) -> pd.DataF
 def compare_with_reported(summary: pd.DataFrame, reported: pd.DataFrame) -> pd.DataFrame:
     """Our mean beside each reported number of the same (task, method, metric[, modality])."""
     if summary.empty or reported.empty:
-        return pd.DataFrame(columns=["task", "method", "modality", "metric", "ours", "ci95", "n", "reported",
-                                     "difference", "source"])
+        return pd.DataFrame(columns=["task", "method", "modality", "settings", "metric", "ours", "ci95", "n",
+                                     "reported", "difference", "source"])
     rep = reported.copy()
     rep["modality"] = rep["modality"].fillna("")
     rows = []
@@ -108,7 +108,8 @@ def compare_with_reported(summary: pd.DataFrame, reported: pd.DataFrame) -> pd.D
                    & ((rep["modality"] == r.modality) | (rep["modality"] == ""))]
         for h in hits.itertuples():
             setting = f", {h.setting}" if isinstance(h.setting, str) and h.setting else ""
-            rows.append({"task": r.task, "method": r.method, "modality": r.modality, "metric": r.metric,
+            rows.append({"task": r.task, "method": r.method, "modality": r.modality,
+                         "settings": getattr(r, "settings", ""), "metric": r.metric,
                          "ours": r.mean, "ci95": r.ci95, "n": r.n, "reported": float(h.value),
                          "difference": r.mean - float(h.value), "source": f"{h.paper} {h.table}{setting}"})
     return pd.DataFrame(rows)
@@ -118,11 +119,13 @@ def comparison_markdown(comparison: pd.DataFrame) -> str:
     if comparison.empty:
         return ("### Reproduced vs reported\n\nNo run matches a (task, method, metric) printed by the papers yet "
                 "(the papers do not use synth); their numbers are in `results/reported.csv`.\n")
-    lines = ["### Reproduced vs reported\n", "| task | method | modality | metric | ours | reported | difference | source |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["### Reproduced vs reported\n",
+             "| task | method | modality | our settings | metric | ours | reported | difference | source |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in comparison.itertuples():
         ci = "" if np.isnan(r.ci95) else f" ± {r.ci95:.2f}"
-        lines.append(f"| {r.task} | {r.method} | {r.modality} | {r.metric} | {r.ours:.2f}{ci} ({r.n}) | "
+        settings = f"`{r.settings}`" if r.settings else ""
+        lines.append(f"| {r.task} | {r.method} | {r.modality} | {settings} | {r.metric} | {r.ours:.2f}{ci} ({r.n}) | "
                      f"{r.reported:.2f} | {r.difference:+.2f} | {r.source} |")
     return "\n".join(lines) + "\n"
 

@@ -110,7 +110,7 @@ def test_plots_and_reported_comparison(tmp_path):
                    "protocol": "svm", "modality": "points", "setting": "", "metric": "overall_acc", "value": 65.5,
                    "notes": ""}]).to_csv(tmp_path / "reported.csv", index=False)
     summary, md = write_leaderboard(tmp_path, plot=True)
-    assert "| modelnet40-svm | m | points | overall_acc | 62.00" in md and "| 65.50 | -3.50 | x Table 9 |" in md
+    assert "| modelnet40-svm | m | points |  | overall_acc | 62.00" in md and "| 65.50 | -3.50 | x Table 9 |" in md
     bars = mpimg.imread(tmp_path / "plots" / "modelnet40-svm.png")
     tsne = mpimg.imread(tmp_path / "plots" / "tsne-modelnet40-svm-m-points.png")
     assert bars.shape[0] > 200 and bars.shape[1] > 300 and tsne.shape[0] > 200
