@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ssl3d.bench.claims import check_claims, claims_markdown
 from ssl3d.bench.io import atomic_write_text
 from ssl3d.bench.results import ResultStore
 
@@ -131,7 +132,7 @@ def comparison_markdown(comparison: pd.DataFrame) -> str:
 
 
 def write_leaderboard(results_dir: str | os.PathLike[str] | None = None, plot: bool = False) -> tuple[pd.DataFrame, str]:
-    """Aggregate ``leaderboard.csv`` into ``summary.csv``, ``comparison.csv`` and ``leaderboard.md``.
+    """Aggregate ``leaderboard.csv`` into ``summary.csv``, ``comparison.csv``, ``claims.csv`` and ``leaderboard.md``.
 
     With ``plot``, also bar charts and t-SNE plots under ``plots/``. Returns (summary, markdown).
     """
@@ -139,11 +140,17 @@ def write_leaderboard(results_dir: str | os.PathLike[str] | None = None, plot: b
     runs = store.read_leaderboard()
     summary = summarize(runs)
     comparison = compare_with_reported(summary, load_reported(store.root))
+    presets = sorted(runs["preset"].astype(str).unique()) if not runs.empty else []
+    claims = pd.concat([check_claims(runs, preset=p) for p in presets], ignore_index=True) if presets else pd.DataFrame()
+    claims = claims[claims["verdict"] != "not run"] if not claims.empty else claims
     markdown = to_markdown(summary) + "\n" + comparison_markdown(comparison)
+    if not claims.empty:
+        markdown += "\n" + claims_markdown(claims)
     root = Path(store.root)
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / "summary.csv", summary.to_csv(index=False))
     atomic_write_text(root / "comparison.csv", comparison.to_csv(index=False))
+    atomic_write_text(root / "claims.csv", claims.to_csv(index=False))
     atomic_write_text(root / "leaderboard.md", "# ssl3d-bench leaderboard\n\n" + markdown)
     if plot and not summary.empty:
         from ssl3d.bench.plots import write_plots

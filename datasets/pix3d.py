@@ -11,7 +11,8 @@ Pix3D ships them: "+x leftward, +y upward, +z inward", no rotation) give
 ``views``, ``points`` and ``voxels`` through the common pipeline, and
 ``query_shape_index[i]`` is the gallery position of photo ``i``'s shape. Asking
 a photo split for a mesh modality returns the modality of the photo's shape
-(what image-shape contrastive pretraining consumes).
+(what image-shape contrastive pretraining consumes) and ``shape_index``, the
+shape's gallery position, so that a batch can be de-duplicated by shape.
 
 Protocol (CMIC, Lin et al., ICCV 2021, Section 4 "Datasets", following LFD and
 HEG-TS): categories bed, chair, sofa, table; photos that are occluded,
@@ -219,6 +220,9 @@ class Pix3DDataset(_Pix3DBase):
         if self.mesh_modalities:
             if self._positions is None:
                 self._positions = self._shape_positions()
-            shape = self.gallery_split()[int(self._positions[i])]
+            position = int(self._positions[i])
+            shape = self.gallery_split()[position]
             sample.update({m: shape[m] for m in self.mesh_modalities})
+            # several photos show one shape: image-shape contrastive losses de-duplicate batches by this key
+            sample["shape_index"] = torch.tensor(position, dtype=torch.int64)
         return sample

@@ -304,6 +304,9 @@ def test_pix3d_photos_gallery_and_query_index(tmp_path):
     shape = train.gallery_split()[int(train.query_shape_index[0])]
     assert photo["views"].shape == (12, 1, 16, 16)
     torch.testing.assert_close(photo["views"], shape["views"])
+    # photos of one shape carry one shape_index (CMIC de-duplicates batches by it)
+    assert [int(train[i]["shape_index"]) for i in range(len(train))] == train.query_shape_index.tolist()
+    assert "shape_index" not in sample  # photos only: no shape attached
     points = cls("test", ("points",), cfg, tmp_path, progress=False).gallery_split()[2]["points"]
     ext = extents(points)  # chair C is a 1 x 2 x 1 box, +Y up as Pix3D ships it
     assert ext[1] / ext[0] == pytest.approx(2.0, rel=0.08)

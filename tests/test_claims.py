@@ -1,0 +1,70 @@
+"""The papers' claims checked on leaderboard rows: verdicts against scipy's Welch t-test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from ssl3d.bench.claims import CLAIMS, Claim, check_claims, claims_markdown
+from ssl3d.bench.runner import _capability
+from ssl3d.bench.tasks import TASKS
+from ssl3d.methods import METHODS
+from ssl3d.bench.protocols import PROTOCOLS
+
+CLAIM = Claim("p", "Table 9", "A beats B", "synth-svm", "points", "overall_acc", "a", "b")
+
+
+def _rows(method: str, values, preset: str = "quick", settings: str = "", data_key: str = "d1",
+          metric: str = "overall_acc") -> list[dict]:
+    return [{"task": "synth-svm", "modality": "points", "metric": metric, "method": method, "preset": preset,
+             "settings": settings, "data_key": data_key, "seed": seed, "value": v,
+             "created_at": f"2026-01-01T00:00:0{seed}"} for seed, v in enumerate(values)]
+
+
+def _check(rows: list[dict]) -> pd.Series:
+    return check_claims(pd.DataFrame(rows), (CLAIM,)).iloc[0]
+
+
+def test_a_clear_win_holds_with_scipys_p_value():
+    better, worse = [80.0, 82.0, 81.0], [70.0, 73.0, 71.0]
+    row = _check(_rows("a", better) + _rows("b", worse))
+    assert row["verdict"] == "holds"
+    assert row["p_value"] == pytest.approx(stats.ttest_ind(better, worse, equal_var=False, alternative="greater").pvalue)
+    assert row["mean_better"] == pytest.approx(81.0) and row["n_better"] == 3
+    assert row["ci95_better"] == pytest.approx(stats.t.ppf(0.975, 2) * 1.0 / np.sqrt(3))
+
+
+def test_a_clear_loss_is_refuted_and_noise_is_inconclusive():
+    assert _check(_rows("a", [60.0, 61.0, 62.0]) + _rows("b", [70.0, 71.0, 72.0]))["verdict"] == "refuted"
+    row = _check(_rows("a", [70.0, 75.0, 66.0]) + _rows("b", [69.0, 74.0, 65.0]))
+    assert row["verdict"] == "inconclusive (same direction)" and row["p_value"] > 0.05
+    flat = _check(_rows("a", [50.0, 50.0]) + _rows("b", [50.0, 50.0]))
+    assert flat["verdict"] == "inconclusive (equal)"
+
+
+def test_only_plain_runs_of_the_preset_and_one_dataset_count():
+    rows = (_rows("a", [80.0, 81.0, 82.0]) + _rows("b", [70.0, 71.0, 72.0])
+            + _rows("b", [99.0, 99.5, 99.9], settings="svm.kernel=rbf")  # another experiment
+            + _rows("b", [99.0, 99.5, 99.9], preset="paper")
+            + _rows("b", [99.0, 99.5], data_key="other"))  # other evaluation data
+    assert _check(rows)["mean_worse"] == pytest.approx(71.0)
+    assert _check(_rows("a", [80.0, 81.0, 82.0]) + _rows("b", [70.0]))["verdict"] == "not run"
+    with pytest.raises(ValueError, match="alpha"):
+        check_claims(pd.DataFrame(_rows("a", [1.0])), (CLAIM,), alpha=1.5)
+
+
+def test_markdown_lists_every_claim_and_counts_verdicts():
+    table = check_claims(pd.DataFrame(_rows("a", [80.0, 82.0, 81.0]) + _rows("b", [70.0, 73.0, 71.0])), (CLAIM, CLAIM))
+    md = claims_markdown(table)
+    assert md.count("| A beats B |") == 2 and "**holds**" in md and "holds: 2" in md
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: f"{c.paper}-{c.better}-{c.worse}-{c.task}-{c.modality}")
+def test_every_claim_names_a_pair_the_suite_runs(claim):
+    task = TASKS.get(claim.task)
+    needs = PROTOCOLS.get(task.protocol).needs
+    assert claim.modality in task.modalities
+    for name in (claim.better, claim.worse):
+        assert claim.modality in _capability(METHODS.get(name), needs), (name, claim.task, claim.modality)
