@@ -27,6 +27,7 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader worker processes
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast dtype (fp16 on CUDA only, with GradScaler)
     compile: bool = False  # torch.compile the training step (PyTorch 2 compiler)
+    channels_last: bool = False  # 2-D convolutions (image encoders) in NHWC memory format: faster with CUDA AMP
     sync_bn: bool = False  # SyncBatchNorm across ranks under DDP (BN-heavy backbones, small per-GPU batches)
     find_unused_parameters: bool = True  # DDP option; safe default for methods with branches that skip weights
     log_every: int = 10  # optimisation steps between progress-bar/log updates

@@ -86,6 +86,8 @@ def fit(method: "Method", data: Dataset, run: "RunContext") -> None:
         raise ValueError(f"{method.name}: the pretraining data is empty")
     if info.enabled and train.sync_bn:
         method.model = model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if train.channels_last:  # only 4-D weights change format; image batches follow their encoder's weights
+        model.to(memory_format=torch.channels_last)
     step_fn: torch.nn.Module = StepModule(method)
     if info.enabled:
         step_fn = DistributedDataParallel(step_fn, device_ids=[run.device.index] if run.device.type == "cuda" else None,
