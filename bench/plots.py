@@ -1,4 +1,4 @@
-"""Leaderboard plots: bar charts with 95% CI whiskers per task, t-SNE of a run's test embeddings."""
+"""Leaderboard plots: horizontal bar charts with 95% CI whiskers per task, t-SNE of a run's test embeddings."""
 
 from __future__ import annotations
 
@@ -20,30 +20,54 @@ def _pyplot():
     return plt
 
 
+MODALITY_COLOURS = {"points": "#4c72b0", "voxels": "#dd8452", "views": "#55a868", "image": "#c44e52"}
+
+
 def bar_chart(summary: pd.DataFrame, task: str, path: str | os.PathLike[str]) -> Path:
-    """One panel per metric of ``task``: a bar per (method, modality), whiskers = 95% CI, n in the label."""
+    """One panel per metric of ``task``: a horizontal bar per row group, whiskers = 95% CI, n in the label.
+
+    Bars are coloured by modality; a label adds the preset, ``--set`` settings or data key only where
+    the task's rows differ in them, so the common case stays short.
+    """
     plt = _pyplot()
-    rows = summary[summary["task"] == task]
+    rows = summary[summary["task"] == task].copy()
+    for col in ("settings", "data_key", "preset"):
+        rows[col] = rows[col].fillna("").astype(str) if col in rows else ""
     metrics = sorted(rows["metric"].unique())
-    fig, axes = plt.subplots(1, len(metrics), figsize=(max(4.5, 1.0 + 0.55 * rows.groupby(["method", "modality"]).ngroups) * len(metrics) ** 0.5 * 1.6, 4.2),
-                             squeeze=False)
+    keys = ["method", "modality", "preset", "settings", "data_key"]
+    groups = rows.drop_duplicates(keys).sort_values(keys)[keys].itertuples(index=False)
+    groups = [tuple(g) for g in groups]
+    varies = {k: rows[k].nunique() > 1 for k in ("preset", "settings", "data_key")}
+
+    def label(method: str, modality: str, preset: str, settings: str, data_key: str) -> str:
+        extra = [preset] if varies["preset"] else []
+        extra += [settings] if varies["settings"] and settings else []
+        extra += [f"data {data_key}"] if varies["data_key"] else []
+        n = rows[(rows[keys] == [method, modality, preset, settings, data_key]).all(axis=1)]["n"].max()
+        return f"{method} ({modality}{', ' + ', '.join(extra) if extra else ''}) n={n}"
+
+    labels = [label(*g) for g in groups]
+    y = np.arange(len(groups))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(2.0 + 3.0 * len(metrics) + 0.06 * max(map(len, labels)),
+                                                       1.4 + 0.3 * len(groups)), sharey=True, squeeze=False)
     for ax, metric in zip(axes[0], metrics):
-        part = rows[rows["metric"] == metric].sort_values(["method", "modality", "preset"])
-        several = part["data_key"].nunique() > 1 if "data_key" in part else False
-        names = [f"{r.method}" + (f" [{getattr(r, 'settings', '')}]" if getattr(r, "settings", "") else "")
-                 + f"\n({r.modality}, n={r.n}" + (f", data {r.data_key})" if several else ")")
-                 for r in part.itertuples()]
-        err = np.nan_to_num(part["ci95"].to_numpy(dtype=float))
-        x = np.arange(len(part))
-        ax.bar(x, part["mean"], yerr=err, capsize=4, color="#4c72b0", edgecolor="black", linewidth=0.5)
-        ax.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
-        ax.set_ylabel(f"{metric} (%)")
-        ax.set_title(metric)
-        ax.grid(axis="y", alpha=0.3)
-        top = float(np.nanmax(part["mean"] + err)) if len(part) else 1.0
-        ax.set_ylim(0, min(100.0, top * 1.1) if top <= 100 else top * 1.1)
-    fig.suptitle(f"{task}: mean ± 95% CI over seeds")
-    fig.tight_layout()
+        part = rows[rows["metric"] == metric].set_index(keys)
+        mean = np.array([part["mean"].get(g, np.nan) for g in groups], dtype=float)
+        err = np.nan_to_num(np.array([part["ci95"].get(g, np.nan) for g in groups], dtype=float))
+        colours = [MODALITY_COLOURS.get(g[1], "#8c8c8c") for g in groups]
+        ax.barh(y, np.nan_to_num(mean), xerr=err, capsize=3, color=colours, edgecolor="black", linewidth=0.4)
+        ax.set_xlabel(f"{metric} (%)")
+        ax.set_title(metric, fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+        top = float(np.nanmax(mean + err)) if np.isfinite(mean).any() else 1.0
+        ax.set_xlim(0, min(100.0, top * 1.08) if top <= 100 else top * 1.08)
+    axes[0][0].set_yticks(y, labels, fontsize=8)
+    axes[0][0].invert_yaxis()
+    present = [m for m in MODALITY_COLOURS if m in set(rows["modality"])]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=MODALITY_COLOURS[m]) for m in present]
+    fig.legend(handles, present, loc="center right", fontsize=8, title="modality", title_fontsize=8)
+    fig.suptitle(f"{task}: mean ± 95% CI over seeds (n = seeds)", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1 - 0.9 / fig.get_figwidth(), 1))  # room for the legend on the right
     return _save(fig, path)
 
 
