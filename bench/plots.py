@@ -27,7 +27,7 @@ def bar_chart(summary: pd.DataFrame, task: str, path: str | os.PathLike[str]) ->
     """One panel per metric of ``task``: a horizontal bar per row group, whiskers = 95% CI, n in the label.
 
     Bars are coloured by modality; a label adds the preset, ``--set`` settings or data key only where
-    the task's rows differ in them, so the common case stays short.
+    one method's rows differ in them, so the common case stays short.
     """
     plt = _pyplot()
     rows = summary[summary["task"] == task].copy()
@@ -37,7 +37,10 @@ def bar_chart(summary: pd.DataFrame, task: str, path: str | os.PathLike[str]) ->
     keys = ["method", "modality", "preset", "settings", "data_key"]
     groups = rows.drop_duplicates(keys).sort_values(keys)[keys].itertuples(index=False)
     groups = [tuple(g) for g in groups]
-    varies = {k: rows[k].nunique() > 1 for k in ("preset", "settings", "data_key")}
+    # a field goes into the label only where one method/modality has several values of it (methods
+    # that set their own data options always differ in data_key: that is no news)
+    per_method = rows.groupby(["method", "modality"])
+    varies = {k: bool((per_method[k].nunique() > 1).any()) for k in ("preset", "settings", "data_key")}
 
     def label(method: str, modality: str, preset: str, settings: str, data_key: str) -> str:
         extra = [preset] if varies["preset"] else []
