@@ -48,8 +48,8 @@ no labels (instance identity is the only supervision).
 Batches must not hold the same shape twice (a duplicate would be a false
 negative of Eq. 4). ``synth`` has one photo per shape and the trainer shows each
 item once per epoch, so this holds; a dataset with several photos per shape
-must give a ``shape_index`` key, and then only the first photo of each shape in
-a batch is kept.
+gives a ``shape_index`` key (``pix3d`` does), and then only the first photo of
+each shape in a batch is kept.
 
 Departures from the paper:
 

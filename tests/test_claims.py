@@ -55,6 +55,14 @@ def test_only_plain_runs_of_the_preset_and_one_dataset_count():
         check_claims(pd.DataFrame(_rows("a", [1.0])), (CLAIM,), alpha=1.5)
 
 
+def test_an_untrained_baseline_is_the_same_method_with_its_settings():
+    claim = Claim("p", "T", "training helps", "synth-svm", "points", "overall_acc", "a", "a", "train.epochs=0")
+    rows = _rows("a", [80.0, 81.0, 82.0]) + _rows("a", [60.0, 61.0, 62.0], settings="train.epochs=0")
+    row = check_claims(pd.DataFrame(rows), (claim,)).iloc[0]
+    assert row["verdict"] == "holds" and row["mean_worse"] == pytest.approx(61.0)
+    assert row["worse"] == "a [train.epochs=0]"
+
+
 def test_markdown_lists_every_claim_and_counts_verdicts():
     table = check_claims(pd.DataFrame(_rows("a", [80.0, 82.0, 81.0]) + _rows("b", [70.0, 73.0, 71.0])), (CLAIM, CLAIM))
     md = claims_markdown(table)
