@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from ssl3d.methods import get_method
-from ssl3d.methods.losses.switchvae import beta_tc_kl, gaussian_kl, latent_contrastive, weighted_bce
+from ssl3d.methods.losses.switchvae import beta_tc_kl, gaussian_kl, weighted_bce
 from ssl3d.methods.switchvae import (
     MultiViewVAEEncoder, SwitchVAE, SwitchVAEConfig, choose_branch, reparameterize,
 )
