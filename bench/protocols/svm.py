@@ -92,11 +92,13 @@ class KernelSVC:
         variance = self.z_train_.var()
         dim = self.z_train_.shape[1]
         self.gamma_ = 1.0 / dim if self.gamma == "auto" else 1.0 / (dim * variance) if variance > 0 else 1.0
-        return self.gram(x_train)
+        return self._kernel(self.z_train_)
 
     def gram(self, x: np.ndarray) -> np.ndarray:
         """Kernel between the rows of ``x`` and the training features: ``[len(x), n_train]``."""
-        z = self._transform(np.asarray(x, dtype=np.float64))
+        return self._kernel(self._transform(np.asarray(x, dtype=np.float64)))
+
+    def _kernel(self, z: np.ndarray) -> np.ndarray:
         dots = z @ self.z_train_.T
         if self.kernel == "linear":
             return dots
