@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ssl3d.bench.results import text_columns
+
 __all__ = ["CLAIMS", "Claim", "check_claims", "claims_markdown"]
 
 
@@ -103,7 +105,7 @@ CLAIMS: tuple[Claim, ...] = (
 def _seed_values(runs: pd.DataFrame, claim: Claim, method: str, preset: str, settings: str = "") -> pd.Series:
     """Per-seed values (latest row per seed) indexed by data_key, for the claim's cell."""
     sel = runs[(runs["task"] == claim.task) & (runs["modality"] == claim.modality) & (runs["metric"] == claim.metric)
-               & (runs["method"] == method) & (runs["preset"].astype(str) == preset) & (runs["settings"] == settings)]
+               & (runs["method"] == method) & (runs["preset"] == preset) & (runs["settings"] == settings)]
     sel = sel.sort_values("created_at").drop_duplicates(["data_key", "seed"], keep="last")
     return sel.set_index("data_key")["value"].astype(float)
 
@@ -122,9 +124,7 @@ def check_claims(runs: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS, preset:
 
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1); got {alpha}")
-    runs = runs.copy()
-    for col in ("settings", "data_key"):
-        runs[col] = runs[col].astype(object).where(runs[col].notna(), "").astype(str) if col in runs else ""
+    runs = text_columns(runs, ("preset", "settings", "data_key"))
     rows = []
     for claim in claims:
         a = _seed_values(runs, claim, claim.better, preset)

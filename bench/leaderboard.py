@@ -20,7 +20,7 @@ from scipy import stats
 
 from ssl3d.bench.claims import check_claims, claims_markdown
 from ssl3d.bench.io import atomic_write_text
-from ssl3d.bench.results import ResultStore
+from ssl3d.bench.results import ResultStore, text_columns
 
 GROUP_COLUMNS = ["task", "method", "modality", "preset", "settings", "pretrain_data", "dataset_version", "data_key",
                  "metric"]
@@ -39,11 +39,7 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean, std, ci95 (half-width) and n per group; one row per (group, metric)."""
     if frame.empty:
         return pd.DataFrame(columns=GROUP_COLUMNS + ["mean", "std", "ci95", "n", "seeds"])
-    frame = frame.copy()
-    for col in GROUP_COLUMNS:
-        if col not in frame:  # files written before a column existed
-            frame[col] = ""
-        frame[col] = frame[col].astype(object).where(frame[col].notna(), "").astype(str)
+    frame = text_columns(frame, GROUP_COLUMNS)  # also files written before a column existed
     latest = frame.sort_values("created_at").drop_duplicates(GROUP_COLUMNS + ["seed"], keep="last")
     rows = []
     for key, group in latest.groupby(GROUP_COLUMNS, sort=True):

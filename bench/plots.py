@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ssl3d.bench.io import atomic_path
+from ssl3d.bench.results import text_columns
 
 
 def _pyplot():
@@ -30,9 +31,7 @@ def bar_chart(summary: pd.DataFrame, task: str, path: str | os.PathLike[str]) ->
     one method's rows differ in them, so the common case stays short.
     """
     plt = _pyplot()
-    rows = summary[summary["task"] == task].copy()
-    for col in ("settings", "data_key", "preset"):
-        rows[col] = rows[col].fillna("").astype(str) if col in rows else ""
+    rows = text_columns(summary[summary["task"] == task], ("preset", "settings", "data_key"))
     metrics = sorted(rows["metric"].unique())
     keys = ["method", "modality", "preset", "settings", "data_key"]
     groups = rows.drop_duplicates(keys).sort_values(keys)[keys].itertuples(index=False)

@@ -92,6 +92,18 @@ class ResultStore:
         return pd.read_csv(self.leaderboard_path)
 
 
+def text_columns(frame, columns):
+    """A copy of ``frame`` whose ``columns`` are strings, '' where missing (NaN or no such column).
+
+    Grouping keys such as ``settings`` may be empty, and pandas reads an empty CSV cell as NaN,
+    which never equals itself: compare and group on the text form.
+    """
+    frame = frame.copy()
+    for col in columns:
+        frame[col] = frame[col].astype(object).where(frame[col].notna(), "").astype(str) if col in frame else ""
+    return frame
+
+
 def leaderboard_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     """One leaderboard row per metric of a result."""
     common = {k: result.get(k) for k in LEADERBOARD_COLUMNS if k not in ("metric", "value")}

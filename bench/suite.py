@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from tqdm.auto import tqdm
 
 from ssl3d.bench.protocols import PROTOCOLS
-from ssl3d.bench.results import ResultStore, settings_label
+from ssl3d.bench.results import ResultStore, settings_label, text_columns
 from ssl3d.bench.runner import RunSpec, _capability, execute
 from ssl3d.bench.tasks import TASKS
 from ssl3d.methods import METHODS
@@ -64,12 +64,10 @@ def run_suite(*, methods: str = "*", tasks: str = "synth-*", preset: str = "quic
     """Run the planned suite; returns counts, skipped pairs and failures."""
     planned, skipped = plan_suite(methods, tasks)
     store = ResultStore(results_dir)
-    board = store.read_leaderboard()
+    board = text_columns(store.read_leaderboard(), ("preset", "settings"))
     done = set()
     if not board.empty:
-        board_settings = board["settings"].fillna("").astype(str) if "settings" in board else [""] * len(board)
-        done = {(r.task, r.method, r.modality, str(r.preset), settings, int(r.seed))
-                for r, settings in zip(board.itertuples(), board_settings)}
+        done = {(r.task, r.method, r.modality, r.preset, r.settings, int(r.seed)) for r in board.itertuples()}
     label = settings_label(overrides)
     todo = [(p, s) for p in planned for s in seeds if (p.task, p.method, p.modality, preset, label, s) not in done]
     for method, task, reason in skipped:
