@@ -24,6 +24,19 @@ def tiny_set_args() -> list[str]:
     return [arg for key, value in TINY_SYNTH.items() for arg in ("--set", f"{key}={value}")]
 
 
+def optimisation_steps(method, batch: dict, optimizer: torch.optim.Optimizer, steps: int) -> dict:
+    """``steps`` optimiser steps of ``method.training_step`` on one batch, in train mode, each step seeded
+    with its index (the same random draws on every run); returns the last step's terms."""
+    for step in range(steps):
+        method.model.train()
+        torch.manual_seed(step)
+        terms = method.training_step(batch, step)
+        optimizer.zero_grad()
+        terms["loss"].backward()
+        optimizer.step()
+    return terms
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path_factory, monkeypatch):
     """Every test gets its own data and results folders; nothing touches ~/.cache."""

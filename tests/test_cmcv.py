@@ -26,6 +26,8 @@ from ssl3d.methods.cmcv import (
     rotate_jitter,
 )
 
+from conftest import optimisation_steps
+
 
 class CodedViews(Dataset):
     """``n`` objects whose view ``v`` of object ``o`` is the constant image ``o * 100 + v`` (decodable)."""
@@ -220,13 +222,7 @@ def test_a_few_steps_lower_the_loss(name):
 
     before = loss_now()
     assert before["cross"] == pytest.approx(3 * math.log(2), abs=1e-5)  # F_f starts at chance
-    for step in range(8):
-        model.train()
-        torch.manual_seed(step)
-        loss = method.training_step(batch, step)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    optimisation_steps(method, batch, opt, 8)
     after = loss_now()
     assert after["loss"] < 0.9 * before["loss"]
     # below the best loss of a head that ignores its inputs (predicting the 2:1 label prior,

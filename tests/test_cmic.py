@@ -18,6 +18,8 @@ from ssl3d.methods import get_method
 from ssl3d.methods.cmic import CMICNet, random_resized_crop_flip, select_views
 from ssl3d.methods.trainer import seed_everything
 
+from conftest import optimisation_steps
+
 # tiny networks and images keep the file fast on a 2-core CPU
 TINY = {"query_arch": "resnet18", "render_arch": "resnet18", "image_size": 32, "view_size": 32, "n_views": 4}
 
@@ -161,12 +163,7 @@ def test_a_few_steps_lower_the_loss():
             return float(method.training_step(batch, 0)["loss"])
 
     before = loss_at()
-    for step in range(10):
-        torch.manual_seed(step)
-        terms = method.training_step(batch, step)
-        optimizer.zero_grad()
-        terms["loss"].backward()
-        optimizer.step()
+    terms = optimisation_steps(method, batch, optimizer, 10)
     assert set(terms) == {"loss", "inst", "cats", "batch_top1"}
     assert loss_at() < before
 

@@ -21,6 +21,8 @@ from ssl3d.methods.losses.gmm import gmm_log_likelihood, gmm_parameters
 from ssl3d.methods.parae import ParAE, ParAEDGCNN, RandomDGCNN, random_point_subset
 from ssl3d.methods.parae_viz import _up_is_z, ellipsoid_surface, plot_partitions
 
+from conftest import optimisation_steps
+
 BACKBONES = ["parae-pointnet", "parae-dgcnn"]
 
 
@@ -127,12 +129,7 @@ def test_a_few_steps_lower_the_nll(name):
 
     model.train()
     before = nll()
-    for step in range(12):
-        torch.manual_seed(step)
-        loss = method.training_step(batch, step)["loss"]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    optimisation_steps(method, batch, optimizer, 12)
     after = nll()
     assert after < before - 0.05, (before, after)
 

@@ -24,6 +24,8 @@ from ssl3d.methods.switchvae_viz import (
 )
 from ssl3d.methods.trainer import seed_everything
 
+from conftest import optimisation_steps
+
 
 
 @pytest.fixture(autouse=True)
@@ -169,13 +171,7 @@ def test_a_few_steps_lower_the_loss():
             return float(method.training_step(batch, 0)["loss"])
 
     before = loss_now()
-    for step in range(10):
-        model.train()
-        torch.manual_seed(step)
-        loss = method.training_step(batch, step)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    optimisation_steps(method, batch, opt, 10)
     assert loss_now() < 0.9 * before
 
 
