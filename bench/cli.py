@@ -3,15 +3,24 @@
     bench run --method M --task T [--preset quick|paper] [--seed S | --seeds S ...]
               [--device auto|cpu|cuda] [--set key=value ...] [--data-root DIR]
               [--results-dir DIR] [--modality X] [--pretrain-data NAME] [--nproc N]
+              [--progress | --no-progress]
     bench suite [--preset quick] [--seeds 0 1 2] [--methods PATTERN] [--tasks PATTERN] [--dry-run]
+                [--progress | --no-progress]
     bench perf [--methods PATTERN] [--presets quick paper] [--device cpu|cuda] [--steps K]
     bench list [--json]
     bench leaderboard [--results-dir DIR] [--plot]
     bench prepare NAME [--from PATH ...] [--no-download] [--data-root DIR] [--split S ...]
-                  [--modalities M ...] [--set data.KEY=VALUE ...]
+                  [--modalities M ...] [--set data.KEY=VALUE ...] [--progress | --no-progress]
     bench --version
 
 The flag names are a fixed interface (other tools call them).
+
+A mistake in the command (an unknown name, a bad ``--set``, missing data) is a
+:class:`~ssl3d.core.errors.UserError`: one line ``bench CMD: error: ...`` and
+exit status 2. Any other exception is shown with its traceback (and the run's
+log when the run had started) and exits with status 1. Progress bars are on
+only when stderr is a terminal, so logs and pipes get no carriage-return
+frames; ``--progress`` / ``--no-progress`` force them on or off.
 """
 
 from __future__ import annotations
@@ -20,11 +29,12 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from importlib import metadata
-from typing import Sequence
+from typing import Callable, Sequence
 
-from ssl3d.bench.config import ConfigError, parse_set_args
-from ssl3d.bench.registry import UnknownNameError
+from ssl3d.bench.config import ConfigError, check_range, parse_set_args
+from ssl3d.core.errors import UserError, log_path_of
 
 
 def _version() -> str:
@@ -32,6 +42,35 @@ def _version() -> str:
         return metadata.version("ssl3d-bench")
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+def _int_in(flag: str, interval: str) -> Callable[[str], int]:
+    """An argparse ``type`` accepting integers in ``interval`` (see :func:`ssl3d.bench.config.check_range`)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        try:
+            check_range(flag, value, interval)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+
+    return parse
+
+
+def _add_progress_flags(parser: argparse.ArgumentParser) -> None:
+    bars = parser.add_mutually_exclusive_group()
+    bars.add_argument("--progress", dest="progress", action="store_true", default=None,
+                      help="progress bars even when stderr is not a terminal")
+    bars.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """Bars only on a terminal unless a flag says otherwise: in a log file or a pipe they are '\\r' noise."""
+    return sys.stderr.isatty() if args.progress is None else args.progress
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--task", required=True, help="registered task name (see `bench list`)")
     run.add_argument("--preset", default="quick", help="method preset: quick (2-core CPU, minutes; default) or paper")
     seeds = run.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=int, default=None, help="one seed (default 0)")
-    seeds.add_argument("--seeds", type=int, nargs="+", default=None, help="several seeds, run one after the other")
+    seeds.add_argument("--seed", type=_int_in("--seed", "[0, inf)"), default=None, help="one seed (default 0)")
+    seeds.add_argument("--seeds", type=_int_in("--seeds", "[0, inf)"), nargs="+", default=None,
+                       help="several seeds, run one after the other")
     run.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:i]")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a setting: method.*, train.*, data.* or <protocol>.* (repeatable)")
@@ -53,13 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results-dir", default=None, help="results folder (default $SSL3D_RESULTS or ./results)")
     run.add_argument("--modality", default=None, help="modality to evaluate (default: the task's first the method embeds)")
     run.add_argument("--pretrain-data", default=None, help="dataset to pretrain on (default: the task's dataset)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
-    run.add_argument("--nproc", type=int, default=1,
+    _add_progress_flags(run)
+    run.add_argument("--nproc", type=_int_in("--nproc", "[1, inf)"), default=1,
                      help="pretrain with N processes (DDP via torchrun; one per GPU, or gloo on CPU)")
 
     suite = sub.add_parser("suite", help="run every compatible (method, task, modality) over seeds; resumable")
     suite.add_argument("--preset", default="quick", help="method preset for every run (default quick)")
-    suite.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
+    suite.add_argument("--seeds", type=_int_in("--seeds", "[0, inf)"), nargs="+", default=[0, 1, 2],
+                       help="seeds (default 0 1 2)")
     suite.add_argument("--methods", default="*", help="method name pattern with wildcards (default *)")
     suite.add_argument("--tasks", default="synth-*", help="task name pattern with wildcards (default synth-*)")
     suite.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
@@ -68,14 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--data-root", default=None, help="data and cache folder")
     suite.add_argument("--results-dir", default=None, help="results folder (default $SSL3D_RESULTS or ./results)")
     suite.add_argument("--dry-run", action="store_true", help="list what would run and what is skipped, run nothing")
-    suite.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_progress_flags(suite)
 
     perf = sub.add_parser("perf", help="throughput and peak memory of methods and of the data pipeline")
     perf.add_argument("--methods", default="*", help="method name pattern (default *)")
     perf.add_argument("--presets", nargs="+", default=["quick", "paper"], help="presets to measure")
     perf.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
-    perf.add_argument("--steps", type=int, default=3, help="timed steps per measurement (after one warm-up)")
-    perf.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
+    perf.add_argument("--steps", type=_int_in("--steps", "[1, inf)"), default=3, help="timed steps per measurement (after one warm-up)")
+    perf.add_argument("--batch-size", type=_int_in("--batch-size", "[1, inf)"), default=None, help="override the preset's batch size")
     perf.add_argument("--out", default="results/perf", help="output folder for the CSV and markdown table")
     perf.add_argument("--no-data", action="store_true", help="skip the data-pipeline measurement")
 
@@ -85,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     board = sub.add_parser("leaderboard", help="aggregate results over seeds into tables")
     board.add_argument("--results-dir", default=None, help="results folder (default $SSL3D_RESULTS or ./results)")
     board.add_argument("--plot", action="store_true", help="also write bar charts and t-SNE plots to <results>/plots/")
+    board.add_argument("--reference", default=None, metavar="NAME|DIR",
+                       help="also show a committed reference leaderboard (e.g. synth-quick = leaderboards/synth-quick); "
+                            "read only")
 
     prep = sub.add_parser("prepare", help="generate / download / preprocess a dataset into the cache")
     prep.add_argument("name", help="dataset name (see `bench list`)")
@@ -99,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="modalities to precompute (default: the dataset's usual ones, points for synth)")
     prep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                       help="dataset settings, e.g. data.n_points=2048")
+    _add_progress_flags(prep)
     return parser
 
 
@@ -122,7 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for seed in seeds:
         spec = RunSpec(method=args.method, task=args.task, preset=args.preset, seed=seed, device=args.device,
                        overrides=overrides, modality=args.modality, pretrain_data=args.pretrain_data,
-                       data_root=args.data_root, results_dir=args.results_dir, progress=not args.no_progress)
+                       data_root=args.data_root, results_dir=args.results_dir, progress=_progress(args))
         result = execute(spec)
         if not result:  # a non-zero rank of a distributed run: rank 0 reports
             continue
@@ -138,7 +183,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
 
     outcome = run_suite(methods=args.methods, tasks=args.tasks, preset=args.preset, seeds=tuple(args.seeds),
                         device=args.device, overrides=parse_set_args(args.overrides), data_root=args.data_root,
-                        results_dir=args.results_dir, progress=not args.no_progress, dry_run=args.dry_run)
+                        results_dir=args.results_dir, progress=_progress(args), dry_run=args.dry_run)
     return 1 if outcome["failures"] else 0
 
 
@@ -172,10 +217,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from ssl3d.bench.leaderboard import write_leaderboard
+    from ssl3d.bench.leaderboard import reference_markdown, write_leaderboard
 
+    reference = reference_markdown(args.reference) if args.reference else ""  # a bad name fails before any write
     summary, markdown = write_leaderboard(args.results_dir, plot=args.plot)
     print(markdown)
+    if reference:
+        print(reference)
     return 0
 
 
@@ -188,6 +236,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from ssl3d.datasets.real import RealShapeDataset
 
     t0 = time.perf_counter()
+    progress = _progress(args)
     cls = get_dataset(args.name)
     root = Path(args.data_root) if args.data_root else default_root()
     data_o = {k.split(".", 1)[1] if k.startswith("data.") else k: v for k, v in parse_set_args(args.overrides).items()}
@@ -196,7 +245,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     if issubclass(cls, RealShapeDataset):
         cls.check_modalities(modalities)  # before any download
         if args.from_paths:
-            raw = cls.fetch(root, args.from_paths, progress=True)
+            raw = cls.fetch(root, args.from_paths, progress=progress)
             print(f"{args.name}: raw files in {raw} (from {', '.join(args.from_paths)})")
         elif cls.is_prepared(root):
             print(f"{args.name}: raw files in {cls.check_prepared(root)}")
@@ -204,15 +253,15 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             cls.check_prepared(root)  # raises DatasetNotPreparedError with how to prepare
         else:
             print(f"{args.name}: downloading {', '.join(cls.urls())} into {root / args.name / 'downloads'}", flush=True)
-            raw = cls.fetch(root, None, progress=True)
+            raw = cls.fetch(root, None, progress=progress)
             print(f"{args.name}: raw files in {raw}")
     elif args.from_paths:
         real = [n for n in list_datasets() if issubclass(get_dataset(n), RealShapeDataset)]
-        raise ValueError(f"{args.name} is generated, not downloaded: --from applies to {', '.join(real)}")
+        raise ConfigError(f"{args.name} is generated, not downloaded: --from applies to {', '.join(real)}")
     cache_bytes: dict[str, int] = {}  # per file: the Pix3D gallery is shared by both splits
     for split in args.split or getattr(cls, "prepare_splits", None) or cls.splits:
         t_split = time.perf_counter()
-        ds = cls(split, modalities, config, root)
+        ds = cls(split, modalities, config, root, progress=progress)
         cache_bytes.update(_print_split_report(args.name, ds, time.perf_counter() - t_split))
         gallery = ds.gallery_split() if hasattr(ds, "gallery_split") and getattr(ds, "mesh_modalities", ()) else None
         if gallery is not None:
@@ -272,12 +321,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"perf": cmd_perf, "suite": cmd_suite, "run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "prepare": cmd_prepare}
     try:
         return handlers[args.command](args)
-    except (UnknownNameError, ConfigError, ValueError, FileNotFoundError) as exc:
-        print(f"bench {args.command}: error: {exc}", file=sys.stderr)
+    except UserError as exc:
+        log_path = log_path_of(exc)
+        where = f" (run log: {log_path})" if log_path else ""
+        print(f"bench {args.command}: error: {exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
         return 130
+    except Exception as exc:  # not a user mistake: the traceback is what it takes to find out what went wrong
+        traceback.print_exc()
+        log_path = log_path_of(exc)
+        where = f"; the run's log is {log_path}" if log_path else ""
+        print(f"bench {args.command}: failed with {type(exc).__name__} (traceback above){where}", file=sys.stderr)
+        return 1
     finally:
         import torch.distributed as dist
 

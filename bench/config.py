@@ -7,6 +7,20 @@ fields with dots (``train.epochs=3``). Values given as strings are parsed
 according to the field's annotation, so ``--set train.lr=1e-3`` becomes a
 float and ``--set svm.kernel=poly`` is refused when the field is a
 ``Literal["linear", "rbf"]``.
+
+Numeric fields state their allowed values with interval notation in the
+field's metadata, one mechanism for every config (methods, datasets,
+protocols)::
+
+    epochs: int = field(default=100, metadata={"range": "[0, inf)"})  # 0 = no pretraining
+    momentum: float = field(default=0.9, metadata={"range": "[0, 1)"})
+
+``[``/``]`` include a bound, ``(``/``)`` exclude it, ``inf``/``-inf`` leave a
+side open; a tuple or list field has every element checked. The range is
+checked whenever a value is set through :func:`apply_overrides` (``--set``,
+task options, presets) and on the whole config by :func:`build_preset`, so an
+out-of-range value is refused with a :class:`ConfigError` naming the key and
+the range before anything runs. NaN is never a valid setting.
 """
 
 from __future__ import annotations
@@ -14,15 +28,91 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import types
 import typing
 from typing import Any, Literal, Mapping, TypeVar, Union, get_args, get_origin
 
+from ssl3d.core.errors import UserError
+
 C = TypeVar("C")
 
+RANGE_KEY = "range"  # the field-metadata key of the allowed interval
+_INTERVAL = re.compile(r"^\s*([\[(])\s*([^,\s]+)\s*,\s*([^\]\)\s]+)\s*([\])])\s*$")
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A bad configuration key or value; the message names what is valid."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """An allowed range of numbers, parsed from interval notation such as ``"[0, 1)"``."""
+
+    low: float
+    high: float
+    low_closed: bool
+    high_closed: bool
+
+    @classmethod
+    def parse(cls, spec: str) -> "Interval":
+        match = _INTERVAL.match(spec) if isinstance(spec, str) else None
+        try:
+            if match is None:
+                raise ValueError
+            low, high = float(match[2]), float(match[3])
+        except ValueError:
+            # a mistake in the code's field definition, not in the user's input
+            raise TypeError(f"range {spec!r} is not interval notation such as '[0, inf)' or '(0, 1]'") from None
+        return cls(low, high, match[1] == "[", match[4] == "]")
+
+    def __contains__(self, value: float) -> bool:
+        if math.isnan(value):
+            return False
+        above = value >= self.low if self.low_closed else value > self.low
+        below = value <= self.high if self.high_closed else value < self.high
+        return above and below
+
+    def describe(self) -> str:
+        """``>= 0``, ``< 1`` or ``in [0, 1)``: the range as a user reads it."""
+        if math.isinf(self.high):
+            return f"{'>=' if self.low_closed else '>'} {_number(self.low)}"
+        if math.isinf(self.low):
+            return f"{'<=' if self.high_closed else '<'} {_number(self.high)}"
+        return f"in {'[' if self.low_closed else '('}{_number(self.low)}, {_number(self.high)}{']' if self.high_closed else ')'}"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def check_range(key: str, value: Any, spec: str) -> None:
+    """Raise :class:`ConfigError` naming ``key`` unless ``value`` (or each of its elements) lies in ``spec``.
+
+    Args:
+        key: what the user set, as they would write it (``method.train.epochs``, ``--seed``).
+        value: a number, a tuple/list of numbers, or ``None`` (an unset optional value, always allowed).
+        spec: interval notation, e.g. ``"[0, inf)"``.
+    """
+    interval = Interval.parse(spec)
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    bad = [v for v in items if v is not None and v not in interval]
+    if bad:
+        shown = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else value
+        sep = " " if key.startswith("-") else "="
+        raise ConfigError(f"{key}{sep}{shown} is out of range: {'each value ' if items is value else ''}"
+                          f"must be {interval.describe()}")
+
+
+def check_ranges(config: Any, section: str = "") -> None:
+    """Check every field of a (nested) dataclass config against its declared range."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            check_ranges(value, f"{section}{f.name}.")
+        elif RANGE_KEY in f.metadata:
+            check_range(f"{section}{f.name}", value, f.metadata[RANGE_KEY])
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -98,9 +188,12 @@ def parse_value(raw: Any, annotation: Any, key: str) -> Any:
                 if not value.is_integer():
                     raise ValueError
                 return int(value)
-            return annotation(raw)
-        except (TypeError, ValueError):
+            value = annotation(raw)
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{key}={raw!r} is not a valid {annotation.__name__}") from None
+        if annotation is float and math.isnan(value):
+            raise ConfigError(f"{key}={raw!r}: NaN is not a valid setting")
+        return value
     return raw
 
 
@@ -108,8 +201,9 @@ def apply_overrides(config: C, overrides: Mapping[str, Any], *, section: str = "
     """A copy of ``config`` with dotted ``overrides`` applied and type-checked.
 
     Raises:
-        ConfigError: an unknown key (the message lists the valid keys) or a
-            value that does not parse as the field's type.
+        ConfigError: an unknown key (the message lists the valid keys), a
+            value that does not parse as the field's type or one outside the
+            field's declared range.
     """
     updated = config
     for key, raw in overrides.items():
@@ -132,6 +226,8 @@ def _set_path(config: Any, path: list[str], raw: Any, *, full_key: str, root: An
         raise ConfigError(f"{full_key!r} is a section; set one of its keys: {', '.join(flat_keys(current))}")
     else:
         value = parse_value(raw, _resolved_hints(type(config))[head], full_key)
+        if RANGE_KEY in names[head].metadata:
+            check_range(full_key, value, names[head].metadata[RANGE_KEY])
     return dataclasses.replace(config, **{head: value})
 
 
@@ -173,4 +269,6 @@ def build_preset(cls: type[C], name: str) -> C:
     presets: Mapping[str, Mapping[str, Any]] = getattr(cls, "PRESETS", {"paper": {}})
     if name not in presets:
         raise ConfigError(f"unknown preset {name!r} for {cls.__qualname__}; valid presets: {', '.join(presets)}")
-    return apply_overrides(cls(), presets[name])
+    config = apply_overrides(cls(), presets[name])
+    check_ranges(config)  # the defaults the preset keeps are checked too
+    return config

@@ -11,7 +11,11 @@ latest row counts once, so a rerun never inflates n.
 
 from __future__ import annotations
 
+import io
+import logging
 import os
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +24,13 @@ from scipy import stats
 
 from ssl3d.bench.claims import check_claims, claims_markdown
 from ssl3d.bench.io import atomic_write_text
-from ssl3d.bench.results import ResultStore, text_columns
+from ssl3d.bench.results import LeaderboardFormatError, ResultStore, SkippedLine, text_columns
+from ssl3d.core.errors import UserError
+
+log = logging.getLogger(__name__)
+
+# the committed reference leaderboards of a source checkout (editable installs); a wheel has none
+CHECKOUT_LEADERBOARDS = Path(__file__).resolve().parents[1] / "leaderboards"
 
 GROUP_COLUMNS = ["task", "method", "modality", "preset", "settings", "pretrain_data", "dataset_version", "data_key",
                  "metric"]
@@ -54,7 +64,8 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
 def to_markdown(summary: pd.DataFrame) -> str:
     """One markdown table per task: methods as rows, ``mean ± ci95 (n)`` cells per metric."""
     if summary.empty:
-        return "_No results yet: run `bench run --method random-pointnet --task synth-svm` first._\n"
+        return ("_No results yet: run `bench run --method random-pointnet --task synth-svm` first "
+                "(the committed reference: `bench leaderboard --reference synth-quick`)._\n")
     out = []
     for task, group in summary.groupby("task", sort=True):
         metrics = sorted(group["metric"].unique())
@@ -81,15 +92,28 @@ def _cell(row: pd.Series) -> str:
     return f"{row['mean']:.2f}{ci} ({row['n']})"
 
 
-REPO_REPORTED = Path(__file__).resolve().parents[1] / "results" / "reported.csv"
+REPORTED_COLUMNS = ["paper", "table", "method", "task", "modality", "setting", "metric", "value"]
+
+
+def packaged_reported() -> Traversable:
+    """The papers' printed numbers as shipped inside the package (``ssl3d/bench/reference/reported.csv``).
+
+    Read through importlib.resources, so a wheel install finds them as well as a source checkout.
+    """
+    return resources.files("ssl3d.bench").joinpath("reference").joinpath("reported.csv")
 
 
 def load_reported(results_dir: str | os.PathLike[str] | None = None) -> pd.DataFrame:
-    """The papers' printed numbers: ``<results_dir>/reported.csv``, else the repository's copy."""
-    for path in (Path(results_dir) / "reported.csv" if results_dir else None, REPO_REPORTED):
-        if path is not None and path.exists():
-            return pd.read_csv(path)
-    return pd.DataFrame(columns=["paper", "table", "method", "task", "modality", "setting", "metric", "value"])
+    """The papers' printed numbers: ``<results_dir>/reported.csv`` when there is one, else the packaged copy."""
+    own = Path(results_dir) / "reported.csv" if results_dir else None
+    if own is not None and own.exists():
+        return pd.read_csv(own)
+    packaged = packaged_reported()
+    if packaged.is_file():
+        return pd.read_csv(io.StringIO(packaged.read_text(encoding="utf-8")))
+    # a broken install, not a normal state: say so instead of comparing with nothing in silence
+    log.warning("the packaged reported.csv is missing (%s); no reproduced-vs-reported comparison", packaged)
+    return pd.DataFrame(columns=REPORTED_COLUMNS)
 
 
 def compare_with_reported(summary: pd.DataFrame, reported: pd.DataFrame) -> pd.DataFrame:
@@ -115,7 +139,7 @@ def compare_with_reported(summary: pd.DataFrame, reported: pd.DataFrame) -> pd.D
 def comparison_markdown(comparison: pd.DataFrame) -> str:
     if comparison.empty:
         return ("### Reproduced vs reported\n\nNo run matches a (task, method, metric) printed by the papers yet "
-                "(the papers do not use synth); their numbers are in `results/reported.csv`.\n")
+                "(the papers do not use synth); their numbers are in `bench/reference/reported.csv`.\n")
     lines = ["### Reproduced vs reported\n",
              "| task | method | modality | our settings | metric | ours | reported | difference | source |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -130,16 +154,23 @@ def comparison_markdown(comparison: pd.DataFrame) -> str:
 def write_leaderboard(results_dir: str | os.PathLike[str] | None = None, plot: bool = False) -> tuple[pd.DataFrame, str]:
     """Aggregate ``leaderboard.csv`` into ``summary.csv``, ``comparison.csv``, ``claims.csv`` and ``leaderboard.md``.
 
-    With ``plot``, also bar charts and t-SNE plots under ``plots/``. Returns (summary, markdown).
+    With ``plot``, also bar charts and t-SNE plots under ``plots/``. Malformed lines are skipped (each
+    logged with file and line) and counted in the markdown; a file whose header is not a leaderboard
+    header is backed up and rebuilt from the result files. Returns (summary, markdown).
     """
     store = ResultStore(results_dir)
-    runs = store.read_leaderboard()
+    try:
+        runs, skipped = store.read_leaderboard_checked()
+    except LeaderboardFormatError as exc:
+        log.warning("%s", exc)
+        store.rebuild_leaderboard()
+        runs, skipped = store.read_leaderboard_checked()
     summary = summarize(runs)
     comparison = compare_with_reported(summary, load_reported(store.root))
     presets = sorted(runs["preset"].astype(str).unique()) if not runs.empty else []
     claims = pd.concat([check_claims(runs, preset=p) for p in presets], ignore_index=True) if presets else pd.DataFrame()
     claims = claims[claims["verdict"] != "not run"] if not claims.empty else claims
-    markdown = to_markdown(summary) + "\n" + comparison_markdown(comparison)
+    markdown = skipped_note(store.leaderboard_path, skipped) + to_markdown(summary) + "\n" + comparison_markdown(comparison)
     if not claims.empty:
         markdown += "\n" + claims_markdown(claims)
     root = Path(store.root)
@@ -154,3 +185,37 @@ def write_leaderboard(results_dir: str | os.PathLike[str] | None = None, plot: b
         for path in write_plots(root, summary, runs):
             markdown += f"\nplot: {path}"
     return summary, markdown
+
+
+def skipped_note(path: Path, skipped: list[SkippedLine]) -> str:
+    """One line saying how many lines of ``path`` were left out ('' when none were)."""
+    if not skipped:
+        return ""
+    lines = ", ".join(str(s.line) for s in skipped[:10]) + (", ..." if len(skipped) > 10 else "")
+    return (f"**Warning: skipped {len(skipped)} malformed line{'s' if len(skipped) != 1 else ''} of {path}** "
+            f"(line {lines}; the warnings say why).\n\n")
+
+
+class ReferenceNotFoundError(UserError, FileNotFoundError):
+    """``--reference`` names no folder with a ``leaderboard.csv``."""
+
+
+def resolve_reference(name_or_path: str | os.PathLike[str]) -> Path:
+    """A reference leaderboard folder: a path, or a name under ``./leaderboards/`` or a source checkout's."""
+    candidates = [Path(name_or_path), Path("leaderboards") / name_or_path, CHECKOUT_LEADERBOARDS / name_or_path]
+    for folder in candidates:
+        if (folder / "leaderboard.csv").is_file():
+            return folder
+    known = sorted({p.parent.name for d in (Path("leaderboards"), CHECKOUT_LEADERBOARDS)
+                    for p in d.glob("*/leaderboard.csv")})
+    raise ReferenceNotFoundError(f"no reference leaderboard {str(name_or_path)!r}: no leaderboard.csv in "
+                            f"{', '.join(str(c) for c in candidates)}; known names: {', '.join(known) or 'none'}")
+
+
+def reference_markdown(name_or_path: str | os.PathLike[str]) -> str:
+    """The reference leaderboard's summary as markdown, read only: nothing in its folder is written."""
+    folder = resolve_reference(name_or_path)
+    store = ResultStore(folder)
+    runs, skipped = store.read_leaderboard_checked()
+    return (f"## Reference: {folder} ({runs['run_id'].nunique()} runs; committed, not your runs)\n\n"
+            + skipped_note(store.leaderboard_path, skipped) + to_markdown(summarize(runs)))

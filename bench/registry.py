@@ -8,7 +8,11 @@ or listed, so that ``import ssl3d`` never pays for plugins it does not use.
 
 An entry point may point at the object itself (a class, which is registered
 under the entry point's name) or at a module whose import registers objects
-through the decorator.
+through the decorator. An object entry point must be of the registry's kind
+(a ``Method`` subclass for ``ssl3d.methods``...), carry a ``name`` equal to
+the entry point's name and not reuse a name already registered; otherwise it
+is skipped and the problem lands in :attr:`Registry.plugin_errors`, which
+``bench list`` prints, so one bad plugin never hides the others.
 """
 
 from __future__ import annotations
@@ -20,12 +24,24 @@ import logging
 from importlib import metadata
 from typing import Callable, Generic, Iterator, TypeVar
 
+from ssl3d.core.errors import UserError
+
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
+# What the shipped entry-point groups hold, as import paths: each registry is
+# created before its base class exists (in the same module), and naming them
+# here keeps `import ssl3d.bench.registry` free of those imports.
+_GROUP_BASES: dict[str, tuple[str, bool]] = {  # group -> (base "module:attr", holds instances)
+    "ssl3d.methods": ("ssl3d.methods.base:Method", False),
+    "ssl3d.datasets": ("ssl3d.datasets.base:ShapeDataset", False),
+    "ssl3d.protocols": ("ssl3d.bench.protocols.base:Protocol", False),
+    "ssl3d.tasks": ("ssl3d.bench.tasks:Task", True),
+}
 
-class UnknownNameError(KeyError):
+
+class UnknownNameError(UserError, KeyError):
     """A name that is not in a registry; the message lists the valid names."""
 
     def __str__(self) -> str:  # KeyError would repr() the message with quotes
@@ -39,11 +55,22 @@ class Registry(Generic[T]):
         kind: what is registered, for messages ("method", "task", ...).
         entry_point_group: the ``importlib.metadata`` entry-point group that
             third-party packages use to add objects, or ``None``.
+        base: the class that entry-point objects must derive from (or be an
+            instance of, with ``instances``), or its ``"module:attr"`` path,
+            imported when plugins are first loaded; ``None`` takes the default
+            of a shipped group and accepts anything for other groups.
+        instances: the registry holds instances of ``base`` (tasks), not subclasses.
     """
 
-    def __init__(self, kind: str, entry_point_group: str | None = None) -> None:
+    def __init__(
+        self, kind: str, entry_point_group: str | None = None, *, base: type | str | None = None, instances: bool = False
+    ) -> None:
         self.kind = kind
         self.entry_point_group = entry_point_group
+        if base is None and entry_point_group in _GROUP_BASES:
+            base, instances = _GROUP_BASES[entry_point_group]
+        self._base = base
+        self._instances = instances
         self._items: dict[str, T] = {}
         self._entry_points_loaded = entry_point_group is None
         self.plugin_errors: dict[str, str] = {}
@@ -68,20 +95,66 @@ class Registry(Generic[T]):
         self._items[name] = obj
 
     # -- plugins ------------------------------------------------------------
+    def accepts(self, obj: object) -> bool:
+        """Whether ``obj`` is of this registry's kind (always, when no base is known)."""
+        base = self._resolved_base()
+        if base is None:
+            return True
+        if self._instances:
+            return isinstance(obj, base)
+        return inspect.isclass(obj) and issubclass(obj, base)
+
+    def _resolved_base(self) -> type | None:
+        if isinstance(self._base, str):
+            # the same "module:attr" syntax entry points use, so reuse their loader
+            self._base = metadata.EntryPoint(name="base", value=self._base, group="ssl3d.registry").load()
+        return self._base
+
     def load_entry_points(self) -> None:
-        """Import every entry point of the group once; a broken plugin is logged, not fatal."""
+        """Import every entry point of the group once; a broken plugin is reported, not fatal."""
         if self._entry_points_loaded:
             return
         self._entry_points_loaded = True
+        builtin = set(self._items)
         for ep in metadata.entry_points(group=self.entry_point_group):
+            where = f"entry point {ep.name!r} ({ep.value})"
             try:
                 obj = ep.load()
             except Exception as exc:  # a broken plugin must not break `bench list`
-                self.plugin_errors[ep.name] = f"{type(exc).__name__}: {exc}"
-                log.warning("could not load %s plugin %r (%s): %s", self.kind, ep.name, ep.value, exc)
+                self._plugin_problem(ep.name, f"{type(exc).__name__}: {exc}")
                 continue
-            if not inspect.ismodule(obj) and ep.name not in self._items:
-                self.add(ep.name, obj)
+            if inspect.ismodule(obj):
+                continue  # its import registered what it holds, through the decorator
+            if not self.accepts(obj):
+                base = self._resolved_base()
+                expected = f"{base.__name__} {'instance' if self._instances else 'subclass'}"
+                self._plugin_problem(ep.name, f"{where} loads {_describe(obj)}, not a {expected}")
+                continue
+            declared = getattr(obj, "name", ep.name)
+            if declared != ep.name:
+                # lookups, result files and caches use the object's own name: registering
+                # it under another one would split one plugin across two names
+                self._plugin_problem(
+                    ep.name,
+                    f"{where} loads a {self.kind} named {declared!r}; the entry-point name must equal the "
+                    f"{self.kind}'s name, so it is not registered",
+                )
+                continue
+            existing = self._items.get(ep.name, obj)
+            if existing is not obj:
+                owner = "built-in" if ep.name in builtin else "already registered"
+                self._plugin_problem(
+                    ep.name,
+                    f"{where} reuses the name of the {owner} {self.kind} {ep.name!r} ({_describe(existing)}); "
+                    f"the plugin is ignored and the {owner} {self.kind} is kept",
+                )
+                continue
+            self.add(ep.name, obj)
+
+    def _plugin_problem(self, name: str, message: str) -> None:
+        # debug only: `bench list` prints plugin_errors, and a lookup of the name says why it is missing
+        self.plugin_errors[name] = message
+        log.debug("%s plugin %r: %s", self.kind, name, message)
 
     # -- lookup -------------------------------------------------------------
     def get(self, name: str) -> T:
@@ -96,6 +169,8 @@ class Registry(Generic[T]):
         valid = self.names()
         close = difflib.get_close_matches(name, valid, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
+        if name in self.plugin_errors:
+            hint = f" The plugin of that name was not registered: {self.plugin_errors[name]}."
         return f"unknown {self.kind} {name!r}.{hint} Valid {self.kind}s: {', '.join(valid)}"
 
     def names(self, pattern: str = "*") -> list[str]:
@@ -112,3 +187,13 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self.names())
+
+
+def _describe(obj: object) -> str:
+    """What an object is, for messages: ``class pkg.Name``, ``function pkg.f``, ``a str``."""
+    qualname = getattr(obj, "__qualname__", None)
+    if inspect.isclass(obj):
+        return f"class {obj.__module__}.{qualname}"
+    if inspect.isroutine(obj) and qualname:
+        return f"function {getattr(obj, '__module__', '?')}.{qualname}"
+    return f"a {type(obj).__name__} ({obj!r:.60})"

@@ -5,24 +5,43 @@ describes a run; ``results/leaderboard.csv`` gets one row per metric. Both are
 written atomically (temp file + rename), and the CSV append happens under a
 file lock, so two ``bench run`` processes finishing at the same moment both
 land their rows.
+
+The result files are the source of truth: a ``leaderboard.csv`` whose header
+is not a leaderboard header is kept as a backup and rebuilt from them, never
+rewritten; a line that is not a valid row is skipped with its file and line
+number, and the rows around it still count.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
+import logging
 import os
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
 from filelock import FileLock
 
-from ssl3d.bench.io import atomic_write_json, atomic_write_text
+from ssl3d.bench.io import atomic_path, atomic_write_json, atomic_write_text
+from ssl3d.core.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
 
 LEADERBOARD_COLUMNS = (
     "run_id", "created_at", "task", "method", "modality", "preset", "seed", "metric", "value",
     "pretrain_data", "dataset_version", "data_key", "settings", "git_commit",
 )
+# what an older version's file must have for its rows to mean anything; the rest may be missing (empty)
+REQUIRED_COLUMNS = ("run_id", "task", "method", "seed", "metric", "value")
+MAX_LOGGED_SKIPS = 20  # one warning per bad line up to here, then a count
 
 # ``--set`` keys that change how fast a run goes, never its numbers: they do not split leaderboard groups
 RESULT_NEUTRAL_KEYS = frozenset({"train.num_workers", "train.log_every", "data.workers",
@@ -43,6 +62,104 @@ def default_results_dir() -> Path:
     return Path(os.environ.get("SSL3D_RESULTS") or "results")
 
 
+class LeaderboardFormatError(UserError, ValueError):
+    """``leaderboard.csv`` has a header line that names no usable set of leaderboard columns."""
+
+
+class SkippedLine(NamedTuple):
+    """A line of ``leaderboard.csv`` that was left out, and why."""
+
+    path: Path
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.reason}"
+
+
+@dataclass
+class ParsedLeaderboard:
+    """The readable rows of ``leaderboard.csv`` (cells as text) and the lines that were not."""
+
+    header: list[str]
+    rows: list[dict[str, str]]
+    skipped: list[SkippedLine]
+
+
+@dataclass
+class RebuildReport:
+    """What :meth:`ResultStore.rebuild_leaderboard` did."""
+
+    runs: int  # result.json files read
+    rows: int  # leaderboard rows written
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)  # (result.json, why), skipped
+    backup: Path | None = None  # where the replaced leaderboard.csv went (None: nothing was replaced)
+
+
+def parse_leaderboard(path: Path, text: str) -> ParsedLeaderboard:
+    """Parse ``leaderboard.csv`` text line by line; lines that are not a valid row are skipped, not guessed.
+
+    One line is one row: a broken quote then spoils only its own line, never the rest of the file.
+    A header with fewer columns (a file from an older version) is read with the others empty.
+
+    Raises:
+        LeaderboardFormatError: the header line is not a set of leaderboard columns.
+    """
+    lines = text.removeprefix("\ufeff").split("\n")  # a BOM, as spreadsheet programs write, is no column name
+    header = [name.strip() for name in _split_line(lines[0].rstrip("\r"))] if lines[0].strip() else []
+    unknown = [name for name in header if name not in LEADERBOARD_COLUMNS]
+    missing = [name for name in REQUIRED_COLUMNS if name not in header]
+    if unknown or missing or len(set(header)) != len(header):
+        problem = (f"unknown column(s) {', '.join(map(repr, unknown[:3]))}" if unknown else
+                   f"no {', '.join(missing)} column" if missing else "a repeated column name")
+        raise LeaderboardFormatError(f"{path}:1: the header line is not a leaderboard header ({problem}); "
+                                     f"expected {','.join(LEADERBOARD_COLUMNS)}")
+    rows, skipped = [], []
+    for number, line in enumerate(lines[1:], start=2):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        try:
+            rows.append(_parse_row(header, line))
+        except ValueError as exc:
+            skipped.append(SkippedLine(path, number, str(exc)))
+    return ParsedLeaderboard(header, rows, skipped)
+
+
+def _split_line(line: str) -> list[str]:
+    try:
+        return next(csv.reader([line], strict=True))
+    except csv.Error as exc:
+        raise ValueError(f"not valid CSV ({exc})") from None
+
+
+def _parse_row(header: list[str], line: str) -> dict[str, str]:
+    fields = _split_line(line)
+    if len(fields) != len(header):
+        raise ValueError(f"{len(fields)} fields, expected {len(header)}")
+    row = dict(zip(header, fields))
+    try:
+        int(row["seed"])
+    except ValueError:
+        raise ValueError(f"seed {row['seed']!r} is not an integer") from None
+    try:
+        float(row["value"])
+    except ValueError:
+        raise ValueError(f"value {row['value']!r} is not a number") from None
+    return row
+
+
+def _csv_text(rows: Iterable[dict[str, Any]], header: bool) -> str:
+    """Rows as CSV text under the current columns; a line break inside a cell becomes a space (one row, one line)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=LEADERBOARD_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    if header:
+        writer.writeheader()
+    for row in rows:
+        writer.writerow({k: " ".join(v.splitlines()) if isinstance(v, str) else v for k, v in row.items()})
+    return buf.getvalue()
+
+
 class ResultStore:
     """Reads and writes results under one folder."""
 
@@ -56,6 +173,9 @@ class ResultStore:
     def run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / run_id
 
+    def _lock(self) -> FileLock:
+        return FileLock(str(self.leaderboard_path) + ".lock", timeout=120)
+
     def save(self, result: dict[str, Any]) -> Path:
         """Write ``result.json`` and append its metric rows to the leaderboard."""
         path = self.run_dir(result["run_id"]) / "result.json"
@@ -64,32 +184,105 @@ class ResultStore:
         return path
 
     def append_rows(self, rows: list[dict[str, Any]]) -> None:
-        """Append rows to ``leaderboard.csv`` under a lock, rewriting it atomically."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.leaderboard_path) + ".lock", timeout=120):
-            existing = self.leaderboard_path.read_text(encoding="utf-8") if self.leaderboard_path.exists() else ""
-            buf = io.StringIO()
-            writer = csv.DictWriter(buf, fieldnames=LEADERBOARD_COLUMNS, extrasaction="ignore", lineterminator="\n")
-            header = existing.split("\n", 1)[0].strip().split(",") if existing.strip() else []
-            if header != list(LEADERBOARD_COLUMNS):
-                # empty file, or one written with an older set of columns: rewrite it under the current
-                # header (missing columns stay empty), so every line has the same number of fields
-                writer.writeheader()
-                if existing.strip():
-                    writer.writerows(csv.DictReader(io.StringIO(existing)))
-                existing = ""
-            elif not existing.endswith("\n"):
-                existing += "\n"
-            writer.writerows(rows)
-            atomic_write_text(self.leaderboard_path, existing + buf.getvalue())
+        """Append rows to ``leaderboard.csv`` under a lock, rewriting it atomically.
 
-    def read_leaderboard(self):
-        """The leaderboard as a pandas DataFrame (empty when there is none)."""
+        Lines already there stay as they are, bad ones included. A file whose header is not a leaderboard
+        header is never rewritten row by row: it is kept as a backup and the leaderboard is rebuilt
+        from the ``result.json`` files (see :meth:`rebuild_leaderboard`).
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._lock():
+            path = self.leaderboard_path
+            existing = path.read_text(encoding="utf-8-sig") if path.exists() else ""
+            if not existing.strip():
+                atomic_write_text(path, _csv_text(rows, header=True))
+                return
+            try:
+                parsed = parse_leaderboard(path, existing)
+            except LeaderboardFormatError as exc:
+                log.warning("%s", exc)
+                self._rebuild_locked(extra_rows=rows)
+                return
+            if parsed.header == list(LEADERBOARD_COLUMNS):
+                existing += "" if existing.endswith("\n") else "\n"
+                atomic_write_text(path, existing + _csv_text(rows, header=False))
+            elif not parsed.skipped:  # an older version's columns, every line readable: migrate in place
+                atomic_write_text(path, _csv_text([*parsed.rows, *rows], header=True))
+            else:
+                log.warning("%s has older columns and unreadable lines (first: %s)", path, parsed.skipped[0])
+                self._rebuild_locked(extra_rows=rows)
+
+    def rebuild_leaderboard(self) -> RebuildReport:
+        """Write ``leaderboard.csv`` afresh from every ``runs/*/result.json`` (the source of truth).
+
+        Idempotent. Unreadable result files are named in a warning and skipped. A leaderboard file
+        that would change is first copied to ``leaderboard-backup-<UTC time>.csv`` beside it, so rows
+        without a result file (or lines nothing could parse) are never lost.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._lock():
+            return self._rebuild_locked()
+
+    def _rebuild_locked(self, extra_rows: Iterable[dict[str, Any]] = ()) -> RebuildReport:
+        results, unreadable = [], []
+        for result_path in sorted(self.root.glob("runs/*/result.json")):
+            try:
+                result = json.loads(result_path.read_text(encoding="utf-8"))
+                if not isinstance(result, dict) or not isinstance(result.get("metrics"), dict):
+                    raise ValueError("no 'metrics' mapping")
+                results.append(result)
+            except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+                log.warning("%s: unreadable result file, skipped: %s", result_path, exc)
+                unreadable.append((result_path, str(exc)))
+        results.sort(key=lambda r: (str(r.get("created_at") or ""), str(r.get("run_id") or "")))
+        rows = [row for result in results for row in leaderboard_rows(result)]
+        known = {str(row["run_id"]) for row in rows}
+        rows += [row for row in extra_rows if str(row.get("run_id")) not in known]  # not saved as result.json
+        text = _csv_text(rows, header=True)
+        path, backup = self.leaderboard_path, None
+        if path.exists() and path.read_bytes() != text.encode("utf-8"):
+            backup = self._backup_path()
+            with atomic_path(backup) as tmp:
+                shutil.copyfile(path, tmp)
+            log.warning("%s is rebuilt from %d result files in %s; the previous file is kept as %s",
+                        path, len(results), self.root / "runs", backup)
+        atomic_write_text(path, text)
+        return RebuildReport(runs=len(results), rows=len(rows), unreadable=unreadable, backup=backup)
+
+    def _backup_path(self) -> Path:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        candidate, n = self.root / f"leaderboard-backup-{stamp}.csv", 1
+        while candidate.exists():  # two rebuilds in one second (the lock is held: no race)
+            candidate, n = self.root / f"leaderboard-backup-{stamp}-{n}.csv", n + 1
+        return candidate
+
+    def read_leaderboard_checked(self) -> tuple[pd.DataFrame, list[SkippedLine]]:
+        """The leaderboard's readable rows as a DataFrame, and the lines that were skipped (each logged).
+
+        ``seed`` is an int and ``value`` a float; an empty text cell is NaN, as pandas reads it.
+
+        Raises:
+            LeaderboardFormatError: the header line is not a leaderboard header.
+        """
         import pandas as pd
 
-        if not self.leaderboard_path.exists():
-            return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
-        return pd.read_csv(self.leaderboard_path)
+        path = self.leaderboard_path
+        if not path.exists():
+            return pd.DataFrame(columns=LEADERBOARD_COLUMNS), []
+        parsed = parse_leaderboard(path, path.read_text(encoding="utf-8-sig"))
+        for skipped in parsed.skipped[:MAX_LOGGED_SKIPS]:
+            log.warning("skipped %s", skipped)
+        if len(parsed.skipped) > MAX_LOGGED_SKIPS:
+            log.warning("... and %d more malformed lines of %s", len(parsed.skipped) - MAX_LOGGED_SKIPS, path)
+        frame = pd.DataFrame(parsed.rows, columns=list(LEADERBOARD_COLUMNS), dtype=object)
+        frame = frame.mask(frame == "")
+        frame["seed"] = frame["seed"].astype(int)
+        frame["value"] = frame["value"].astype(float)
+        return frame, parsed.skipped
+
+    def read_leaderboard(self) -> pd.DataFrame:
+        """The leaderboard as a pandas DataFrame (empty when there is none); see :meth:`read_leaderboard_checked`."""
+        return self.read_leaderboard_checked()[0]
 
 
 def text_columns(frame, columns):

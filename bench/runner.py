@@ -5,6 +5,12 @@ key hashes everything that determines the weights (method and its code
 version, resolved config, pretraining dataset + its settings, seed), so five
 tasks on one method pretrain once, and an interrupted pretraining resumes from
 the ``last.pt`` checkpoint of that folder.
+
+A run has two phases. :func:`validate_run` resolves every name, setting and
+modality of the spec and raises before anything exists on disk (no run
+folder, no log, no cache); :func:`run_validated` then builds the caches,
+pretrains, evaluates and stores the result, and when it fails its ``run.log``
+records the exception with its traceback (:func:`run_log_of` gives the path).
 """
 
 from __future__ import annotations
@@ -23,13 +29,17 @@ from typing import Any
 
 import torch
 
-from ssl3d.bench.config import ConfigError, apply_overrides, build_preset, config_hash, flat_keys, to_dict
+from ssl3d.bench.config import (
+    ConfigError, apply_overrides, build_preset, check_range, config_hash, flat_keys, to_dict,
+)
 from ssl3d.bench.io import atomic_path
 from ssl3d.bench.protocols import PROTOCOLS, EvalContext
 from ssl3d.bench.results import ResultStore, settings_label
-from ssl3d.bench.tasks import TASKS, get_task
+from ssl3d.bench.tasks import TASKS, Task, get_task
+from ssl3d.core.errors import attach_log_path, log_path_of
 from ssl3d.datasets import DATASETS, default_root
 from ssl3d.methods import METHODS, Method, RunContext
+from ssl3d.methods.checkpoint import load_or_move_aside, previous_checkpoint, save_checkpoint
 from ssl3d.methods.distributed import barrier, device_for_rank, dist_info, init_distributed, main_process_first
 from ssl3d.methods.trainer import seed_everything
 
@@ -57,9 +67,12 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; a missing CUDA is a clear error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name}: not a device; use auto, cpu or cuda[:i]") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu or auto")
+        raise ConfigError("--device cuda was asked for but no CUDA device is available; use --device cpu or auto")
     return device
 
 
@@ -94,9 +107,9 @@ def resolve_modality(task_name: str, method_cls: type[Method], requested: str | 
     usable = [m for m in task.modalities if m in can]
     if requested is not None:
         if requested not in task.modalities:
-            raise ValueError(f"task {task.name!r} evaluates {', '.join(task.modalities)}; not {requested!r}")
+            raise ConfigError(f"task {task.name!r} evaluates {', '.join(task.modalities)}; not {requested!r}")
         if requested not in can:
-            raise ValueError(
+            raise ConfigError(
                 f"method {method_cls.name!r} cannot use {requested!r} for {needs} (it supports {', '.join(sorted(can)) or 'nothing'}); "
                 f"for task {task.name!r} use --modality {' or '.join(usable)}" if usable else
                 f"method {method_cls.name!r} cannot embed {requested!r} and shares no modality with task {task.name!r}"
@@ -104,7 +117,7 @@ def resolve_modality(task_name: str, method_cls: type[Method], requested: str | 
         return requested
     if not usable:
         fits = [n for n in METHODS.names() if set(task.modalities) & set(_capability(METHODS.get(n), needs))]
-        raise ValueError(
+        raise ConfigError(
             f"method {method_cls.name!r} supports {', '.join(sorted(can)) or 'nothing'} for {needs} but task {task.name!r} "
             f"evaluates {', '.join(task.modalities)}; methods that fit this task: {', '.join(fits)}"
         )
@@ -138,16 +151,18 @@ def pretrain_or_load(method: Method, dataset, seed: int, device: torch.device, c
     key = pretrain_key(method, dataset.name, settings, seed)
     folder = cache_root / "pretrain" / method.name / key
     final = folder / "final.pt"
-    if final.exists():
-        state = torch.load(final, map_location="cpu", weights_only=True)
+    # a damaged final.pt is moved aside; last.pt holds the same weights, so pretraining again only reloads it
+    state = load_or_move_aside(final, "cpu", log, then="; pretraining again (resuming from last.pt if intact)")
+    if state is not None:
         method.load_state_dict(state).to(device)
         log.info("pretraining cache hit: %s", final)
         return {"cached": True, "key": key, "path": str(final)}
     folder.mkdir(parents=True, exist_ok=True)
     method.pretrain(dataset, RunContext(device=device, seed=seed, checkpoint_dir=folder, progress=progress))
     if dist_info().is_main:
-        with atomic_path(final) as tmp:
-            torch.save(method.state_dict(), tmp)
+        save_checkpoint(final, method.state_dict())
+        # final.pt and last.pt are two good copies now; the older state is no longer needed
+        previous_checkpoint(folder / "last.pt").unlink(missing_ok=True)
     barrier()
     return {"cached": False, "key": key, "path": str(final)}
 
@@ -181,20 +196,81 @@ def new_run_id(spec: RunSpec) -> str:
     return f"{stamp}-{spec.method}-{spec.task}-s{spec.seed}-{secrets.token_hex(3)}"
 
 
-def execute(spec: RunSpec) -> dict[str, Any]:
-    """Run one (method, task, seed), store the result, return it."""
+@dataclass
+class ValidatedRun:
+    """A :class:`RunSpec` with everything resolved; the datasets are indexed, their caches not built yet."""
+
+    spec: RunSpec
+    task: Task
+    method: Method
+    protocol: Any
+    modality: str
+    device: torch.device
+    data_config: Any
+    train_data: Any
+    test_data: Any
+    pre_name: str
+    pre_config: Any
+    pre_data: Any  # None when the method does not pretrain (it then sees the evaluation train split)
+
+
+def validate_run(spec: RunSpec) -> ValidatedRun:
+    """Resolve and check the whole spec; raises (a ConfigError, an UnknownNameError...) before any side effect.
+
+    Names (method, task, protocol, datasets including ``--pretrain-data``), every ``--set`` override against
+    its config, numeric ranges, the modality and the device are checked here, and each split is indexed
+    (which checks the split, its modalities and, for real datasets, that the raw files are there) without
+    building a cache. Nothing is written: no run folder, no log, no cache.
+    """
+    check_range("--seed", spec.seed, "[0, inf)")
     task = get_task(spec.task)
     method_cls = METHODS.get(spec.method)
     protocol_cls = PROTOCOLS.get(task.protocol)
     dataset_cls = DATASETS.get(task.dataset)
+    pre_name = spec.pretrain_data or task.dataset
+    pre_cls = DATASETS.get(pre_name)
     method_o, data_o, proto_o = split_overrides(spec.overrides, protocol_cls.name)
     method = method_cls.from_preset(spec.preset, method_o)
     protocol_config = apply_overrides(protocol_cls.Config(), task.protocol_options, section=f"{protocol_cls.name}.")
     protocol = protocol_cls(apply_overrides(protocol_config, proto_o, section=f"{protocol_cls.name}."))
     modality = resolve_modality(spec.task, method_cls, spec.modality, protocol_cls.needs)
     device = resolve_device(spec.device)
-    info = init_distributed(device)  # a no-op unless launched by torchrun
-    device = device_for_rank(device)
+    root = Path(spec.data_root) if spec.data_root else default_root()
+    data_config = build_data_config(dataset_cls, task.data_options, method, data_o)
+    pre_config = build_data_config(pre_cls, task.data_options if pre_name == task.dataset else {}, method, data_o)
+    eval_modalities = protocol.dataset_modalities(modality)
+    train = dataset_cls("train", eval_modalities, data_config, root, progress=spec.progress, prepare=False)
+    test = dataset_cls("test", eval_modalities, data_config, root, progress=spec.progress, prepare=False)
+    pre_data = None
+    if method.pretrain_modalities and method.config.train.epochs > 0:
+        pre_modalities = sorted(method.pretrain_modalities)
+        lacking = [m for m in pre_modalities if m not in pre_cls.available_modalities]
+        if lacking:
+            raise ConfigError(
+                f"--pretrain-data {pre_name}: {spec.method} pretrains on {', '.join(pre_modalities)} but {pre_name} "
+                f"provides {', '.join(sorted(pre_cls.available_modalities))}"
+            )
+        pre_data = pre_cls("train", pre_modalities, pre_config, root, progress=spec.progress, prepare=False)
+    return ValidatedRun(spec, task, method, protocol, modality, device, data_config, train, test, pre_name,
+                        pre_config, pre_data)
+
+
+def execute(spec: RunSpec) -> dict[str, Any]:
+    """Run one (method, task, seed), store the result, return it (``{}`` on a non-zero distributed rank)."""
+    return run_validated(validate_run(spec))
+
+
+def run_log_of(exc: BaseException) -> Path | None:
+    """The ``run.log`` of the run that raised ``exc`` (None when it failed before its folder existed)."""
+    path = log_path_of(exc)
+    return Path(path) if path is not None else None
+
+
+def run_validated(plan: ValidatedRun) -> dict[str, Any]:
+    """The run phase: caches, pretraining, evaluation, result; a failure is recorded in the run's log."""
+    spec, method, protocol = plan.spec, plan.method, plan.protocol
+    info = init_distributed(plan.device)  # a no-op unless launched by torchrun
+    device = device_for_rank(plan.device)
     root = Path(spec.data_root) if spec.data_root else default_root()
     store = ResultStore(spec.results_dir)
     run_id = new_run_id(spec)
@@ -202,44 +278,38 @@ def execute(spec: RunSpec) -> dict[str, Any]:
     handler = _attach_log_file(run_dir / "run.log") if info.is_main else logging.NullHandler()
     try:
         log.info("run %s: method=%s preset=%s task=%s modality=%s seed=%d device=%s",
-                 run_id, spec.method, spec.preset, spec.task, modality, spec.seed, device)
+                 run_id, spec.method, spec.preset, spec.task, plan.modality, spec.seed, device)
         t0 = time.perf_counter()
         seed_everything(spec.seed)
-        data_config = build_data_config(dataset_cls, task.data_options, method, data_o)
-        eval_modalities = protocol.dataset_modalities(modality)
+        train, test = plan.train_data, plan.test_data
         with main_process_first():  # rank 0 builds the caches, the others then read them
-            train = dataset_cls("train", eval_modalities, data_config, root, progress=spec.progress)
-            test = dataset_cls("test", eval_modalities, data_config, root, progress=spec.progress)
+            train.prepare()
+            test.prepare()
         t_data = time.perf_counter()
-
-        pre_name = spec.pretrain_data or task.dataset
-        pre_cls = DATASETS.get(pre_name)
-        pre_config = build_data_config(pre_cls, task.data_options if pre_name == task.dataset else {}, method, data_o)
-        pre_modalities = sorted(method.pretrain_modalities) or ["points"]
-        needs_data = bool(method.pretrain_modalities) and method.config.train.epochs > 0
-        with main_process_first():
-            pre_data = pre_cls("train", pre_modalities, pre_config, root, progress=spec.progress) if needs_data else train
-        pretrain_info = pretrain_or_load(method, pre_data, spec.seed, device, root, spec.progress)
+        if plan.pre_data is not None:
+            with main_process_first():
+                plan.pre_data.prepare()
+        pretrain_info = pretrain_or_load(method, plan.pre_data or train, spec.seed, device, root, spec.progress)
         t_pre = time.perf_counter()
         if not info.is_main:  # evaluation and results belong to rank 0
             return {}
 
         ctx = EvalContext(seed=spec.seed, device=str(device), progress=spec.progress)
-        outcome = protocol.evaluate(method, train, test, modality, ctx)
+        outcome = protocol.evaluate(method, train, test, plan.modality, ctx)
         t_eval = time.perf_counter()
         result = {
             "run_id": run_id,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "task": task.name, "method": method.name, "modality": modality, "preset": spec.preset,
-            "seed": spec.seed, "pretrain_data": pre_name, "dataset_version": train.version,
+            "task": plan.task.name, "method": method.name, "modality": plan.modality, "preset": spec.preset,
+            "seed": spec.seed, "pretrain_data": plan.pre_name, "dataset_version": train.version,
             # the evaluation data's settings: runs on different dataset sizes/settings never share a row group
-            "data_key": config_hash({k: v for k, v in to_dict(data_config).items() if k != "workers"}, length=8),
+            "data_key": config_hash({k: v for k, v in to_dict(plan.data_config).items() if k != "workers"}, length=8),
             "settings": settings_label(spec.overrides),
             "git_commit": git_commit(), "device": str(device), "world_size": info.world_size,
             "metrics": {k: round(float(v), 4) for k, v in outcome.metrics.items()},
             "protocol": {"name": protocol.name, "config": to_dict(protocol.config), "details": outcome.details},
-            "config": {"method": to_dict(method.config), "data": to_dict(data_config),
-                       "pretrain_data_config": to_dict(pre_config), "overrides": spec.overrides},
+            "config": {"method": to_dict(method.config), "data": to_dict(plan.data_config),
+                       "pretrain_data_config": to_dict(plan.pre_config), "overrides": spec.overrides},
             "pretraining": {**pretrain_info, **{k: v for k, v in method.pretrain_info.items() if k != "history"}},
             "timings": {"data_s": round(t_data - t0, 3), "pretrain_s": round(t_pre - t_data, 3),
                         "eval_s": round(t_eval - t_pre, 3), "total_s": round(t_eval - t0, 3)},
@@ -255,9 +325,22 @@ def execute(spec: RunSpec) -> dict[str, Any]:
         log.info("metrics: %s", result["metrics"])
         log.info("result written to %s", path)
         return result
+    except BaseException as exc:  # KeyboardInterrupt included: the log says how the run ended
+        if info.is_main:
+            _record_failure(handler, run_id, exc)
+            attach_log_path(exc, run_dir / "run.log")
+        raise
     finally:
         logging.getLogger("ssl3d").removeHandler(handler)
         handler.close()
+
+
+def _record_failure(handler: logging.Handler, run_id: str, exc: BaseException) -> None:
+    # straight to the file: through the logger the traceback would also reach the console's handler,
+    # twice with the CLI's own report, and a user error would stop being one line
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "run %s failed", (run_id,),
+                            (type(exc), exc, exc.__traceback__))
+    handler.handle(record)
 
 
 def _attach_log_file(path: Path) -> logging.Handler:

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
+from ssl3d.bench.config import ConfigError
 from ssl3d.bench.protocols import PROTOCOLS
 from ssl3d.bench.results import ResultStore, settings_label, text_columns
-from ssl3d.bench.runner import RunSpec, _capability, execute
+from ssl3d.bench.runner import RunSpec, _capability, execute, run_log_of
 from ssl3d.bench.tasks import TASKS
 from ssl3d.methods import METHODS
 
@@ -35,9 +36,9 @@ def plan_suite(methods: str = "*", tasks: str = "synth-*") -> tuple[list[Planned
     task_names = TASKS.names(tasks)
     method_names = METHODS.names(methods)
     if not task_names:
-        raise ValueError(f"no task matches {tasks!r}; tasks: {', '.join(TASKS.names())}")
+        raise ConfigError(f"no task matches {tasks!r}; tasks: {', '.join(TASKS.names())}")
     if not method_names:
-        raise ValueError(f"no method matches {methods!r}; methods: {', '.join(METHODS.names())}")
+        raise ConfigError(f"no method matches {methods!r}; methods: {', '.join(METHODS.names())}")
     for task_name in task_names:
         task = TASKS.get(task_name)
         needs = PROTOCOLS.get(task.protocol).needs
@@ -89,7 +90,9 @@ def run_suite(*, methods: str = "*", tasks: str = "synth-*", preset: str = "quic
         try:
             result = execute(spec)
         except Exception as exc:  # one failing pair must not stop the suite; it is reported
-            failures.append((f"{p.method} x {p.task} ({p.modality}) seed {seed}", f"{type(exc).__name__}: {exc}"))
+            log_path = run_log_of(exc)  # None when the spec was refused before the run started
+            where = f" (traceback in {log_path})" if log_path else ""
+            failures.append((f"{p.method} x {p.task} ({p.modality}) seed {seed}", f"{type(exc).__name__}: {exc}{where}"))
             bar.write(f"FAILED {failures[-1][0]}: {failures[-1][1]}")
             continue
         metrics = "  ".join(f"{k}={v:.2f}" for k, v in result["metrics"].items())

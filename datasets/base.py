@@ -61,15 +61,15 @@ def default_root() -> Path:
 class DataConfig:
     """Settings of the modality pipeline, shared by every dataset (``--set data.KEY=VALUE``)."""
 
-    n_points: int = 1024  # points per shape after farthest-point sampling
-    dense_factor: int = 8  # the dense area-weighted sample has dense_factor * n_points points before FPS
-    voxel_resolution: int = 32  # R of the R^3 solid occupancy grid
+    n_points: int = dataclasses.field(default=1024, metadata={"range": "[1, inf)"})  # points per shape after farthest-point sampling
+    dense_factor: int = dataclasses.field(default=8, metadata={"range": "[1, inf)"})  # the dense area-weighted sample has dense_factor * n_points points before FPS
+    voxel_resolution: int = dataclasses.field(default=32, metadata={"range": "[1, inf)"})  # R of the R^3 solid occupancy grid
     view_rig: Literal["ring12", "first8", "dodeca20", "random"] = "ring12"  # camera rig of `views`
-    n_views: int = 12  # number of views for the `random` rig (the fixed rigs define their own)
-    view_size: int = 137  # height = width of rendered views, pixels
+    n_views: int = dataclasses.field(default=12, metadata={"range": "[1, inf)"})  # number of views for the `random` rig (the fixed rigs define their own)
+    view_size: int = dataclasses.field(default=137, metadata={"range": "[1, inf)"})  # height = width of rendered views, pixels
     view_shading: Literal["grey", "depth"] = "grey"  # two-light Lambertian grey or normalised depth
-    image_size: int = 224  # height = width of photo-like query images, pixels
-    workers: int = 0  # preprocessing processes; 0 = one per CPU core (does not change results)
+    image_size: int = dataclasses.field(default=224, metadata={"range": "[1, inf)"})  # height = width of photo-like query images, pixels
+    workers: int = dataclasses.field(default=0, metadata={"range": "[0, inf)"})  # preprocessing processes; 0 = one per CPU core (does not change results)
 
 
 @dataclass(frozen=True)

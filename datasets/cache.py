@@ -9,6 +9,13 @@ redone. When every shard exists they are merged, again atomically, into the
 final ``.h5`` file, whose presence means "complete"; nothing half-written is
 ever read back.
 
+Concurrent builds of one file are serialised by ``<name>.h5.lock``: the first
+process builds, the others wait and use its file. Every dataset carries a
+blake2b checksum per block of rows, checked whenever the cache is opened; a
+file that fails the check or that HDF5 cannot read is moved aside
+(``<name>.h5.corrupt-<time>``) with a warning naming it and what is wrong, and
+is built again. Files from before checksums existed are used with a note.
+
 A shape whose source file is corrupt is not fatal: its compute function raises
 :class:`~ssl3d.datasets.errors.DataFileError`, the shape is marked invalid in
 the cache (``valid`` = False), the error is kept by name in the file's
@@ -17,22 +24,36 @@ the cache (``valid`` = False), the error is kept by name in the file's
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import logging
 import multiprocessing as mp
 import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Iterable, Iterator, Protocol
 
 import h5py
 import numpy as np
+from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
 from ssl3d.bench.io import atomic_path
 from ssl3d.datasets.errors import DataFileError
+
+log = logging.getLogger(__name__)
+
+#: the checksum scheme of files written by this version (file attribute ``checksum_format``)
+CHECKSUM_FORMAT = "blake2b-128 per row block, v1"
+# blocks of about 8 MiB keep verification memory small; at most 1024 of them keep the attribute small
+_BLOCK_BYTES = 8 << 20
+_MAX_BLOCKS = 1024
+_noted_unverified: set[str] = set()
 
 
 class ShapeComputer(Protocol):
@@ -148,15 +169,53 @@ def build_caches(
 
     ``computer(i)`` returns arrays named ``"<group>/<key>"``; group ``g``'s arrays go to
     ``paths[g]``. A shape that raises :class:`DataFileError` is invalid in every file.
-    Files that already exist are complete and are not rebuilt.
+    Files that exist and pass their checksums are complete and are not rebuilt; damaged
+    ones are moved aside and rebuilt. Safe to call from several processes at once.
     """
     paths = {g: Path(p) for g, p in paths.items()}
-    missing = {g: p for g, p in paths.items() if not p.exists()}
-    reports = {g: cache_report(p) for g, p in paths.items() if g not in missing}
-    if not missing:
+    # the common case, every file complete and intact, needs no lock
+    reports = {g: cache_report(p) for g, p in paths.items() if p.exists() and cache_problem(p) is None}
+    if len(reports) == len(paths):
         return reports
     if n_items == 0:
         raise ValueError(f"{desc}: nothing to preprocess (0 shapes)")
+    with _build_locks(p for g, p in paths.items() if g not in reports):
+        missing: dict[str, Path] = {}
+        for group, path in paths.items():
+            if group in reports:
+                continue
+            # decided again under the lock: another process may have built or repaired it meanwhile
+            problem = cache_problem(path) if path.exists() else "missing"
+            if problem is None:
+                reports[group] = cache_report(path)
+            else:
+                if problem != "missing":
+                    log.warning("damaged cache %s: %s; moved it to %s and rebuilding it",
+                                path, problem, move_aside(path))
+                missing[group] = path
+        if missing:
+            reports.update(_build_missing(missing, n_items, computer, attrs or {}, shard_size, workers, progress, desc))
+    return reports
+
+
+@contextlib.contextmanager
+def _build_locks(paths: Iterable[Path]) -> Iterator[None]:
+    """Hold ``<file>.lock`` of every file, taken in sorted order so two builders never deadlock."""
+    with contextlib.ExitStack() as stack:
+        for path in sorted(paths):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(path) + ".lock")
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                log.info("waiting for another process that is building %s", path)
+                lock.acquire()
+            stack.callback(lock.release)
+        yield
+
+
+def _build_missing(missing: dict[str, Path], n_items: int, computer: ShapeComputer, attrs: dict[str, dict[str, Any]],
+                   shard_size: int, workers: int | None, progress: bool, desc: str) -> dict[str, CacheReport]:
     t0 = time.perf_counter()
     first = next(iter(missing.values()))
     # the shard folder is named after every file being built, so a different set of groups never reuses it
@@ -187,8 +246,9 @@ def build_caches(
         with np.load(shard) as data:
             shards.append({k: data[k] for k in data.files})
     for group, path in missing.items():
-        _merge_shards(path, shards, group, (attrs or {}).get(group, {}))
+        _merge_shards(path, shards, group, attrs.get(group, {}))
     shutil.rmtree(shard_dir, ignore_errors=True)
+    reports = {}
     for group, path in missing.items():
         reports[group] = cache_report(path)
         reports[group].n_built = n_items - done_before
@@ -219,6 +279,74 @@ def _merge_shards(path: Path, shards: list[dict[str, np.ndarray]], group: str, a
         h5.create_dataset("valid", data=np.concatenate([s["__valid__"] for s in shards]))
         h5.attrs["errors"] = json.dumps(errors)
         h5.attrs["meta"] = json.dumps(attrs, sort_keys=True, default=str)
+        # digests of what the file holds (read back), not of what was meant to be written
+        for dataset in h5.values():
+            row_bytes = dataset.dtype.itemsize * int(np.prod(dataset.shape[1:], dtype=np.int64))
+            rows = max(1, _BLOCK_BYTES // max(1, row_bytes), -(-dataset.shape[0] // _MAX_BLOCKS))
+            dataset.attrs["checksum"] = json.dumps({"rows": rows, "blake2b": list(_block_digests(dataset, rows))})
+        h5.attrs["checksum_format"] = CHECKSUM_FORMAT
+
+
+def _block_digests(dataset: h5py.Dataset, rows: int) -> Iterator[str]:
+    # one-row chunks are hashed as stored, compressed: ~8x faster than decompressing, and as sensitive
+    per_row_chunks = dataset.chunks is not None and dataset.chunks == (1,) + dataset.shape[1:]
+    origin = (0,) * (dataset.ndim - 1)
+    for start in range(0, dataset.shape[0], rows):
+        digest = hashlib.blake2b(digest_size=16)
+        if per_row_chunks:
+            for row in range(start, min(start + rows, dataset.shape[0])):
+                digest.update(dataset.id.read_direct_chunk((row,) + origin)[1])
+        else:
+            digest.update(np.ascontiguousarray(dataset[start : start + rows]).data)
+        yield digest.hexdigest()
+
+
+def cache_problem(path: str | os.PathLike[str]) -> str | None:
+    """What is wrong with a finished cache file, in words, or None when it is intact.
+
+    Compares every block of rows with the checksum stored at build time. A file
+    from before checksums existed counts as intact (noted once per process).
+    """
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as h5:
+            if "valid" not in h5:
+                return "it has no 'valid' dataset (not a complete cache)"
+            json.loads(h5.attrs.get("errors", "{}"))
+            if "checksum_format" not in h5.attrs:
+                if str(path) not in _noted_unverified:
+                    _noted_unverified.add(str(path))
+                    log.info("cache %s has no checksums (written by an older version); using it unverified. "
+                             "Delete it to rebuild it with checksums.", path)
+                return None
+            for name, dataset in h5.items():
+                spec = json.loads(dataset.attrs.get("checksum", "null")) if isinstance(dataset, h5py.Dataset) else None
+                if spec is None:
+                    return f"{name!r} has no checksum"
+                rows, expected = int(spec["rows"]), spec["blake2b"]
+                actual = list(_block_digests(dataset, rows))
+                if len(actual) != len(expected):
+                    return f"dataset {name!r} has {dataset.shape[0]} rows, not what its checksum covers"
+                bad = [block for block, (want, got) in enumerate(zip(expected, actual)) if want != got]
+                if bad:
+                    first, last = bad[0] * rows, min((bad[0] + 1) * rows, dataset.shape[0]) - 1
+                    return f"dataset {name!r} rows {first}-{last} do not match their checksum"
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        # h5py reports truncation and damaged metadata or chunks as OSError; bad attributes fail to parse
+        return f"unreadable ({exc})"
+    return None
+
+
+def move_aside(path: str | os.PathLike[str]) -> Path | None:
+    """Rename a damaged file to ``<name>.corrupt-<UTC time>`` (kept for inspection); None if already gone."""
+    path = Path(path)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%f")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:
+        return None
+    return target
 
 
 def cache_report(path: str | os.PathLike[str]) -> CacheReport:
@@ -246,7 +374,7 @@ class H5Reader:
                 self.valid = h5["valid"][()].astype(bool)
                 self.keys = tuple(k for k in h5.keys() if k != "valid")
         except OSError as exc:
-            raise DataFileError(self.path, f"unreadable cache file ({exc}); delete it to rebuild") from exc
+            raise DataFileError(self.path, f"unreadable cache file ({exc}); the next run moves it aside and rebuilds it") from exc
 
     def _handle(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid():

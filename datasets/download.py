@@ -7,7 +7,8 @@ interrupted run never leaves something half-done under a final name.
 
 Extraction refuses, before writing anything, any member that could write
 outside the target: absolute paths, ``..`` components that escape, symbolic
-or hard links whose target escapes, and device/FIFO files
+or hard links whose target escapes, device/FIFO files, and any symbolic link
+in a zip archive (zipfile cannot extract one as a link)
 (:class:`UnsafeArchiveError` names the member).
 
 Sources (:data:`SOURCES`): no dataset publishes a checksum, so ``sha256`` is
@@ -35,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
+
+from ssl3d.core.errors import UserError
 
 __all__ = [
     "DatasetSource",
@@ -119,7 +122,7 @@ SOURCES: dict[str, DatasetSource] = {
 }
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A download failed; the message says why and how to proceed without network."""
 
 
@@ -127,7 +130,7 @@ class ChecksumError(DownloadError):
     """The downloaded file's SHA-256 differs from the expected one (the file was deleted)."""
 
 
-class UnsafeArchiveError(ValueError):
+class UnsafeArchiveError(UserError, ValueError):
     """An archive member would land outside the extraction target, or is a device file."""
 
 
@@ -289,21 +292,36 @@ def _check_tar(archive: Path, members: list[tarfile.TarInfo]) -> None:
         if m.ischr() or m.isblk() or m.isfifo() or not (m.isfile() or m.isdir() or m.issym() or m.islnk()):
             raise UnsafeArchiveError(f"{archive}: member {m.name!r} is a device or special file")
         if m.issym():
-            # A symlink's target is relative to the folder holding the link.
-            link = m.linkname.replace("\\", "/")
-            if link.startswith("/") or _member_target(f"{where.parent.as_posix()}/{link}") is None:
-                raise UnsafeArchiveError(f"{archive}: symlink {m.name!r} -> {m.linkname!r} points outside the target")
+            _check_symlink(archive, m.name, where, m.linkname)
         if m.islnk() and _member_target(m.linkname) is None:
             raise UnsafeArchiveError(f"{archive}: hard link {m.name!r} -> {m.linkname!r} points outside the target")
 
 
-def _check_zip(archive: Path, infos: list[zipfile.ZipInfo]) -> None:
-    for info in infos:
-        if _member_target(info.filename) is None:
+def _check_symlink(archive: Path, name: str, where: PurePosixPath, link_target: str) -> None:
+    # A symlink's target is relative to the folder holding the link.
+    link = link_target.replace("\\", "/")
+    if link.startswith("/") or _member_target(f"{where.parent.as_posix()}/{link}") is None:
+        raise UnsafeArchiveError(f"{archive}: symlink {name!r} -> {link_target!r} points outside the target")
+
+
+def _check_zip(archive: Path, zf: zipfile.ZipFile) -> None:
+    for info in zf.infolist():
+        where = _member_target(info.filename)
+        if where is None:
             raise UnsafeArchiveError(f"{archive}: member {info.filename!r} has an absolute path or escapes the target with '..'")
         kind = stat.S_IFMT(info.external_attr >> 16)
         if kind in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK):
             raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a device or special file")
+        if kind == stat.S_IFLNK:
+            with zf.open(info) as fh:  # a zip symlink stores its target as content; bounded against a bomb
+                link = fh.read(4096).decode("utf-8", errors="replace")
+            _check_symlink(archive, info.filename, where, link)
+            # zipfile.extractall would write even a harmless link as a plain file
+            # holding the target path, and fail on members stored beneath it.
+            raise UnsafeArchiveError(
+                f"{archive}: symlink {info.filename!r} -> {link!r} in a zip archive is not supported "
+                "(Python's zipfile cannot extract links); extract it with `unzip` and pass the folder with `--from`"
+            )
 
 
 def extract_archive(archive: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
@@ -325,7 +343,7 @@ def extract_archive(archive: str | os.PathLike[str], target: str | os.PathLike[s
         FileExistsError: ``target`` already exists.
         ValueError: ``archive`` is neither a zip nor a tar file.
         UnsafeArchiveError: a member is absolute, escapes via ``..`` or a link,
-            or is a device file (nothing is written).
+            is a device file, or is a symlink inside a zip (nothing is written).
     """
     archive, target = Path(archive), Path(target)
     if not archive.is_file():
@@ -337,7 +355,7 @@ def extract_archive(archive: str | os.PathLike[str], target: str | os.PathLike[s
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
-                _check_zip(archive, zf.infolist())
+                _check_zip(archive, zf)
                 zf.extractall(tmp)
         elif tarfile.is_tarfile(archive):
             with tarfile.open(archive, "r:*") as tf:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 
+from ssl3d.core.errors import UserError
 
-class DataFileError(ValueError):
+
+class DataFileError(UserError, ValueError):
     """A missing, unreadable or malformed data file; names the file and what is wrong.
 
     Args:
@@ -19,5 +21,13 @@ class DataFileError(ValueError):
         super().__init__(f"{self.path}: {reason}")
 
 
-class DatasetNotPreparedError(FileNotFoundError):
+class DatasetNotPreparedError(UserError, FileNotFoundError):
     """A real dataset whose files are not on disk yet; says how to prepare it."""
+
+
+class DatasetRequestError(UserError, ValueError):
+    """A request a dataset cannot serve (a modality it lacks, a folder it would overwrite); says what would work."""
+
+
+class InputNotFoundError(UserError, FileNotFoundError):
+    """A path the user named (``--from``) does not exist."""

@@ -38,7 +38,7 @@ test      4           2,470   322 (all shapes)
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
@@ -65,10 +65,10 @@ class Pix3DConfig(DataConfig):
     """Pix3D settings: the pipeline's (see :class:`DataConfig`) plus the CMIC protocol's choices."""
 
     categories: tuple[str, ...] = ()  # () = CMIC's bed, chair, sofa, table; or any of the 9 Pix3D categories
-    split_seed: int = 0  # changes the documented hash split (ignored with train_list / test_list)
+    split_seed: int = field(default=0, metadata={"range": "[0, inf)"})  # changes the documented hash split (ignored with train_list / test_list)
     train_list: str = ""  # the authors' training image list (JSON or text), if you have it
     test_list: str = ""  # the authors' evaluation image list (JSON or text), if you have it
-    crop_margin: float = 0.1  # border around the object box when cropping photos (fraction of its longer side)
+    crop_margin: float = field(default=0.1, metadata={"range": "[0, inf)"})  # border around the object box when cropping photos (fraction of its longer side)
     gallery: Literal["all", "split"] = "all"  # retrieval gallery: every shape (CMIC) or the split's shapes
 
 

@@ -44,7 +44,7 @@ test    13          ~20%    24
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -64,7 +64,7 @@ __all__ = ["R2N2Config", "R2N2Dataset", "resample_occupancy", "surface_voxel_cen
 class R2N2Config(DataConfig):
     """3D-R2N2 settings: the pipeline's (see :class:`DataConfig`) plus the subset and split file."""
 
-    n_views: int = 24  # the first n_views of the 24 released renders (1..24)
+    n_views: int = field(default=24, metadata={"range": f"[1, {R2N2_NUM_VIEWS}]"})  # the first n_views of the 24 released renders (1..24)
     categories: tuple[str, ...] = ()  # synset ids or names to keep (labels stay the 13 global ones); () = all
     split_file: str = ""  # Pix2Vox-style ShapeNet.json; "" = the released 3D-R2N2 80/20 rule
 

@@ -16,7 +16,9 @@ A dataset made of several archives (3D-R2N2: renderings + voxels) declares one
 :class:`RawPart` per archive; each extracts into its own sub-folder of the raw
 folder. Every part has a *layout*: glob patterns that must each match at least
 one path, checked before anything is linked or moved into place, so a wrong
-folder or archive is refused with the missing entries named.
+folder or archive is refused with the missing entries named, and with the
+``bench prepare`` command of the dataset whose layout it does match (PointNet's
+h5 folder given to ``modelnet40`` points to ``modelnet40-h5``).
 
 Datasets that ship point clouds instead of meshes (``point_only``) sample
 ``points`` from the stored clouds (farthest-point sampling + unit sphere,
@@ -31,7 +33,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Iterable, Sequence
+from typing import Callable, ClassVar, Iterable, Sequence
 
 import h5py
 import numpy as np
@@ -39,7 +41,7 @@ import numpy as np
 from ssl3d.bench.io import atomic_write_text
 from ssl3d.datasets import download as dl
 from ssl3d.datasets.base import DataConfig, ShapeDataset, ShapeInfo, default_root
-from ssl3d.datasets.errors import DataFileError, DatasetNotPreparedError
+from ssl3d.datasets.errors import DataFileError, DatasetNotPreparedError, DatasetRequestError, InputNotFoundError
 
 __all__ = ["MESH_MODALITIES", "RawPart", "RealShapeDataset", "voxel_fallback_count"]
 
@@ -215,7 +217,8 @@ class RealShapeDataset(ShapeDataset):
 
         Raises:
             FileNotFoundError: a ``from_path`` does not exist.
-            DataFileError: a folder or archive does not match the layout (names what is missing).
+            DataFileError: a folder or archive does not match the layout (names what is missing,
+                and the dataset whose layout it matches instead, if any).
             UnsafeArchiveError: an archive member would land outside the target (nothing is written).
             DatasetNotPreparedError: a download failed (the message says how to use ``--from``),
                 or parts are still missing afterwards.
@@ -232,7 +235,7 @@ class RealShapeDataset(ShapeDataset):
         if paths:
             extracted = cls.raw_root(root) / cls.raw_name
             if cls.is_prepared(root) and extracted.is_dir():
-                raise ValueError(
+                raise DatasetRequestError(
                     f"{cls.name} is already prepared in {extracted}; delete that folder to use --from {', '.join(map(str, paths))}"
                 )
             for path in paths:
@@ -242,7 +245,7 @@ class RealShapeDataset(ShapeDataset):
                 elif path.is_file():
                     cls._take_archive(root, path)
                 else:
-                    raise FileNotFoundError(f"--from {path}: no such file or folder")
+                    raise InputNotFoundError(f"--from {path}: no such file or folder")
         elif not cls.is_prepared(root):
             for part in cls.raw_parts():
                 if _missing(cls.raw_root(root) / cls.raw_name / part.folder, part.layout):
@@ -250,20 +253,51 @@ class RealShapeDataset(ShapeDataset):
         return cls.check_prepared(root)
 
     @classmethod
+    def _own_folder_names(cls) -> list[str]:
+        """Names the dataset's folder has when extracted: ``raw_name`` and the archives' top folders."""
+        return list(dict.fromkeys([cls.raw_name] + [dl.SOURCES[p.source].extract_dir for p in cls.raw_parts()]))
+
+    @classmethod
+    def _folder_match(cls, folder: Path) -> Path | None:
+        """The folder holding this dataset: ``folder``, its raw_name/archive-named child or its parent."""
+        candidates = dict.fromkeys([folder, *(folder / n for n in cls._own_folder_names() if n != "."), folder.parent])
+        return next((c for c in candidates if c.is_dir() and not cls.missing_layout(c)), None)
+
+    @classmethod
     def _link_folder(cls, root: Path, folder: Path) -> None:
-        folder = folder.resolve()
-        names = [cls.raw_name] + [dl.SOURCES[p.source].extract_dir for p in cls.raw_parts()]
-        candidates = list(dict.fromkeys([folder, *(folder / n for n in names if n != "."), folder.parent]))
-        for candidate in candidates:
-            if candidate.is_dir() and not cls.missing_layout(candidate):
-                extracted = cls.raw_root(root) / cls.raw_name
-                if extracted.exists():
-                    raise ValueError(f"{extracted} already holds (part of) {cls.name}; delete it to use the folder {candidate} instead")
-                atomic_write_text(cls._link_file(root), f"{candidate}\n")
-                return
-        raise DataFileError(
-            folder, f"does not look like the extracted {cls.name} data: it lacks {', '.join(cls.missing_layout(folder))}"
-        )
+        resolved = folder.resolve()
+        match = cls._folder_match(resolved)
+        if match is None:
+            raise DataFileError(
+                folder,
+                f"does not look like the extracted {cls.name} data: it lacks {', '.join(cls.missing_layout(resolved))}"
+                + cls._other_dataset_hint(folder, lambda other: other._folder_match(resolved)),
+            )
+        extracted = cls.raw_root(root) / cls.raw_name
+        if extracted.exists():
+            raise DatasetRequestError(f"{extracted} already holds (part of) {cls.name}; delete it to use the folder {match} instead")
+        atomic_write_text(cls._link_file(root), f"{match}\n")
+
+    @classmethod
+    def _other_dataset_hint(cls, given: Path, match: Callable[[type[RealShapeDataset]], Path | None]) -> str:
+        """``. It matches the layout of NAME (...): run `bench prepare NAME --from GIVEN``` for the
+        real datasets whose files ``given`` holds instead (empty when none)."""
+        from ssl3d.datasets.base import DATASETS  # the registry is filled once every dataset module is imported
+
+        found = []
+        for name in DATASETS.names():
+            other = DATASETS.get(name)
+            if other is cls or not (isinstance(other, type) and issubclass(other, RealShapeDataset)):
+                continue
+            where = match(other)
+            if where is not None:
+                found.append((other, where))
+        # ModelNet10 and ModelNet40 share a layout: prefer the dataset whose own folder name it is
+        found = [(o, w) for o, w in found if w.name in o._own_folder_names()] or found
+        if not found:
+            return ""
+        suggestions = "; ".join(f"{o.name} ({o.raw_name}): run `bench prepare {o.name} --from {given}`" for o, _ in found)
+        return f". It matches the layout of {suggestions}"
 
     @classmethod
     def _take_archive(cls, root: Path, archive: Path) -> None:
@@ -273,12 +307,7 @@ class RealShapeDataset(ShapeDataset):
             content = dl.extract_archive(archive, staging / "content")
             found = []
             for part in cls.raw_parts():
-                extract_dir = dl.SOURCES[part.source].extract_dir
-                children = [p for p in content.iterdir() if p.is_dir() and not p.name.startswith(("__MACOSX", "."))]
-                candidates = [content / part.folder, content / extract_dir, content]
-                if len(children) == 1:  # an archive re-packed under another top-level name
-                    candidates.append(children[0])
-                match = next((c for c in dict.fromkeys(candidates) if c.is_dir() and not _missing(c, part.layout)), None)
+                match = cls._archive_match(content, part)
                 if match is None:
                     continue
                 dest = raw_root / cls.raw_name / part.folder
@@ -286,15 +315,28 @@ class RealShapeDataset(ShapeDataset):
                     found.append(part.folder)  # already there; keep the existing copy
                     continue
                 if dest.exists():
-                    raise ValueError(f"{dest} exists but is incomplete; delete it and run `bench prepare {cls.name}` again")
+                    raise DatasetRequestError(f"{dest} exists but is incomplete; delete it and run `bench prepare {cls.name}` again")
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(match, dest)
                 found.append(part.folder)
             if not found:
                 expected = "; ".join(f"{', '.join(p.layout)}" for p in cls.raw_parts())
-                raise DataFileError(archive, f"holds no {cls.name} data (expected a folder with {expected})")
+                hint = cls._other_dataset_hint(
+                    archive, lambda other: next(filter(None, (other._archive_match(content, p) for p in other.raw_parts())), None)
+                )
+                raise DataFileError(archive, f"holds no {cls.name} data (expected a folder with {expected}){hint}")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    @staticmethod
+    def _archive_match(content: Path, part: RawPart) -> Path | None:
+        """The folder of extracted ``content`` that holds ``part``, or None."""
+        extract_dir = dl.SOURCES[part.source].extract_dir
+        children = [p for p in content.iterdir() if p.is_dir() and not p.name.startswith(("__MACOSX", "."))]
+        candidates = [content / part.folder, content / extract_dir, content]
+        if len(children) == 1:  # an archive re-packed under another top-level name
+            candidates.append(children[0])
+        return next((c for c in dict.fromkeys(candidates) if c.is_dir() and not _missing(c, part.layout)), None)
 
     @classmethod
     def _download(cls, root: Path, part: RawPart, progress: bool) -> Path:
@@ -317,9 +359,9 @@ class RealShapeDataset(ShapeDataset):
         """Raise ValueError naming what is available when ``modalities`` asks for something this dataset lacks."""
         unknown = [m for m in modalities if m not in cls.available_modalities]
         if cls.point_only and any(m in MESH_MODALITIES for m in unknown):
-            raise ValueError(cls._point_only_message([m for m in unknown if m in MESH_MODALITIES]))
+            raise DatasetRequestError(cls._point_only_message([m for m in unknown if m in MESH_MODALITIES]))
         if unknown:
-            raise ValueError(
+            raise DatasetRequestError(
                 f"{cls.name} cannot provide {', '.join(unknown)}; it provides: {', '.join(sorted(cls.available_modalities))}"
             )
 
@@ -335,7 +377,7 @@ class RealShapeDataset(ShapeDataset):
     def compute(self, group: str, i: int) -> dict[str, np.ndarray]:
         if self.point_only:
             if group != "points":
-                raise ValueError(self._point_only_message([group]))
+                raise DatasetRequestError(self._point_only_message([group]))
             return self.load_points(self.shapes[i])
         return super().compute(group, i)
 

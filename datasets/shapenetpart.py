@@ -24,7 +24,7 @@ trainval    16          50     14,007
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -46,7 +46,7 @@ __all__ = ["ShapeNetPartConfig", "ShapeNetPartDataset"]
 class ShapeNetPartConfig(DataConfig):
     """ShapeNetPart settings: the pipeline's (see :class:`DataConfig`) plus a category subset."""
 
-    n_points: int = 2048  # points per shape (the usual ShapeNetPart setting)
+    n_points: int = field(default=2048, metadata={"range": "[1, inf)"})  # points per shape (the usual ShapeNetPart setting)
     categories: tuple[str, ...] = ()  # keep only these categories (labels stay the 16 global ones); () = all
 
 

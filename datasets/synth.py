@@ -23,7 +23,7 @@ test          12          20        240
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import trimesh
@@ -38,11 +38,11 @@ _SPLIT_IDS = {"train": 0, "test": 1}
 class SynthConfig(DataConfig):
     """``synth`` settings: the pipeline's (see :class:`DataConfig`) plus the generator's."""
 
-    n_classes: int = 12  # how many of the generator's categories to use (in CATEGORIES order)
-    train_per_class: int = 60  # training shapes per category
-    test_per_class: int = 20  # test shapes per category
-    seed: int = 0  # picks the shapes; the dataset does not change with the run seed
-    point_noise: float = 0.01  # std of Gaussian surface noise on sampled points (unit-sphere units)
+    n_classes: int = field(default=12, metadata={"range": f"[2, {len(CATEGORIES)}]"})  # how many of the generator's categories to use (in CATEGORIES order)
+    train_per_class: int = field(default=60, metadata={"range": "[1, inf)"})  # training shapes per category
+    test_per_class: int = field(default=20, metadata={"range": "[1, inf)"})  # test shapes per category
+    seed: int = field(default=0, metadata={"range": "[0, inf)"})  # picks the shapes; the dataset does not change with the run seed
+    point_noise: float = field(default=0.01, metadata={"range": "[0, inf)"})  # std of Gaussian surface noise on sampled points (unit-sphere units)
     nuisance: bool = True  # rotation about +Y, anisotropic scale, part jitter and dropped parts on/off
 
 

@@ -23,7 +23,7 @@ class RandomPointNetConfig(MethodConfig):
     """Random PointNet: nothing is trained."""
 
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=0))  # no pretraining
-    global_dim: int = 1024  # width of the max-pooled global feature (the common SVM protocol's 1024-d)
+    global_dim: int = field(default=1024, metadata={"range": "[1, inf)"})  # width of the max-pooled global feature (the common SVM protocol's 1024-d)
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "quick": {}}
 

@@ -38,8 +38,9 @@ Departures from the paper:
   layer starts at zero (every pair at chance); initialisation is unstated.
 * Iterations: the shared loop schedules per epoch, so an "epoch" here is
   ``iterations_per_epoch`` steps (the sampler is that many batches long,
-  cycling over the objects in a shuffled order): 120 epochs x 1000 steps with
-  the x0.1 step every 40 epochs is exactly the paper's schedule.
+  every object used equally often to within one, in a shuffled order): 120
+  epochs x 1000 steps with the x0.1 step every 40 epochs is exactly the
+  paper's schedule.
 * ``heldout_views`` of the V views of every object are never used in training;
   the pretext metrics are measured on them (on the pretraining objects), not
   on the test split as in Tables 1-2, because ``pretrain`` sees only the
@@ -62,6 +63,7 @@ from torch.utils.data import Dataset
 
 from ssl3d.methods.base import Method, RunContext, register_method
 from ssl3d.methods.config import MethodConfig, TrainConfig
+from ssl3d.methods.trainer import epoch_seed
 
 LUMA = (0.299, 0.587, 0.114)  # BT.601 luminance weights: colour queries -> grey
 _EVAL_CHUNK = 256  # images per F_img forward at evaluation (bounds memory with many views)
@@ -74,21 +76,21 @@ class CMCVConfig(MethodConfig):
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         epochs=120, batch_size=32, optimizer="sgd", lr=1e-3, momentum=0.9, weight_decay=5e-4,
         scheduler="step", step_size=40, gamma=0.1))  # 120 x 1000 = 120k iterations, x0.1 every 40k
-    iterations_per_epoch: int = 1000  # optimisation steps per epoch; 0 = one pass over the objects
+    iterations_per_epoch: int = field(default=1000, metadata={"range": "[0, inf)"})  # optimisation steps per epoch; 0 = one pass over the objects
     cross_view: bool = True  # include the cross-view triplet term (Eq. 1); False = the `cm` ablation
-    alpha: float = 1.0  # triplet margin on squared distances (Eq. 1; unstated in the paper)
-    beta: float = 1.0  # weight of the cross-modality term (Eq. 3; unstated in the paper)
-    n_points: int = 2048  # points per cloud (Sec. 3.1)
-    k: int = 20  # DGCNN neighbours (unstated; DGCNN's default)
-    n_views: int = 180  # V random views rendered per object (Sec. 4.1)
-    heldout_views: int = 10  # of the V views, kept out of training for the pretext metrics
-    view_size: int = 224  # rendered view side, pixels (our choice)
-    crop_fraction: float = 0.875  # side of the random training crop / centre eval crop, relative to view_size
-    flip_prob: float = 0.5  # horizontal-flip probability of training images (Sec. 4.1)
-    jitter_sigma: float = 0.02  # std of Gaussian point jitter (Sec. 4.1)
-    fusion_hidden: int = 256  # hidden width of F_f (Sec. 3.2)
+    alpha: float = field(default=1.0, metadata={"range": "[0, inf)"})  # triplet margin on squared distances (Eq. 1; unstated in the paper)
+    beta: float = field(default=1.0, metadata={"range": "[0, inf)"})  # weight of the cross-modality term (Eq. 3; unstated in the paper)
+    n_points: int = field(default=2048, metadata={"range": "[1, inf)"})  # points per cloud (Sec. 3.1)
+    k: int = field(default=20, metadata={"range": "[1, inf)"})  # DGCNN neighbours (unstated; DGCNN's default)
+    n_views: int = field(default=180, metadata={"range": "[1, inf)"})  # V random views rendered per object (Sec. 4.1)
+    heldout_views: int = field(default=10, metadata={"range": "[0, inf)"})  # of the V views, kept out of training for the pretext metrics
+    view_size: int = field(default=224, metadata={"range": "[1, inf)"})  # rendered view side, pixels (our choice)
+    crop_fraction: float = field(default=0.875, metadata={"range": "(0, 1]"})  # side of the random training crop / centre eval crop, relative to view_size
+    flip_prob: float = field(default=0.5, metadata={"range": "[0, 1]"})  # horizontal-flip probability of training images (Sec. 4.1)
+    jitter_sigma: float = field(default=0.02, metadata={"range": "[0, inf)"})  # std of Gaussian point jitter (Sec. 4.1)
+    fusion_hidden: int = field(default=256, metadata={"range": "[1, inf)"})  # hidden width of F_f (Sec. 3.2)
     metric_pairs: int = 200  # pairs of the pretext metrics (half positive, half negative)
-    metric_seed: int = 0  # seed of the pretext-metric pairs (fixed: the same pairs for every run seed)
+    metric_seed: int = field(default=0, metadata={"range": "[0, inf)"})  # seed of the pretext-metric pairs (fixed: the same pairs for every run seed)
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
@@ -137,31 +139,56 @@ class CMConfig(CMCVConfig):
 class CrossViewSampler(Dataset):
     r"""Training samples of Sec. 3.3 / Algorithm 1 over a dataset of ``points`` + ``views``.
 
-    Sample ``k`` is object :math:`i = k \bmod n` (``len`` is ``length`` or
-    :math:`n`): its cloud :math:`p`, two distinct random views
-    :math:`img_1, img_2` among the first ``train_views`` of :math:`i`, and a
-    random view :math:`img_3` of an object :math:`j \ne i` drawn uniformly
-    from the :math:`n - 1` others (labels :math:`y = (1, 1, 0)` are implied).
+    An epoch of ``len`` = ``length`` (or :math:`n`) samples uses every object
+    :math:`\lfloor len / n \rfloor` times, and once more :math:`len \bmod n`
+    objects drawn from a per-epoch permutation (so draws per object differ by
+    at most one; :math:`k \bmod n` would favour the first, e.g. label-sorted,
+    objects every epoch). Sample :math:`k` is the cloud :math:`p` of object
+    :math:`i` (:meth:`object_index`), two distinct random views
+    :math:`img_1, img_2` among its first ``train_views``, and a random view
+    :math:`img_3` of an object :math:`j \ne i` drawn uniformly from the
+    :math:`n - 1` others (labels :math:`y = (1, 1, 0)` are implied).
 
-    Randomness comes from torch's global generator at ``__getitem__``, which
-    the trainer re-seeds every epoch (and DataLoader workers seed from the
-    loader's generator): a seed gives the same samples for a given
-    ``num_workers``. Category labels are not passed on.
+    The permutation depends only on ``(seed, epoch)``; :meth:`set_epoch`
+    writes the epoch to shared memory, so (persistent) DataLoader workers and
+    all ranks agree. Views and negatives come from torch's global generator,
+    which the trainer re-seeds every epoch (workers seed from the loader's
+    generator): a seed gives the same samples for a given ``num_workers``.
+    Category labels are not passed on.
 
     Shapes:
         - **output:** ``points`` :math:`(N, 3)`; ``img1``, ``img2``, ``img3``
           :math:`(C, H, W)`; ``index``, ``negative_index`` scalars
     """
 
-    def __init__(self, data: Dataset, train_views: int, length: int = 0) -> None:
+    def __init__(self, data: Dataset, train_views: int, length: int = 0, seed: int = 0) -> None:
         if len(data) < 2:
             raise ValueError(f"CM-CV needs at least 2 objects to draw negatives; got {len(data)}")
         if train_views < 2:
             raise ValueError(f"train_views must be >= 2; got {train_views}")
-        self.data, self.train_views, self.length = data, train_views, length
+        self.data, self.train_views, self.length, self.seed = data, train_views, length, seed
+        # shared memory: worker processes (persistent ones too) read the epoch the main process sets
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._cached: tuple[int, list[int]] | None = None  # (epoch, its permutation), per process
 
     def __len__(self) -> int:
         return self.length or len(self.data)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the permutation of ``epoch`` (call before iterating over the epoch)."""
+        self._epoch.fill_(int(epoch))
+
+    def object_index(self, k: int) -> int:
+        """The object of sample ``k`` in the current epoch (see the class docstring)."""
+        n = len(self.data)
+        full = (len(self) // n) * n
+        if k < full:
+            return k % n
+        epoch = int(self._epoch)
+        if self._cached is None or self._cached[0] != epoch:
+            g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+            self._cached = (epoch, torch.randperm(n, generator=g).tolist())
+        return self._cached[1][k - full]
 
     def _views(self, i: int) -> Tensor:
         views = self.data[i]["views"]
@@ -171,7 +198,7 @@ class CrossViewSampler(Dataset):
 
     def __getitem__(self, k: int) -> dict[str, Tensor]:
         n = len(self.data)
-        i = int(k) % n
+        i = self.object_index(int(k))
         j = int(torch.randint(n - 1, ()))
         j += j >= i  # skip i: uniform over the other n - 1 objects
         sample = self.data[i]
@@ -368,6 +395,12 @@ class CMCV(Method):
     point_feature_modalities = frozenset({"points"})
     paper = ("Jing, Zhang, Tian, Self-supervised Feature Learning by Cross-modality and Cross-view "
              "Correspondences, CVPR Workshops 2021")
+    version = "2"  # 2: balanced per-epoch draws when iterations_per_epoch is set (one pass, as in quick: unchanged)
+
+    def __init__(self, config: CMCVConfig | None = None) -> None:
+        super().__init__(config)
+        self._run_seed = 0  # the run seed of pretrain(), for the sampler's per-epoch permutations
+        self._sampler: CrossViewSampler | None = None
 
     def build_model(self) -> nn.Module:
         _ = self.config.train_views  # validates n_views vs heldout_views
@@ -382,7 +415,16 @@ class CMCV(Method):
 
     def pretrain_dataset(self, data: Dataset) -> Dataset:
         cfg = self.config
-        return CrossViewSampler(data, cfg.train_views, cfg.iterations_per_epoch * cfg.train.batch_size)
+        self._sampler = CrossViewSampler(data, cfg.train_views, cfg.iterations_per_epoch * cfg.train.batch_size,
+                                         seed=self._run_seed)
+        return self._sampler
+
+    def lr_factor(self, epoch: int) -> float:
+        # The trainer calls this at the start of every epoch, before iterating the loader: the only
+        # hook that tells a method the epoch, which picks the sampler's permutation.
+        if self._sampler is not None:
+            self._sampler.set_epoch(epoch)
+        return super().lr_factor(epoch)
 
     def training_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         cfg = self.config
@@ -403,7 +445,11 @@ class CMCV(Method):
 
     def pretrain(self, data: Dataset, run: RunContext | None = None) -> "CMCV":
         """Train (shared loop), then store the pretext metrics in ``pretrain_info["pretext_metrics"]``."""
-        super().pretrain(data, run)
+        self._run_seed = (run or RunContext()).seed
+        try:
+            super().pretrain(data, run)
+        finally:
+            self._sampler = None  # it holds the pretraining data
         probe = data[0] if len(data) >= 2 else {}
         if "points" in probe and "views" in probe and probe["views"].shape[0] == self.config.n_views:
             self.pretrain_info["pretext_metrics"] = pretext_metrics(self.model, data, self.config)

@@ -68,8 +68,13 @@ Departures from the paper:
   [3/4, 4/3]; its extra 5% translation is covered by the random crop position.
   Renders are not augmented (the released code crops and flips them in
   training but not at test time).
-* **Colour transfer** follows the paper (masked statistics, l-alpha-beta
-  space, a derangement of the batch), see :mod:`ssl3d.methods.colour_transfer`.
+* **Colour transfer** in l-alpha-beta space (paper) with the released code's
+  :math:`\sigma_s/\sigma_t` (the paper prints the inverse) over a derangement
+  of the batch; the masked statistics are our interpretation (the paper does
+  not say, the released code uses the whole image), see
+  :mod:`ssl3d.methods.colour_transfer`.
+* **Duplicate photos** of a shape in a batch are dropped (see above); the
+  released code keeps them, so a shape's second copy is a negative in Eq. (4).
 * **Triplet variant**: margin 0.2 and :math:`\beta_1 = 0.2` (unstated).
 * **Views**: ``n_views`` < the data's views takes evenly spaced views of the
   rig; the data's views are the benchmark's two-light grey renders.
@@ -106,20 +111,20 @@ class CMICConfig(MethodConfig):
     query_arch: Literal["resnet18", "resnet34", "resnet50"] = "resnet50"  # f_q trunk (Sec. 3.4)
     render_arch: Literal["resnet18", "resnet34", "resnet50"] = "resnet34"  # f_r1 trunk (paper; released code: resnet18)
     weights: Optional[str] = None  # torchvision weight name (must be cached) for both trunks; None = random init
-    embed_dim: int = 128  # embedding width of both encoders (Sec. 3.4)
-    n_views: int = 12  # M views per shape (Sec. 3.4); fewer = evenly spaced views of the rig
-    view_size: int = 224  # render side, pixels (Sec. 4.1)
-    image_size: int = 224  # query image side, pixels (Sec. 4.1)
-    tau: float = 0.1  # temperature of Eq. (4)-(5) (Sec. 4.1)
-    beta1: float = 0.2  # weight of the category loss, Eq. (6) (Sec. 4.1)
+    embed_dim: int = field(default=128, metadata={"range": "[1, inf)"})  # embedding width of both encoders (Sec. 3.4)
+    n_views: int = field(default=12, metadata={"range": "[1, inf)"})  # M views per shape (Sec. 3.4); fewer = evenly spaced views of the rig
+    view_size: int = field(default=224, metadata={"range": "[1, inf)"})  # render side, pixels (Sec. 4.1)
+    image_size: int = field(default=224, metadata={"range": "[1, inf)"})  # query image side, pixels (Sec. 4.1)
+    tau: float = field(default=0.1, metadata={"range": "(0, inf)"})  # temperature of Eq. (4)-(5) (Sec. 4.1)
+    beta1: float = field(default=0.2, metadata={"range": "[0, inf)"})  # weight of the category loss, Eq. (6) (Sec. 4.1)
     include_instance: bool = True  # keep the ground-truth shape in Eq. (5) (Table 4's better setting)
     instance_loss: Literal["contrastive", "triplet"] = "contrastive"  # Eq. (4)-(5) or the Sec. 4.3 triplets
-    margin: float = 0.2  # triplet margin (triplet variant only; unstated in the paper)
+    margin: float = field(default=0.2, metadata={"range": "[0, inf)"})  # triplet margin (triplet variant only; unstated in the paper)
     colour_aug: Literal["transfer", "hsv", "none"] = "transfer"  # Sec. 3.1 colour transfer, HSV jitter, or none
     affine_aug: bool = True  # random resized crop + flip of query image and mask (Sec. 4.3 "traditional")
-    crop_scale: tuple[float, float] = (0.85, 0.95)  # crop area fraction range (released code)
-    crop_ratio: tuple[float, float] = (0.75, 4 / 3)  # crop aspect-ratio range (torchvision's default)
-    flip_prob: float = 0.5  # horizontal-flip probability of the query (released code)
+    crop_scale: tuple[float, float] = field(default=(0.85, 0.95), metadata={"range": "(0, 1]"})  # crop area fraction range (released code)
+    crop_ratio: tuple[float, float] = field(default=(0.75, 4 / 3), metadata={"range": "(0, inf)"})  # crop aspect-ratio range (torchvision's default)
+    flip_prob: float = field(default=0.5, metadata={"range": "[0, 1]"})  # horizontal-flip probability of the query (released code)
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
@@ -154,7 +159,7 @@ class CMICConfig(MethodConfig):
 class CMICNonCatConfig(CMICConfig):
     """``cmic-noncat``: instance loss only (Table 2/3, no category loss)."""
 
-    beta1: float = 0.0  # fixed: no category loss
+    beta1: float = field(default=0.0, metadata={"range": "[0, inf)"})  # fixed: no category loss
     FIXED: ClassVar[dict[str, Any]] = {"beta1": 0.0}
 
 

@@ -8,10 +8,13 @@ in Ruderman's decorrelated :math:`l\alpha\beta` space.  :func:`hsv_jitter` is
 the HSV alternative of CMIC's Table 2 (the ``cmic-hsv`` ablation).
 
 Note:
-    The released CMIC code (``IGLICT/IBSR_jittor``) departs from the paper: it
-    uses CIE L*a*b* instead of :math:`l\alpha\beta`, whole-image statistics
-    instead of masked ones, and ``randperm`` (which may map an image onto
-    itself).  This module follows the paper and Reinhard et al.
+    The released CMIC code (``IGLICT/IBSR_jittor``) uses CIE L*a*b* instead of
+    :math:`l\alpha\beta`, whole-image statistics, and ``randperm`` (which may
+    map an image onto itself).  This module follows the paper's
+    :math:`l\alpha\beta` space and "other query images" (a derangement) and
+    Reinhard's (and the released code's) :math:`\sigma_s/\sigma_t`.  Taking
+    the statistics inside the object masks is our interpretation: the paper
+    does not say where they are measured.
 """
 from __future__ import annotations
 
@@ -181,10 +184,11 @@ def colour_transfer(
         \qquad c \in \{l, \alpha, \beta\},
 
     with means :math:`\mu` and population standard deviations :math:`\sigma`
-    computed inside the masks, :math:`t` the target (geometry) image and
-    :math:`s` the source (colour) image.  CMIC's Eq. (1) prints the ratio as
-    :math:`\sigma_t/\sigma_s`, which would not give the result the source's
-    spread; Reinhard's :math:`\sigma_s/\sigma_t` is implemented.
+    computed inside the masks (our interpretation; CMIC does not say),
+    :math:`t` the target (geometry) image and :math:`s` the source (colour)
+    image.  CMIC's Eq. (1) prints the ratio as :math:`\sigma_t/\sigma_s`,
+    which would not give the result the source's spread; Reinhard's (and the
+    released code's) :math:`\sigma_s/\sigma_t` is implemented.
 
     Only pixels inside ``target_mask`` change; the background is returned
     bit-for-bit.  An image whose target or source mask is empty is returned

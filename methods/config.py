@@ -10,27 +10,27 @@ from typing import Any, ClassVar, Literal
 class TrainConfig:
     """The shared pretraining loop's settings (``--set train.KEY=VALUE``)."""
 
-    epochs: int = 100  # passes over the pretraining data; 0 = no pretraining (random-init baselines)
-    batch_size: int = 32  # shapes per optimisation step
+    epochs: int = field(default=100, metadata={"range": "[0, inf)"})  # passes over the pretraining data; 0 = no pretraining (random-init baselines)
+    batch_size: int = field(default=32, metadata={"range": "[1, inf)"})  # shapes per optimisation step
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"  # torch.optim algorithm
-    lr: float = 1e-3  # initial learning rate
-    weight_decay: float = 0.0  # L2 penalty (decoupled for adamw)
-    momentum: float = 0.9  # SGD momentum (ignored by Adam)
+    lr: float = field(default=1e-3, metadata={"range": "[0, inf)"})  # initial learning rate
+    weight_decay: float = field(default=0.0, metadata={"range": "[0, inf)"})  # L2 penalty (decoupled for adamw)
+    momentum: float = field(default=0.9, metadata={"range": "[0, 1]"})  # SGD momentum (ignored by Adam)
     nesterov: bool = False  # Nesterov momentum for SGD
-    betas: tuple[float, float] = (0.9, 0.999)  # Adam/AdamW betas
+    betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={"range": "[0, 1)"})  # Adam/AdamW betas
     scheduler: Literal["none", "step", "cosine"] = "none"  # learning-rate schedule, stepped per epoch
-    step_size: int = 20  # epochs between decays of the step schedule
-    gamma: float = 0.1  # multiplicative decay of the step schedule
-    schedule_start: int = 0  # epochs before the step schedule starts decaying (SwitchVAE waits 50)
-    grad_clip: float = 0.0  # clip the global gradient norm to this value; 0 disables
-    max_steps_per_epoch: int = 0  # cap on optimisation steps per epoch; 0 = the whole dataset
-    num_workers: int = 0  # DataLoader worker processes
+    step_size: int = field(default=20, metadata={"range": "[1, inf)"})  # epochs between decays of the step schedule
+    gamma: float = field(default=0.1, metadata={"range": "(0, inf)"})  # multiplicative decay of the step schedule
+    schedule_start: int = field(default=0, metadata={"range": "[0, inf)"})  # epochs before the step schedule starts decaying (SwitchVAE waits 50)
+    grad_clip: float = field(default=0.0, metadata={"range": "[0, inf)"})  # clip the global gradient norm to this value; 0 disables
+    max_steps_per_epoch: int = field(default=0, metadata={"range": "[0, inf)"})  # cap on optimisation steps per epoch; 0 = the whole dataset
+    num_workers: int = field(default=0, metadata={"range": "[0, inf)"})  # DataLoader worker processes
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast dtype (fp16 on CUDA only, with GradScaler)
     compile: bool = False  # torch.compile the training step (PyTorch 2 compiler)
     channels_last: bool = False  # 2-D convolutions (image encoders) in NHWC memory format: faster with CUDA AMP
     sync_bn: bool = False  # SyncBatchNorm across ranks under DDP (BN-heavy backbones, small per-GPU batches)
     find_unused_parameters: bool = True  # DDP option; safe default for methods with branches that skip weights
-    log_every: int = 10  # optimisation steps between progress-bar/log updates
+    log_every: int = field(default=10, metadata={"range": "[1, inf)"})  # optimisation steps between progress-bar/log updates
 
 
 @dataclass(frozen=True)

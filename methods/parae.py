@@ -98,15 +98,15 @@ class ParAEConfig(MethodConfig):
 
     train: TrainConfig = field(default_factory=lambda: TrainConfig(**_PAPER_PRETRAIN))  # 25 epochs (Sec. 4.2); optimiser our choice
     backbone: Literal["pointnet", "dgcnn"] = "pointnet"  # f_psi: the segmentation network (fixed per registered variant)
-    num_partitions: int = 32  # J, partitions = mixture components (Sec. 4.1)
-    global_dim: int = 1024  # width of the global feature z, the embedding ("latent dimension 1024", Sec. 4.1)
-    pretrain_points: int = 1024  # points per cloud in the pretext task (N, Sec. 4.2); a random subset when the cloud has more
-    covariance_eps: float = 1e-4  # ridge added to every Sigma_j (not in the paper; keeps it positive definite)
+    num_partitions: int = field(default=32, metadata={"range": "[1, inf)"})  # J, partitions = mixture components (Sec. 4.1)
+    global_dim: int = field(default=1024, metadata={"range": "[1, inf)"})  # width of the global feature z, the embedding ("latent dimension 1024", Sec. 4.1)
+    pretrain_points: int = field(default=1024, metadata={"range": "[1, inf)"})  # points per cloud in the pretext task (N, Sec. 4.2); a random subset when the cloud has more
+    covariance_eps: float = field(default=1e-4, metadata={"range": "[0, inf)"})  # ridge added to every Sigma_j (not in the paper; keeps it positive definite)
     input_transform: bool = True  # PointNet: the 3x3 input T-Net of the PointNet segmentation network
     feature_transform: bool = True  # PointNet: the 64x64 feature T-Net
-    transform_reg_weight: float = 1e-3  # PointNet: weight of the feature-transform orthogonality loss (Qi et al.)
-    k: int = 20  # DGCNN: neighbours per point in every EdgeConv
-    head_dropout: float = 0.5  # DGCNN: dropout in the segmentation head
+    transform_reg_weight: float = field(default=1e-3, metadata={"range": "[0, inf)"})  # PointNet: weight of the feature-transform orthogonality loss (Qi et al.)
+    k: int = field(default=20, metadata={"range": "[1, inf)"})  # DGCNN: neighbours per point in every EdgeConv
+    head_dropout: float = field(default=0.5, metadata={"range": "[0, 1)"})  # DGCNN: dropout in the segmentation head
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
@@ -298,8 +298,8 @@ class RandomDGCNNConfig(MethodConfig):
     """Random DGCNN: the ``parae-dgcnn`` encoder, nothing trained."""
 
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=0))  # no pretraining
-    global_dim: int = 1024  # width of the max-pooled global feature z (as parae-dgcnn)
-    k: int = 20  # neighbours per point in every EdgeConv (as parae-dgcnn)
+    global_dim: int = field(default=1024, metadata={"range": "[1, inf)"})  # width of the max-pooled global feature z (as parae-dgcnn)
+    k: int = field(default=20, metadata={"range": "[1, inf)"})  # neighbours per point in every EdgeConv (as parae-dgcnn)
 
     # quick follows parae-dgcnn's quick architecture so the two stay a matched pair
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {

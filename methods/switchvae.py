@@ -69,16 +69,20 @@ Departures from the paper:
 * **KL weight warm-up.** The paper gives no :math:`\lambda_{KL}`; the official
   scripts ramp it linearly from 0 to 1 over the first 100 epochs
   (``kl_warmup_epochs`` = 100, ``lambda_kl`` = 1; 0 disables the ramp).
-* **Epochs.** The paper states none; 150 follows the official
-  ``run_training.sh`` (``--num_epochs 150``), consistent with a KL ramp of
-  100 epochs and a learning-rate decay starting at epoch 50.
+* **Epochs.** The paper states none and the official scripts fix no number
+  of passes: ``run_training.sh`` changed over time (``--num_epochs`` 6, 150,
+  400 with ``steps_per_epoch=5``), and an official "epoch" is
+  ``steps_per_epoch`` batches, not a pass. 150 passes is our choice: room for
+  the decay after epoch 50 and the 100-epoch KL ramp (both counted in passes
+  here, in official epochs there), then 50 epochs at full KL weight.
 * **Switch granularity.** The text draws the switch "for every training
   epoch", the official code per batch; ``switch="batch"`` (default) follows
-  the code, ``"epoch"`` the text. The epoch draw comes from a generator seeded
-  with ``torch.initial_seed()``, which the trainer sets per (run seed, epoch)
-  at the start of every epoch: one draw per epoch, reproducible and resumable.
+  the code, ``"epoch"`` the text. Each draw comes from its own generator
+  seeded from (run seed, epoch) and, per batch, the global step: the same
+  branch on every DDP rank, reproducible and resumable.
 * **beta-TCVAE** (``switch-btcvae``): analytic KL + :math:`(\beta - 1)` TC,
   the official code's form, with the dataset size from the pretraining data.
+  It keeps the contrastive term and the KL warm-up (which scales KL and TC).
 * **Unstated details follow the official code:** BatchNorm on both
   encoders' mean/log-variance heads (Sec. 4.1 only says "fully connected
   layers"), Glorot init and BatchNorm-ed logits in the voxel networks.
@@ -104,11 +108,12 @@ from torch.utils.data import Dataset
 
 from ssl3d.methods.backbones.image import MultiViewEncoder
 from ssl3d.methods.backbones.voxel_cnn import VoxelDecoder, VoxelEncoder
-from ssl3d.methods.base import Method, register_method
+from ssl3d.methods.base import Method, RunContext, register_method
 from ssl3d.methods.config import MethodConfig, TrainConfig
 from ssl3d.methods.losses.switchvae import (
     beta_tc_kl, gaussian_kl, kl_anneal_weight, latent_contrastive, weighted_bce,
 )
+from ssl3d.methods.trainer import epoch_seed
 
 __all__ = [
     "ImageVAE", "MultiViewVAEEncoder", "SwitchBTCVAE", "SwitchVAE", "SwitchVAEConfig",
@@ -128,22 +133,22 @@ class SwitchVAEConfig(MethodConfig):
         epochs=150, batch_size=32, optimizer="sgd", lr=2e-4, momentum=0.9, nesterov=True,
         scheduler="step", step_size=10, gamma=0.96, schedule_start=50,
     ))  # Sec. 4: SGD + Nesterov, lr 2e-4, x0.96 every 10 epochs after 50, batch 32
-    latent_dim: int = 128  # size of z (Sec. 4: 128 for all experiments)
-    hidden_dim: int = 343  # voxel encoder/decoder FC width (Sec. 4.1: 343 = 7^3)
-    n_views: int = 8  # views fed to the image encoder (Sec. 4: 8); the first n of the data's rig
-    view_size: int = 137  # view height = width in pixels (Sec. 4.1: 137)
-    view_dim: int = 1024  # per-view embedding and GRU width (Sec. 4.1: 1024)
+    latent_dim: int = field(default=128, metadata={"range": "[1, inf)"})  # size of z (Sec. 4: 128 for all experiments)
+    hidden_dim: int = field(default=343, metadata={"range": "[1, inf)"})  # voxel encoder/decoder FC width (Sec. 4.1: 343 = 7^3)
+    n_views: int = field(default=8, metadata={"range": "[1, inf)"})  # views fed to the image encoder (Sec. 4: 8); the first n of the data's rig
+    view_size: int = field(default=137, metadata={"range": "[1, inf)"})  # view height = width in pixels (Sec. 4.1: 137)
+    view_dim: int = field(default=1024, metadata={"range": "[1, inf)"})  # per-view embedding and GRU width (Sec. 4.1: 1024)
     image_pool: Literal["flatten", "avg"] = "flatten"  # flatten ResNet's last feature map (Sec. 4.1) or average-pool it
     image_weights: str | None = None  # ResNet18 weights: None = random init (paper: ImageNet), torchvision name or file
-    p_image: float = 0.2  # probability that the decoder gets the image latent (Sec. 4: 20%)
+    p_image: float = field(default=0.2, metadata={"range": "[0, 1]"})  # probability that the decoder gets the image latent (Sec. 4: 20%)
     switch: Literal["batch", "epoch"] = "batch"  # one switch draw per batch (official code) or per epoch (Sec. 3.2 text)
-    bce_gamma: float = 0.8  # weight of occupied voxels in the weighted BCE (Eq. 2: 0.8)
-    lambda_kl: float = 1.0  # KL weight after warm-up (paper: unstated; official: 1)
-    kl_warmup_epochs: int = 100  # linear KL ramp 0 -> lambda_kl over these epochs (official code: 100); 0 = off
-    lambda_contras: float = 1.0  # contrastive weight (Table 1: 0 vs 1)
+    bce_gamma: float = field(default=0.8, metadata={"range": "[0, 1]"})  # weight of occupied voxels in the weighted BCE (Eq. 2: 0.8)
+    lambda_kl: float = field(default=1.0, metadata={"range": "[0, inf)"})  # KL weight after warm-up (paper: unstated; official: 1)
+    kl_warmup_epochs: int = field(default=100, metadata={"range": "[0, inf)"})  # linear KL ramp 0 -> lambda_kl over these epochs (official code: 100); 0 = off
+    lambda_contras: float = field(default=1.0, metadata={"range": "[0, inf)"})  # contrastive weight (Table 1: 0 vs 1)
     contrast_norm: Literal["sphere", "unit", "none"] = "sphere"  # latent normalisation in Eq. 4 (module docstring)
     kl: Literal["gaussian", "beta_tc"] = "gaussian"  # Eq. 3, or beta-TCVAE decomposition (Sec. 4.4)
-    beta: float = 5.0  # beta-TCVAE total-correlation weight (Sec. 4.4: 5); used when kl="beta_tc"
+    beta: float = field(default=5.0, metadata={"range": "[0, inf)"})  # beta-TCVAE total-correlation weight (Sec. 4.4: 5); used when kl="beta_tc"
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
@@ -257,12 +262,13 @@ class SwitchVAE(Method):
     reconstruct_modalities = frozenset({"voxels", "views"})
     paper = ("Wu, Pfrommer, Zhou, Beyerer, Generative-Contrastive Learning for Self-Supervised Latent "
              "Representations of 3D Shapes from Multi-Modal Euclidean Input, IEEE TMM 2023")
-    version = "1"
+    version = "2"  # 2: the batch switch draws from its own (seed, epoch, step) generator
 
     def __init__(self, config: SwitchVAEConfig | None = None) -> None:
         super().__init__(config)
         self._epoch = 0  # current epoch, for the KL warm-up (see lr_factor)
         self._dataset_size: int | None = None  # pretraining set size, for beta-TCVAE
+        self._run_seed = 0  # the run seed of pretrain(), for the switch draws
 
     # -- networks -------------------------------------------------------------------
     def build_model(self) -> nn.Module:
@@ -300,14 +306,23 @@ class SwitchVAE(Method):
         self._epoch = epoch
         return super().lr_factor(epoch)
 
-    def _switch(self) -> str:
+    def pretrain(self, data: Dataset, run: RunContext | None = None) -> "SwitchVAE":
+        self._run_seed = (run or RunContext()).seed  # seeds the switch draws
+        return super().pretrain(data, run)
+
+    def _switch(self, step: int) -> str:
+        """The branch decoded at global ``step``: a function of (run seed, epoch, step) only.
+
+        Not torch's global generator: the trainer seeds it differently on every DDP rank (augmentation),
+        and all ranks must decode the same branch in a step. The epoch switch keeps the seed it always had
+        (the trainer's epoch seed), so single-process epoch draws are unchanged.
+        """
         if len(self.branches) == 1:
             return self.branches[0]
-        if self.config.switch == "epoch":
-            # torch.initial_seed() is the per-(seed, epoch) seed the trainer set at the epoch start:
-            # the same draw for every batch of an epoch, a fresh one next epoch.
-            return choose_branch(self.config.p_image, torch.Generator().manual_seed(torch.initial_seed()))
-        return choose_branch(self.config.p_image)
+        seed = epoch_seed(self._run_seed, self._epoch)
+        if self.config.switch == "batch":
+            seed = (seed + 1_000_003 * (step + 1)) % 2**63
+        return choose_branch(self.config.p_image, torch.Generator().manual_seed(seed))
 
     def training_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
         cfg = self.config
@@ -315,7 +330,7 @@ class SwitchVAE(Method):
         # Sample in training mode only; in eval mode z = mu, so the loss of a fixed batch is deterministic.
         sample = self.model.training
         z = {m: reparameterize(mu, logvar) if sample else mu for m, (mu, logvar) in latents.items()}
-        alpha = self._switch()
+        alpha = self._switch(step)
         mu, logvar = latents[alpha]
         recon = weighted_bce(self.model["decoder"].logits(z[alpha]), batch["voxels"], gamma=cfg.bce_gamma)
         kl = gaussian_kl(mu, logvar)
@@ -357,6 +372,7 @@ class VoxelVAE(SwitchVAE):
     """Voxel VAE (Tables 1-2 baseline): the voxel encoder and decoder of SwitchVAE, trained alone."""
 
     name = "voxel-vae"
+    version = "1"  # one branch: no switch, unchanged by version 2
     branches = ("voxels",)
     pretrain_modalities = frozenset({"voxels"})
     embed_modalities = frozenset({"voxels"})
@@ -368,6 +384,7 @@ class ImageVAE(SwitchVAE):
     """Image VAE (Tables 1-2 baseline): multi-view image encoder -> voxel decoder, trained alone."""
 
     name = "image-vae"
+    version = "1"  # one branch: no switch, unchanged by version 2
     branches = ("views",)
     pretrain_modalities = frozenset({"views", "voxels"})
     embed_modalities = frozenset({"views"})
@@ -378,7 +395,7 @@ class ImageVAE(SwitchVAE):
 class SwitchVAENoContrastConfig(SwitchVAEConfig):
     """SwitchVAE without the contrastive term (Table 1, :math:`\\lambda_{contras} = 0`)."""
 
-    lambda_contras: float = 0.0  # the ablation: no contrastive term
+    lambda_contras: float = field(default=0.0, metadata={"range": "[0, inf)"})  # the ablation: no contrastive term
 
 
 @register_method("switchvae-nocontrast")

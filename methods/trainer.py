@@ -5,7 +5,8 @@ python, numpy and torch generators and the DataLoader's shuffling generator
 are re-seeded from ``(run seed, epoch)``. An epoch therefore depends only on
 the weights and optimiser state it starts from, which the checkpoint holds, so
 a run killed after epoch k and resumed from ``last.pt`` gives exactly the
-weights an uninterrupted run gives.
+weights an uninterrupted run gives. A damaged ``last.pt`` is moved aside and
+the run resumes from ``prev.pt``, one epoch earlier (:mod:`ssl3d.methods.checkpoint`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 from ssl3d.bench.config import to_dict
-from ssl3d.bench.io import atomic_path
+from ssl3d.methods.checkpoint import load_latest_good, save_checkpoint
 from ssl3d.methods.distributed import DistInfo, StepModule, all_reduce_mean, barrier, dist_info
 
 if TYPE_CHECKING:
@@ -100,14 +101,15 @@ def fit(method: "Method", data: Dataset, run: "RunContext") -> None:
     config_json = to_dict(method.config)
     ckpt_path = run.checkpoint_dir / "last.pt" if run.checkpoint_dir is not None else None
     start_epoch, history, seconds, step = 0, [], 0.0, 0
-    if ckpt_path is not None and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=run.device, weights_only=True)
+    resumed = load_latest_good(ckpt_path, run.device, log) if ckpt_path is not None else None
+    if resumed is not None:
+        resumed_from, state = resumed
         if state.get("config") != config_json:
-            raise ValueError(f"{ckpt_path} was written with another config; delete it to start over")
+            raise ValueError(f"{resumed_from} was written with another config; delete it to start over")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, history, seconds, step = state["epoch"], state["history"], state["seconds"], state["step"]
-        log.info("%s: resumed from %s after epoch %d/%d", method.name, ckpt_path, start_epoch, train.epochs)
+        log.info("%s: resumed from %s after epoch %d/%d", method.name, resumed_from, start_epoch, train.epochs)
 
     generator = torch.Generator()
     # the global batch is split over ranks; each rank reads its own shard of every epoch
@@ -202,9 +204,5 @@ def fit(method: "Method", data: Dataset, run: "RunContext") -> None:
 
 
 def _save_checkpoint(path, model, optimizer, config_json, epoch, history, seconds, step) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(
-            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": config_json,
-             "epoch": epoch, "history": history, "seconds": seconds, "step": step},
-            tmp,
-        )
+    save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "config": config_json,
+                           "epoch": epoch, "history": history, "seconds": seconds, "step": step}, keep_previous=True)

@@ -6,13 +6,14 @@ tests/test_losses_cmcv.py.
 
 from __future__ import annotations
 
+import json
 import math
 from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from ssl3d.methods import RunContext, get_method, list_methods
 from ssl3d.methods.cmcv import (
@@ -80,17 +81,63 @@ def test_sampler_two_objects_always_negative_the_other_one():
         assert int(sampler[0]["negative_index"]) == 1 and int(sampler[1]["negative_index"]) == 0
 
 
-def test_sampler_is_deterministic_under_a_seed_and_varies_across_seeds():
-    sampler = CrossViewSampler(CodedViews(n=5), train_views=6, length=12)
-    assert len(sampler) == 12 and int(sampler[7]["index"]) == 2  # virtual length cycles over objects
+def _draws_per_object(sampler: CrossViewSampler) -> torch.Tensor:
+    objects = [int(sampler[k]["index"]) for k in range(len(sampler))]
+    return torch.bincount(torch.tensor(objects), minlength=len(sampler.data))
+
+
+def test_every_object_is_drawn_equally_often_in_an_epoch():
+    # ModelNet40 in miniature: objects sorted by label (classes of 2), 32 samples = 3 passes over 10 objects + 2;
+    # k mod n gave objects 0 and 1 (class 0) a 4th draw in every epoch
+    data = CodedViews(n=10)
+    sampler = CrossViewSampler(data, train_views=4, length=32, seed=3)
+    extra = set()
+    for epoch in range(6):
+        sampler.set_epoch(epoch)
+        torch.manual_seed(epoch)
+        counts = _draws_per_object(sampler)
+        assert counts.sum() == 32 and counts.max() - counts.min() <= 1, counts
+        extra.add(tuple(torch.nonzero(counts == 4).flatten().tolist()))
+    assert len(extra) > 1  # the extra draws move between epochs instead of always favouring the same objects
+    # fewer samples than objects: distinct objects, not the first `length` ones
+    short = CrossViewSampler(data, train_views=4, length=4, seed=3)
+    picked = {tuple(sorted(short.object_index(k) for k in range(4))) for e in range(5) if not short.set_epoch(e)}
+    assert all(len(set(p)) == 4 for p in picked) and len(picked) > 1 and picked != {(0, 1, 2, 3)}
+
+
+def test_sampler_permutation_depends_only_on_seed_and_epoch():
+    data = CodedViews(n=7)
+
+    def mapping(seed: int, epoch: int) -> list[int]:
+        sampler = CrossViewSampler(data, train_views=4, length=12, seed=seed)
+        sampler.set_epoch(epoch)
+        return [sampler.object_index(k) for k in range(12)]
+
+    assert mapping(0, 2) == mapping(0, 2)
+    assert mapping(0, 2)[:7] == list(range(7))  # whole passes are whole passes
+    assert len({tuple(mapping(s, e)) for s in range(3) for e in range(3)}) > 3
+    # the views and negatives follow torch's global generator (re-seeded by the trainer every epoch)
+    sampler = CrossViewSampler(data, train_views=4, length=12)
 
     def draw(seed):
         torch.manual_seed(seed)
         return [(int(s["negative_index"]), _decode(s["img1"]), _decode(s["img2"]), _decode(s["img3"]))
                 for s in (sampler[k] for k in range(12))]
 
-    assert draw(0) == draw(0)
-    assert draw(0) != draw(1)
+    assert draw(0) == draw(0) and draw(0) != draw(1)
+
+
+def test_persistent_loader_workers_follow_the_epoch():
+    data = CodedViews(n=10)
+    sampler = CrossViewSampler(data, train_views=4, length=15, seed=1)
+    loader = DataLoader(sampler, batch_size=5, shuffle=True, num_workers=2, persistent_workers=True)
+    seen = []
+    for epoch in range(2):
+        sampler.set_epoch(epoch)  # after epoch 0 the workers already exist and hold their own copy
+        got = torch.bincount(torch.cat([b["index"] for b in loader]), minlength=10)
+        assert torch.equal(got, _draws_per_object(sampler))
+        seen.append(got)
+    assert not torch.equal(seen[0], seen[1])  # so a worker stuck on epoch 0 would have been caught
 
 
 def test_sampler_rejects_too_little_data():
@@ -167,14 +214,17 @@ def test_embeddings_views_max_pool_and_grey_queries():
     method.model.eval()
     views = torch.rand(2, 5, 1, 24, 24)
     points = torch.randn(2, 64, 3)
-    grey = torch.rand(2, 1, 24, 24)
-    batch = {"views": views, "points": points, "image": grey.expand(-1, 3, -1, -1)}
+    colour = torch.rand(2, 3, 24, 24)
+    colour[:, 0] *= 0.2  # three different channels: a wrong weight, order or mean changes the grey
+    batch = {"views": views, "points": points, "image": colour}
+    grey = 0.299 * colour[:, 0:1] + 0.587 * colour[:, 1:2] + 0.114 * colour[:, 2:3]  # BT.601, by hand
     with torch.no_grad():
         per_view = method.model.image(center_crop(views.flatten(0, 1), 21)).view(2, 5, -1)
         direct_grey = method.model.image(center_crop(grey, 21))
+        channel_mean = method.model.image(center_crop(colour.mean(1, keepdim=True), 21))
     assert torch.allclose(method.embed(batch, "views"), per_view.amax(dim=1), atol=1e-5)
-    # a colour image with R = G = B has luminance equal to that grey level (BT.601 weights sum to 1)
     assert torch.allclose(method.embed(batch, "image"), direct_grey, atol=1e-4)
+    assert not torch.allclose(direct_grey, channel_mean, atol=1e-3)  # the case does tell the weights apart
     assert method.embed(batch, "points").shape == (2, 512)
     assert method.point_features(points).shape == (2, 64, 320)
     assert method.encoder("points") is method.model.points
@@ -236,10 +286,10 @@ def test_a_few_steps_lower_the_loss(name):
 class StubNet(nn.Module):
     """F_img / F_p = the mean value broadcast to 8-d; F_f says "same" iff the two features agree."""
 
-    def __init__(self, invert: bool = False) -> None:
+    def __init__(self, invert: bool = False, always_same: bool = False) -> None:
         super().__init__()
         self.anchor = nn.Parameter(torch.zeros(()))
-        self.invert = invert
+        self.invert, self.always_same = invert, always_same
 
     def image(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean(dim=(1, 2, 3))[:, None].expand(-1, 8) + self.anchor
@@ -250,6 +300,8 @@ class StubNet(nn.Module):
     def pair_logits(self, fi: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
         gap = (fi - fp.unsqueeze(1)).abs().sum(-1)
         logits = torch.stack([gap, 1 - gap], dim=-1)
+        if self.always_same:
+            return torch.stack([torch.zeros_like(gap), torch.ones_like(gap)], dim=-1)
         return logits.flip(-1) if self.invert else logits
 
 
@@ -275,16 +327,28 @@ def test_pretext_metrics_hand_values():
     assert m["negative_mpd"] == pytest.approx(0.5 * math.sqrt(8), abs=1e-4)  # |0.7 - 0.2| in all 8 dims
     assert m["negative_mpd_std"] == pytest.approx(0.0, abs=1e-5)
     assert pretext_metrics(StubNet(invert=True), TwoObjects(), config)["cross_modality_acc"] == 0.0
+    # a fusion net that calls every pair "same" is right on the positive half of the pairs only
+    assert pretext_metrics(StubNet(always_same=True), TwoObjects(), config)["cross_modality_acc"] == 50.0
     assert pretext_metrics(StubNet(), TwoObjects(), config) == m  # fixed seed -> same pairs
 
 
-def test_pretrain_stores_pretext_metrics():
-    method = _method("cmcv", **{"train.epochs": 1, "train.batch_size": 3, "metric_pairs": 10})
-    method.pretrain(ShapesAndViews(), RunContext(progress=False))
-    m = method.pretrain_info["pretext_metrics"]
-    assert 0.0 <= m["cross_modality_acc"] <= 100.0 and m["pairs"] == 10
-    assert m["positive_mpd"] >= 0 and m["negative_mpd"] >= 0 and m["negative_mpd_std"] >= 0
-    assert method.pretrain_info["steps"] == 2  # 6 objects / batch 3, one epoch
+def test_pretrain_draws_per_epoch_permutations_and_stores_pretext_metrics(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSL3D_TRACE_DIR", str(tmp_path))  # the trainer records the indices each epoch trained on
+    method = _method("cmcv", **{"train.epochs": 2, "train.batch_size": 3, "iterations_per_epoch": 1,
+                                "metric_pairs": 10})
+    data = ShapesAndViews()
+    method.pretrain(data, RunContext(seed=4, progress=False))
+    assert method.pretrain_info["steps"] == 2  # one batch of 3 of the 6 objects per epoch
+    reference = CrossViewSampler(data, train_views=4, length=3, seed=4)
+    trained = []
+    for epoch in range(2):
+        seen = json.loads((tmp_path / f"rank0-epoch{epoch}.json").read_text())["indices"]
+        reference.set_epoch(epoch)
+        assert sorted(seen) == sorted(reference.object_index(k) for k in range(3))  # (run seed, epoch) permutation
+        trained.append(sorted(seen))
+    assert trained[0] != trained[1] and trained[0] != [0, 1, 2]
+    # the stored metrics are those of the trained networks on the pretraining data
+    assert method.pretrain_info["pretext_metrics"] == pretext_metrics(method.model, data, method.config)
 
 
 # -- variants and config ------------------------------------------------------------------------------
@@ -295,6 +359,9 @@ def test_variants_registered_and_configured():
     assert cmcv.config.train.optimizer == "sgd" and cmcv.config.train.lr == 1e-3
     assert cmcv.config.train.epochs * cmcv.config.iterations_per_epoch == 120_000
     assert cmcv.config.train.step_size * cmcv.config.iterations_per_epoch == 40_000
+    # Sec. 4.1: x0.1 at 40k and 80k of the 120k iterations (epochs of 1000 steps)
+    factors = [cmcv.lr_factor(e) for e in (0, 39, 40, 79, 80, 119)]
+    assert factors == pytest.approx([1.0, 1.0, 0.1, 0.1, 0.01, 0.01])
     assert cmcv.data_overrides() == {"view_rig": "random", "n_views": 180, "view_size": 224, "n_points": 2048}
     assert {"points", "views", "image"} == set(cm.embed_modalities)
     with pytest.raises(ValueError, match="cross-view"):

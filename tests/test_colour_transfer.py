@@ -89,6 +89,28 @@ def test_transfer_maps_source_statistics_inside_mask():
     assert (mo - _masked_lab_stats(target, tmask)[0]).abs().max() > 0.05
 
 
+def test_transfer_scales_by_source_over_target_spread_hand_example():
+    # Two target pixels sit at mu_t -+ sigma_t in every l-alpha-beta channel, so Eq. (1) with sigma_s / sigma_t
+    # sends them to mu_s -+ sigma_s exactly; the printed sigma_t / sigma_s would give mu_s -+ sigma_t^2 / sigma_s.
+    target_rgb = [(0.20, 0.30, 0.50), (0.70, 0.60, 0.40)]
+    source_rgb = [(0.50, 0.42, 0.40), (0.56, 0.40, 0.36), (0.53, 0.44, 0.38), (0.50, 0.45, 0.40)]
+    t_lab = np.array([_np_lab(c) for c in target_rgb])
+    s_lab = np.array([_np_lab(c) for c in source_rgb])
+    mu_s, sigma_s = s_lab.mean(0), s_lab.std(0)
+    sigma_t = t_lab.std(0)
+    sign = np.sign(t_lab - t_lab.mean(0))  # -1 / +1 per pixel and channel
+    expected = mu_s + sign * sigma_s
+    reversed_ratio = mu_s + sign * sigma_t ** 2 / sigma_s
+    assert np.abs(expected - reversed_ratio).min() > 0.02  # the example tells the two ratios apart in every channel
+
+    def image(colours):
+        return torch.tensor(colours, dtype=torch.float64).T.reshape(3, 1, len(colours))
+
+    out = colour_transfer(image(target_rgb), image(source_rgb))
+    np.testing.assert_allclose(rgb_to_lab(out)[:, 0, :].T.numpy(), expected, atol=1e-9)
+    assert out.min() > 0.0 and out.max() < 1.0  # in gamut: the clamp played no part
+
+
 def test_identity_when_source_is_target():
     img = torch.rand(3, 16, 16, generator=_gen(2))
     mask = _disc_mask(16, 16, 6)

@@ -7,6 +7,7 @@ import io
 import os
 import re
 import socket
+import stat
 import tarfile
 import threading
 import zipfile
@@ -245,6 +246,35 @@ def test_unsafe_zip_members_refused(tmp_path, name):
         zf.writestr(zipfile.ZipInfo(name), "evil")
     before = _snapshot(tmp_path)
     with pytest.raises(UnsafeArchiveError, match=re.escape(repr(name))):
+        extract_archive(archive, tmp_path / "target")
+    assert _snapshot(tmp_path) == before
+
+
+def _zip_symlink(name: str, link: str) -> tuple[zipfile.ZipInfo, str]:
+    """A symlink member as `zip --symlinks` stores it: S_IFLNK in the Unix mode, the target as content."""
+    info = zipfile.ZipInfo(name)
+    info.create_system = 3  # Unix, so the high 16 bits of external_attr are st_mode
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    return info, link
+
+
+@pytest.mark.parametrize(
+    "link, fragment",
+    [
+        ("../../outside", "symlink 'data/link' -> '../../outside' points outside the target"),
+        ("/etc", "symlink 'data/link' -> '/etc' points outside the target"),
+        # zipfile would write even a harmless link as a plain file holding the target path
+        ("../data", "symlink 'data/link' -> '../data' in a zip archive is not supported"),
+    ],
+)
+def test_zip_symlink_members_refused_and_nothing_written(tmp_path, link, fragment):
+    archive = tmp_path / "links.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("data/fine.txt", "fine")
+        zf.writestr(*_zip_symlink("data/link", link))
+        zf.writestr("data/link/through.txt", "written through the link")
+    before = _snapshot(tmp_path)
+    with pytest.raises(UnsafeArchiveError, match=re.escape(f"{archive}: {fragment}")):
         extract_archive(archive, tmp_path / "target")
     assert _snapshot(tmp_path) == before
 

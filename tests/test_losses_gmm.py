@@ -190,10 +190,35 @@ def test_adam_on_mlp_logits_lowers_nll():
     assert loss_fn(points, mlp(points)).item() < start - 0.5
 
 
-def test_half_precision_logits_are_computed_in_float32():
-    points = torch.randn(1, 20, 3)
-    params = gmm_parameters(points, torch.randn(1, 20, 3).half())
-    assert params.sigma.dtype == torch.float32
+def _float32_case():
+    points, logits = _random_case(6, b=2, n=400, j=8)
+    return torch.tensor(points).float() + 0.3, torch.tensor(logits).float()  # off-centre, as real parts are
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_logits_give_the_float32_statistics(dtype):
+    points, logits = _float32_case()
+    low = logits.to(dtype)
+    got = gmm_parameters(points, low)
+    expected = gmm_parameters(points, low.float())  # the same logit values, computed in float32
+    for name, a, b in zip(GMMParams._fields, got, expected):
+        assert a.dtype == torch.float32, name
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_autocast_leaves_the_statistics_and_nll_in_float32():
+    # train.precision=bf16 runs the training step under autocast; the 3x3 statistics and the NLL must not follow it
+    points, logits = _float32_case()
+    expected = gmm_parameters(points, logits)
+    expected_nll = ParametricBottleneckLoss(reduction="none")(points, logits)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = gmm_parameters(points, logits)
+        nll = ParametricBottleneckLoss(reduction="none")(points, logits)
+        ll = gmm_log_likelihood(points, expected)
+    for name, a, b in zip(GMMParams._fields, got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7, msg=lambda m, name=name: f"{name}: {m}")
+    torch.testing.assert_close(nll, expected_nll, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ll, -expected_nll, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(

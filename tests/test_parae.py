@@ -9,6 +9,7 @@ contracts, the matched random-DGCNN baseline and the plot.
 from __future__ import annotations
 
 import io
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from PIL import Image
 
 from ssl3d.methods import get_method, list_methods
 from ssl3d.methods.backbones.pointnet import transform_regularizer
-from ssl3d.methods.losses.gmm import gmm_log_likelihood, gmm_parameters
+from ssl3d.methods.losses.gmm import ParametricBottleneckLoss, gmm_log_likelihood, gmm_parameters
 from ssl3d.methods.parae import ParAE, ParAEDGCNN, RandomDGCNN, random_point_subset
 from ssl3d.methods.parae_viz import _up_is_z, ellipsoid_surface, plot_partitions
 
@@ -53,6 +54,8 @@ def test_variants_are_registered_with_their_backbones():
         paper = cls.Config()
         assert (paper.num_partitions, paper.global_dim, paper.pretrain_points, paper.train.epochs) == (32, 1024, 1024, 25)
     assert not RandomDGCNN.pretrain_modalities and RandomDGCNN.Config().train.epochs == 0
+    # the stated schedule: x0.7 every 20 of the 25 epochs (0-based)
+    assert [ParAE().lr_factor(e) for e in (0, 19, 20, 24)] == pytest.approx([1.0, 1.0, 0.7, 0.7])
     # the baseline follows parae-dgcnn's architecture in both presets
     for preset in ("paper", "quick"):
         assert RandomDGCNN.from_preset(preset).config.k == ParAEDGCNN.from_preset(preset).config.k
@@ -98,7 +101,35 @@ def test_logged_nll_is_eq11_of_the_networks_logits(name):
     assert torch.allclose(terms["loss"], expected, atol=1e-5)  # quick: no T-Nets, nothing else in the loss
     pi = torch.softmax(logits, -1).mean(1)
     assert torch.allclose(terms["active_partitions"], torch.exp(-(pi * pi.log()).sum(-1)).mean(), atol=1e-5)
-    assert 1.0 <= float(terms["active_partitions"]) <= 32.0
+
+
+class FixedPartitions(torch.nn.Module):
+    """Stands in for f_psi: cloud 0 splits its points evenly over partitions 0-1, cloud 1 over all J = 4."""
+
+    def forward(self, points: torch.Tensor):
+        n = points.shape[1]
+        owner = torch.stack([torch.arange(n) % 2, torch.arange(n) % 4])  # [2, N]
+        logits = 60.0 * torch.nn.functional.one_hot(owner, 4).float()  # hard assignments
+        return SimpleNamespace(feature_transform=None), logits
+
+
+def test_active_partitions_is_the_perplexity_of_the_mixture_weights():
+    method = small("parae-pointnet", pretrain_points=64)
+    method.model = FixedPartitions()
+    terms = method.training_step({"points": blobs(2, 64)}, 0)
+    # pi = (1/2, 1/2, 0, 0) has perplexity 2, pi = (1/4, ...) perplexity 4: logged is their mean over clouds
+    assert float(terms["active_partitions"]) == pytest.approx(3.0, abs=1e-4)
+
+
+def test_training_step_under_bf16_autocast_keeps_the_nll_in_float32():
+    method = small("parae-pointnet", pretrain_points=64)
+    points = blobs(2, 64)
+    method.model.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # what train.precision=bf16 does
+        terms = method.training_step({"points": points}, 0)
+        _, logits = method.model(points)
+    expected = ParametricBottleneckLoss(eps=1e-4)(points, logits.float())  # the same logits, float32 maths
+    assert torch.allclose(terms["nll"].float(), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_pointnet_feature_transform_regulariser_is_added():

@@ -55,6 +55,48 @@ def test_plugin_appears_in_list_and_runs(plugin_path, tmp_path):
     assert saved["pretraining"]["epochs"] == 2 and saved["pretraining"]["steps"] > 0
 
 
+MISFITS = """
+from ssl3d.methods import Method
+
+
+def make_method():
+    return None
+
+
+class Impostor(Method):
+    name = "random-pointnet"
+    pretrain_modalities = frozenset({"voxels"})
+    embed_modalities = frozenset({"voxels"})
+
+
+class Misnamed(Method):
+    name = "something-else"
+"""
+
+
+def test_broken_plugins_are_reported_and_everything_else_still_lists(plugin_path):
+    (plugin_path / "ssl3d_misfits.py").write_text(MISFITS)
+    dist = plugin_path / "ssl3d_misfits-0.1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ssl3d-misfits\nVersion: 0.1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[ssl3d.methods]\nnotamethod = ssl3d_misfits:make_method\nrandom-pointnet = ssl3d_misfits:Impostor\n"
+        "misnamed = ssl3d_misfits:Misnamed\n"
+    )
+    listed = _bench(["list"], plugin_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "Traceback" not in listed.stderr
+    assert ("entry point 'notamethod' (ssl3d_misfits:make_method) loads function ssl3d_misfits.make_method, "
+            "not a Method subclass") in listed.stderr
+    assert ("entry point 'random-pointnet' (ssl3d_misfits:Impostor) reuses the name of the built-in method "
+            "'random-pointnet'") in listed.stderr
+    assert ("entry point 'misnamed' (ssl3d_misfits:Misnamed) loads a method named 'something-else'") in listed.stderr
+    methods = {line.split()[0]: line for line in listed.stdout.split("Tasks:")[0].splitlines()[1:]}
+    assert {"rotnet", "random-pointnet", "switchvae"} <= set(methods)  # the good plugin and the built-ins
+    assert not {"notamethod", "misnamed", "something-else"} & set(methods)
+    assert methods["random-pointnet"].endswith("embeds points")  # the built-in, not the impostor
+
+
 def test_sigkill_mid_pretraining_resumes_from_last_checkpoint(plugin_path, tmp_path):
     args = ["run", "--method", "rotnet", "--task", "synth-svm", "--no-progress", "--set", "train.epochs=40",
             "--set", "train.batch_size=8", "--set", "method.global_dim=32", *tiny_set_args()]

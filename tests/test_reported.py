@@ -1,4 +1,4 @@
-"""Checks of ``results/reported.csv``: the numbers the four papers print in their main tables.
+"""Checks of ``bench/reference/reported.csv``: the numbers the four papers print in their main tables.
 
 Spot checks compare against numbers the papers repeat in their *prose* (or
 recompute from other cells), so they do not depend on how the table text was
@@ -8,13 +8,22 @@ parsed when the CSV was written.
 from __future__ import annotations
 
 import csv
+import io
 import math
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-CSV_PATH = Path(__file__).resolve().parents[1] / "results" / "reported.csv"
+from ssl3d.bench.leaderboard import load_reported, packaged_reported
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CSV_TEXT = packaged_reported().read_text(encoding="utf-8")  # through the loader the leaderboard uses
 
 HEADER = ["paper", "table", "method", "dataset", "task", "protocol", "modality", "setting", "metric", "value", "notes"]
 KEY = ["paper", "table", "method", "dataset", "task", "setting", "metric", "modality"]
@@ -47,7 +56,7 @@ CELLS_PER_TABLE = {
 @pytest.fixture(scope="module")
 def table() -> pd.DataFrame:
     # keep_default_na=False: an empty setting stays "" so it can be part of a key
-    return pd.read_csv(CSV_PATH, keep_default_na=False)
+    return pd.read_csv(io.StringIO(CSV_TEXT), keep_default_na=False)
 
 
 def cell(frame: pd.DataFrame, /, **where: str) -> float:
@@ -60,11 +69,10 @@ def cell(frame: pd.DataFrame, /, **where: str) -> float:
 
 
 def test_header_exact_and_default_pandas_reads_it():
-    with CSV_PATH.open(newline="") as fh:
-        rows = list(csv.reader(fh))
+    rows = list(csv.reader(io.StringIO(CSV_TEXT, newline="")))
     assert rows[0] == HEADER
     assert all(len(r) == len(HEADER) for r in rows[1:]), "a row has the wrong number of fields"
-    default = pd.read_csv(CSV_PATH)  # default settings, as the leaderboard reads it
+    default = load_reported()  # as the leaderboard reads it
     assert list(default.columns) == HEADER
     assert len(default) == len(rows) - 1
     assert default["value"].dtype.kind == "f"
@@ -218,3 +226,35 @@ def test_cmic_pix3d_means_of_competitors(table):
 def test_ambiguous_cells_are_flagged(table):
     flagged = table[table["notes"].str.contains("AMBIGUOUS")]
     assert set(zip(flagged["paper"], flagged["table"], flagged["method"])) == {("cmic", "Table 3", "cmic-noncat")}
+
+
+@pytest.mark.slow
+def test_a_wheel_ships_the_reported_numbers(tmp_path):
+    """A non-editable install finds reported.csv: build the wheel, unpack it, read it through load_reported."""
+    # built from a copy of what the wheel is made of, so the build leaves no build/ folder in the checkout
+    source = tmp_path / "src"
+    config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    for folder in set(config["tool"]["setuptools"]["package-dir"].values()):
+        shutil.copytree(REPO_ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", config["project"]["readme"]):
+        shutil.copy(REPO_ROOT / name, source / name)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            str(source), "-w", str(tmp_path / "dist")], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("ssl3d_bench-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        assert zf.read("ssl3d/bench/reference/reported.csv").decode("utf-8") == CSV_TEXT
+        zf.extractall(tmp_path / "site")
+    # -S: no site-packages .pth files, so the editable install of this checkout cannot answer the import;
+    # the dependencies come from site-packages put on the path by hand
+    import site
+
+    probe = ("import ssl3d.bench.leaderboard as lb; "
+             "print(lb.__file__); print(len(lb.load_reported()))")
+    env = {"PYTHONPATH": ":".join([str(tmp_path / "site"), *site.getsitepackages()])}
+    out = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    module_file, n_rows = out.stdout.split()
+    assert Path(module_file).is_relative_to(tmp_path / "site")
+    assert int(n_rows) == len(pd.read_csv(io.StringIO(CSV_TEXT))) > 400

@@ -120,7 +120,8 @@ def test_plots_and_reported_comparison(tmp_path):
 def test_an_older_leaderboard_is_migrated_to_the_current_columns(tmp_path):
     old_columns = [c for c in LEADERBOARD_COLUMNS if c != "data_key"]
     (tmp_path / "leaderboard.csv").write_text(",".join(old_columns) + "\n" +
-                                              ",".join("1" if c == "value" else "x" for c in old_columns) + "\n")
+                                              ",".join("1" if c in ("value", "seed") else "x" for c in old_columns)
+                                              + "\n")
     store = ResultStore(tmp_path)
     store.save(_result("new", 0, 70.0))
     frame = store.read_leaderboard()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+from ssl3d.bench.config import ConfigError
+from ssl3d.bench.protocols import PROTOCOLS
 from ssl3d.bench.results import ResultStore
 from ssl3d.bench.suite import plan_suite, run_suite
 
@@ -29,3 +33,22 @@ def test_suite_runs_then_resumes_without_rerunning(tmp_path):
     # another experiment (different --set) is not "already done" because the preset's runs exist
     other = run_suite(**{**kw, "overrides": {**TINY_SYNTH, "svm.kernel": "rbf"}, "dry_run": True})
     assert other["todo"] == 2
+
+
+def test_bad_pattern_is_a_user_error():
+    with pytest.raises(ConfigError, match=r"no method matches 'nope-\*'"):
+        plan_suite("nope-*", "synth-*")
+
+
+def test_a_crashed_run_is_reported_with_its_log_and_the_suite_goes_on(tmp_path, monkeypatch):
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("evaluation exploded")
+
+    monkeypatch.setattr(PROTOCOLS.get("svm"), "evaluate", broken)
+    outcome = run_suite(methods="random-pointnet", tasks="synth-svm", seeds=(0, 1), overrides=TINY_SYNTH,
+                        results_dir=str(tmp_path), progress=False)
+    assert len(outcome["failures"]) == 2
+    for _, why in outcome["failures"]:
+        assert why.startswith("RuntimeError: evaluation exploded (traceback in ") and why.endswith("run.log)")
+    logs = sorted((tmp_path / "runs").glob("*/run.log"))
+    assert len(logs) == 2 and all("evaluation exploded" in p.read_text() for p in logs)

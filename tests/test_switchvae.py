@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ssl3d.methods import get_method
+from ssl3d.methods import RunContext, get_method
 from ssl3d.methods.losses.switchvae import beta_tc_kl, gaussian_kl, weighted_bce
 from ssl3d.methods.switchvae import (
     MultiViewVAEEncoder, SwitchVAE, SwitchVAEConfig, choose_branch, reparameterize,
@@ -22,7 +22,7 @@ from ssl3d.methods.switchvae import (
 from ssl3d.methods.switchvae_viz import (
     arithmetic_latent, interpolate_latents, latent_interpolation, shape_arithmetic, voxel_faces,
 )
-from ssl3d.methods.trainer import seed_everything
+from ssl3d.methods.trainer import epoch_seed, seed_everything
 
 from conftest import optimisation_steps
 
@@ -73,7 +73,8 @@ def test_blocks_have_the_papers_sizes():
         mu_i, logvar_i = img(torch.rand(2, 8, 1, 137, 137))
         probs = model["decoder"](mu)
     assert h.shape == (2, 1024) and mu_i.shape == logvar_i.shape == (2, 128)
-    assert probs.shape == (2, 32, 32, 32) and probs.min() >= 0 and probs.max() <= 1
+    assert probs.shape == (2, 32, 32, 32)
+    assert torch.allclose(probs, torch.sigmoid(model["decoder"].logits(mu)))  # Sec. 4.1: a sigmoid output layer
     assert method.data_overrides() == {"voxel_resolution": 32, "view_rig": "first8", "view_size": 137}
 
 
@@ -102,16 +103,37 @@ def test_switch_probability_over_2000_draws():
         choose_branch(1.5)
 
 
-def test_epoch_switch_is_one_draw_per_epoch_seed():
+def test_batch_switch_is_a_function_of_run_seed_epoch_and_step():
+    method = get_method("switchvae").from_preset("quick")
+
+    def branches(run_seed: int, epoch: int, steps: range) -> list[str]:
+        method._run_seed = run_seed
+        method.lr_factor(epoch)  # the trainer's epoch-start call
+        torch.manual_seed(run_seed + 1_000_003)  # another rank's global generator: must not matter
+        return [method._switch(step) for step in steps]
+
+    draws = branches(5, 0, range(2000))
+    assert draws == branches(5, 0, range(2000))
+    # Binomial(2000, 0.2): the per-batch probability of Sec. 4 is unchanged
+    assert abs(sum(d == "views" for d in draws) - 400) <= 4.5 * math.sqrt(2000 * 0.2 * 0.8)
+    assert draws[:200] != branches(6, 0, range(200)) and draws[:200] != branches(5, 1, range(200))
+
+
+def test_epoch_switch_is_one_draw_per_run_seed_and_epoch():
     method = get_method("switchvae").from_preset("quick", {"switch": "epoch"})
     per_epoch = []
-    for seed in range(400):
-        torch.manual_seed(seed)  # what the trainer does at every epoch start
-        draws = {method._switch() for _ in range(5)}
-        torch.rand(10)  # other randomness inside the epoch must not change the draw
-        draws.add(method._switch())
-        assert len(draws) == 1
-        per_epoch.append(draws.pop() == "views")
+    for run_seed in range(100):
+        method._run_seed = run_seed
+        for epoch in range(4):
+            method.lr_factor(epoch)
+            torch.manual_seed(run_seed * 7 + epoch)  # other randomness inside the epoch must not change the draw
+            draws = {method._switch(step) for step in range(5)}
+            assert len(draws) == 1
+            draw = draws.pop()
+            # the draw single-process runs always had: torch.initial_seed() was the trainer's epoch seed
+            expected = choose_branch(0.2, torch.Generator().manual_seed(epoch_seed(run_seed, epoch)))
+            assert draw == expected
+            per_epoch.append(draw == "views")
     # Binomial(400, 0.2): mean 80, sd 8
     assert abs(sum(per_epoch) - 80) <= 4.5 * 8
 
@@ -189,14 +211,78 @@ def test_embed_is_the_mean_and_deterministic():
         method.encoder("points")
 
 
-@pytest.mark.parametrize("modality", ["voxels", "views"])
-def test_reconstruct_shape_and_range(modality):
+@pytest.mark.parametrize("modality, encoder", [("voxels", "voxel_encoder"), ("views", "image_encoder")])
+def test_reconstruct_decodes_the_mean_of_the_matching_encoder(modality, encoder):
     method = tiny()
     batch = batch_of()
+    optimisation_steps(method, batch, method.configure_optimizer(method.model), 1)  # BatchNorm statistics != init
     probs = method.reconstruct(batch, modality)
+    model = method.model.eval()
+    with torch.no_grad():
+        mu, _ = model[encoder](batch[modality])
+        expected = torch.sigmoid(model["decoder"].logits(mu))
     assert probs.shape == (4, 32, 32, 32)
-    assert probs.min() >= 0 and probs.max() <= 1
-    assert torch.allclose(probs, method.decode(method.embed(batch, modality)), atol=1e-6)
+    assert torch.allclose(probs, expected, atol=1e-6)
+    other = "views" if modality == "voxels" else "voxels"
+    assert not torch.allclose(probs, method.reconstruct(batch, other), atol=1e-3)  # so a swapped route would show
+    z = torch.randn(3, 128)
+    with torch.no_grad():
+        assert torch.allclose(method.decode(z), torch.sigmoid(model["decoder"].logits(z)), atol=1e-6)
+
+
+@pytest.mark.parametrize("modality", ["voxels", "views"])
+def test_embeddings_do_not_depend_on_the_rest_of_the_batch(modality):
+    method = tiny()
+    batch = batch_of()
+    optimisation_steps(method, batch, method.configure_optimizer(method.model), 1)  # BatchNorm statistics != init
+    whole = method.embed(batch, modality)
+    for i in range(4):
+        alone = method.embed({k: v[i:i + 1] for k, v in batch.items()}, modality)
+        assert torch.allclose(alone[0], whole[i], atol=1e-5)
+
+
+@pytest.mark.parametrize("p_image, selected, unselected", [(0.0, "voxel_encoder", "image_encoder"),
+                                                           (1.0, "image_encoder", "voxel_encoder")])
+def test_stop_gradient_routing_of_the_switch(p_image, selected, unselected):
+    def gradient_mass(lambda_contras: float) -> dict[str, float]:
+        method = tiny(p_image=p_image, lambda_contras=lambda_contras, kl_warmup_epochs=0)
+        method.model.train()
+        method.training_step(batch_of(), 0)["loss"].backward()
+        return {name: sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)
+                for name, module in method.model.items()}
+
+    alone = gradient_mass(0.0)
+    assert alone[unselected] == 0.0  # Sec. 1, 3.1: no gradient into the branch the switch left out
+    assert alone[selected] > 0 and alone["decoder"] > 0
+    assert gradient_mass(1.0)[unselected] > 0  # ... except through the contrastive term of Eq. 4
+
+
+def test_training_mode_samples_the_decoded_latent():
+    method = tiny(p_image=0.0, kl_warmup_epochs=0)
+    model = method.model.train()
+    batch = batch_of()
+    torch.manual_seed(3)
+    out = method.training_step(batch, 0)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        mu, logvar = model["voxel_encoder"](batch["voxels"])
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)  # the step's first draw: the voxel latent's noise
+        recon = weighted_bce(model["decoder"].logits(z), batch["voxels"], gamma=0.8)
+        recon_of_mean = weighted_bce(model["decoder"].logits(mu), batch["voxels"], gamma=0.8)
+    assert torch.allclose(out["recon"], recon, rtol=1e-5)
+    assert not torch.allclose(out["recon"], recon_of_mean, rtol=1e-3)
+    assert torch.allclose(out["kl"], gaussian_kl(mu, logvar), rtol=1e-5)  # the KL of (mu, sigma), not of z
+
+
+def test_learning_rate_schedule_of_sec4():
+    method = SwitchVAE()  # x0.96 per 10 epochs after the first 50 (0-based epochs)
+    factors = [method.lr_factor(e) for e in (0, 49, 50, 59, 60, 69, 70, 149)]
+    assert factors == pytest.approx([1, 1, 1, 1, 0.96, 0.96, 0.96 ** 2, 0.96 ** 9])
+    # and the shared loop applies it: epochs 1, 2, 3 at 1, 1, 0.96 x lr with the decay from epoch 1 on
+    vae = get_method("voxel-vae").from_preset("quick", {
+        "train.epochs": 3, "train.batch_size": 2, "train.schedule_start": 1, "train.step_size": 1})
+    vae.pretrain([{"voxels": v} for v in batch_of()["voxels"]], RunContext(progress=False))
+    assert [h["lr"] for h in vae.pretrain_info["history"]] == pytest.approx([2e-4, 2e-4, 2e-4 * 0.96])
 
 
 @pytest.mark.parametrize("name, pretrain, embed", [

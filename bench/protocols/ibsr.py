@@ -20,7 +20,7 @@ Section 4, Tables 1 and 3):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -36,8 +36,8 @@ class IBSRConfig:
 
     gallery_modality: str = "views"  # how gallery shapes are given to the method
     distance: str = "cosine"  # for plain embeddings: cosine or euclidean
-    n_views: int = 0  # give the method only the first n views (0 = all)
-    ks: tuple[int, ...] = (1, 10)  # instance top-k cut-offs
+    n_views: int = field(default=0, metadata={"range": "[0, inf)"})  # give the method only the first n views (0 = all)
+    ks: tuple[int, ...] = field(default=(1, 10), metadata={"range": "[1, inf)"})  # instance top-k cut-offs
 
 
 def ibsr_metrics(similarity: np.ndarray, shape_of: np.ndarray, query_labels: np.ndarray,

@@ -18,7 +18,7 @@ Methods without a voxel decoder cannot run this protocol; the runner says so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,8 +30,8 @@ from ssl3d.bench.protocols.views import FirstViews, batched
 class ReconstructionConfig:
     """Reconstruction settings (``--set reconstruction.KEY=VALUE``)."""
 
-    threshold: float = 0.5  # occupancy probability at or above which a voxel is predicted occupied
-    n_views: int = 0  # give the method only the first n views of `views` inputs (0 = all)
+    threshold: float = field(default=0.5, metadata={"range": "[0, 1]"})  # occupancy probability at or above which a voxel is predicted occupied
+    n_views: int = field(default=0, metadata={"range": "[0, inf)"})  # give the method only the first n views of `views` inputs (0 = all)
 
 
 def voxel_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:

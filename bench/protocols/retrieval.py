@@ -23,7 +23,7 @@ Definition (also in docs/protocols.md), following CM-CV (Jing et al., CVPRW
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -38,8 +38,8 @@ class RetrievalConfig:
 
     distance: str = "euclidean"  # euclidean (CM-CV) or cosine
     query_modality: str = ""  # "" = same modality as --modality (self excluded); else cross-modal queries
-    n_views: int = 0  # give the method only the first n views of `views` inputs (0 = all)
-    ks: tuple[int, ...] = (1, 5, 10)  # cut-offs of the top-k accuracies
+    n_views: int = field(default=0, metadata={"range": "[0, inf)"})  # give the method only the first n views of `views` inputs (0 = all)
+    ks: tuple[int, ...] = field(default=(1, 5, 10), metadata={"range": "[1, inf)"})  # cut-offs of the top-k accuracies
 
 
 def retrieval_metrics(

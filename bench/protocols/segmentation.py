@@ -57,7 +57,7 @@ import contextlib
 import copy
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -81,14 +81,14 @@ class SegConfig:
     """Segmentation protocol settings (``--set segmentation.KEY=VALUE``)."""
 
     mode: Literal["frozen", "finetune", "scratch"] = "frozen"  # encoder fixed / fine-tuned copy / random init
-    label_fraction: float = 1.0  # fraction of training shapes kept per category (>= 1 each); paper: 0.02, 0.2, 1.0
-    epochs: int = 20  # training epochs (a CPU budget; see the module docstring for the papers' setting)
-    batch_size: int = 16  # shapes per training / prediction batch
-    lr: float = 0.003  # Adam initial learning rate (CM-CV Sec. 4)
-    lr_step: int = 20  # epochs between learning-rate decays (CM-CV: every 20 epochs)
-    lr_gamma: float = 0.1  # learning-rate multiplier at each decay (CM-CV: "decreased by 90%")
-    weight_decay: float = 0.0  # Adam L2 penalty on head (and encoder) weights
-    feature_cache_mb: int = 2048  # frozen mode: keep all per-point features in memory up to this size; 0 = never
+    label_fraction: float = field(default=1.0, metadata={"range": "(0, 1]"})  # fraction of training shapes kept per category (>= 1 each); paper: 0.02, 0.2, 1.0
+    epochs: int = field(default=20, metadata={"range": "[1, inf)"})  # training epochs (a CPU budget; see the module docstring for the papers' setting)
+    batch_size: int = field(default=16, metadata={"range": "[1, inf)"})  # shapes per training / prediction batch
+    lr: float = field(default=0.003, metadata={"range": "(0, inf)"})  # Adam initial learning rate (CM-CV Sec. 4)
+    lr_step: int = field(default=20, metadata={"range": "[1, inf)"})  # epochs between learning-rate decays (CM-CV: every 20 epochs)
+    lr_gamma: float = field(default=0.1, metadata={"range": "(0, 1]"})  # learning-rate multiplier at each decay (CM-CV: "decreased by 90%")
+    weight_decay: float = field(default=0.0, metadata={"range": "[0, inf)"})  # Adam L2 penalty on head (and encoder) weights
+    feature_cache_mb: int = field(default=2048, metadata={"range": "[0, inf)"})  # frozen mode: keep all per-point features in memory up to this size; 0 = never
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

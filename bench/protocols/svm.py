@@ -22,7 +22,7 @@ cloud pretext papers (OcCo). The seed controls the CV folds and the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -39,11 +39,11 @@ class SVMConfig:
     """SVM protocol settings (``--set svm.KEY=VALUE``)."""
 
     kernel: Literal["linear", "rbf"] = "linear"  # SVC kernel
-    c_grid: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)  # candidate C values; one value = no CV
-    folds: int = 5  # stratified CV folds on the train split (reduced when a class has fewer shapes)
+    c_grid: tuple[float, ...] = field(default=(0.01, 0.1, 1.0, 10.0, 100.0), metadata={"range": "(0, inf)"})  # candidate C values; one value = no CV
+    folds: int = field(default=5, metadata={"range": "[2, inf)"})  # stratified CV folds on the train split (reduced when a class has fewer shapes)
     gamma: Literal["scale", "auto"] = "scale"  # rbf width; "auto" = 1/D, SwitchVAE's setting
     standardize: bool = True  # zero-mean/unit-variance features, fitted on train only
-    label_fraction: float = 1.0  # fraction of train labels kept per class (low-shot); >= 1 shape per class
+    label_fraction: float = field(default=1.0, metadata={"range": "(0, 1]"})  # fraction of train labels kept per class (low-shot); >= 1 shape per class
 
 
 def class_balanced_subset(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:

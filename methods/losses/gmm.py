@@ -11,6 +11,7 @@ finite when a partition is (numerically) empty or all points coincide.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import NamedTuple
 
@@ -41,6 +42,12 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     # Cholesky and the 3x3 statistics need at least float32 (autocast may hand
     # us float16/bfloat16 logits).
     return torch.promote_types(dtype, torch.float32)
+
+
+def _full_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast off: under train.precision=bf16/fp16 it would run the einsums
+    and solves in half precision again, after the inputs were cast up."""
+    return torch.autocast(device_type=device.type, enabled=False)
 
 
 def _check_points(points: Tensor) -> None:
@@ -142,8 +149,9 @@ def gmm_parameters(points: Tensor, logits: Tensor, eps: float = 1e-4) -> GMMPara
         - **output**: :math:`(B, J)`, :math:`(B, J, 3)`, :math:`(B, J, 3, 3)`
     """
     _check_inputs(points, logits, eps)
-    log_pi, mu, sigma = _fit(points, logits, eps)
-    return GMMParams(log_pi.exp(), mu, sigma)
+    with _full_precision(points.device):
+        log_pi, mu, sigma = _fit(points, logits, eps)
+        return GMMParams(log_pi.exp(), mu, sigma)
 
 
 def gmm_log_likelihood(points: Tensor, params: GMMParams) -> Tensor:
@@ -189,9 +197,9 @@ def gmm_log_likelihood(points: Tensor, params: GMMParams) -> Tensor:
     dtype = _compute_dtype(
         torch.promote_types(torch.promote_types(points.dtype, pi.dtype), sigma.dtype)
     )
-    pi = pi.to(dtype)
-    log_pi = torch.log(pi.clamp_min(torch.finfo(dtype).tiny))
-    return _log_likelihood(points.to(dtype), log_pi, mu.to(dtype), sigma.to(dtype))
+    with _full_precision(points.device):
+        log_pi = torch.log(pi.to(dtype).clamp_min(torch.finfo(dtype).tiny))
+        return _log_likelihood(points.to(dtype), log_pi, mu.to(dtype), sigma.to(dtype))
 
 
 class ParametricBottleneckLoss(nn.Module):
@@ -236,8 +244,9 @@ class ParametricBottleneckLoss(nn.Module):
 
     def forward(self, points: Tensor, logits: Tensor) -> Tensor:
         _check_inputs(points, logits, self.eps)
-        log_pi, mu, sigma = _fit(points, logits, self.eps)
-        nll = -_log_likelihood(points.to(mu.dtype), log_pi, mu, sigma)  # [B, N]
+        with _full_precision(points.device):
+            log_pi, mu, sigma = _fit(points, logits, self.eps)
+            nll = -_log_likelihood(points.to(mu.dtype), log_pi, mu, sigma)  # [B, N]
         if self.reduction == "mean":
             return nll.mean()
         if self.reduction == "sum":

@@ -1,0 +1,140 @@
+"""Checkpoints that detect their own damage and keep the previous good state.
+
+Every checkpoint holds, under :data:`CHECKSUM_KEY`, a blake2b digest of its
+contents (every tensor's bytes, every other value's repr, in order). It is
+recomputed on load, so a file that still unpickles but holds changed bytes is
+caught as surely as a truncated one. Loading always uses ``weights_only=True``:
+a file that needs more is refused, as damaged, never loaded with pickle.
+
+The trainer keeps two states: before ``last.pt`` is replaced, the previous one
+becomes ``prev.pt``. A damaged file is moved aside (``<name>.corrupt-<time>``)
+with a warning naming it and what is wrong, and the next older state is used.
+Checkpoints written before checksums existed load without the check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ssl3d.bench.io import atomic_path
+from ssl3d.datasets.cache import move_aside
+
+CHECKSUM_KEY = "checksum"
+PREVIOUS_NAME = "prev.pt"
+
+
+class CorruptCheckpointError(RuntimeError):
+    """A checkpoint that cannot be loaded or whose contents do not match its checksum; names the file."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+def previous_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """Where the state before ``path`` is kept (``prev.pt`` next to it)."""
+    return Path(path).with_name(PREVIOUS_NAME)
+
+
+def state_digest(state: Any) -> str:
+    """A digest of a (nested) state: identical before saving and after loading, on any device."""
+    digest = hashlib.blake2b(digest_size=16)
+    _feed(digest, state)
+    return digest.hexdigest()
+
+
+def _feed(digest: Any, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        flat = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"T{value.dtype}{tuple(value.shape)}".encode())
+        digest.update(flat.view(torch.uint8).numpy().data)
+    elif isinstance(value, dict):
+        digest.update(f"D{len(value)}".encode())
+        for key, item in value.items():
+            _feed(digest, key)
+            _feed(digest, item)
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"{type(value).__name__}{len(value)}".encode())
+        for item in value:
+            _feed(digest, item)
+    else:  # numbers, strings, None: repr round-trips exactly through pickle
+        digest.update(f"{type(value).__name__}:{value!r};".encode())
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any], *, keep_previous: bool = False) -> None:
+    """Write ``state`` + its checksum to ``path`` atomically; with ``keep_previous`` the old file becomes prev.pt."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save({**state, CHECKSUM_KEY: state_digest(state)}, tmp)
+        if keep_previous:
+            try:
+                os.replace(path, previous_checkpoint(path))
+            except FileNotFoundError:  # the first epoch, or another writer rotated it
+                pass
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: torch.device | str = "cpu") -> dict[str, Any]:
+    """Load a checkpoint safely (``weights_only=True``) and verify its checksum.
+
+    Raises:
+        CorruptCheckpointError: unreadable, refused by the safe loader, or not matching its checksum.
+    """
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        # `from None`: PyTorch's own text advises weights_only=False, wrong advice for a file that may be hostile
+        raise CorruptCheckpointError(path, "damaged, or holds objects other than tensors and plain values "
+                                           "(refused: unpickling them could run arbitrary code)") from None
+    except Exception as exc:  # zip, unicode and EOF errors all mean the file is damaged
+        raise CorruptCheckpointError(path, f"unreadable ({_first_sentence(exc)})") from exc
+    if not isinstance(state, dict):
+        raise CorruptCheckpointError(path, f"holds a {type(state).__name__}, not a checkpoint dict")
+    stored = state.pop(CHECKSUM_KEY, None)
+    if stored is not None and stored != state_digest(state):
+        raise CorruptCheckpointError(path, "its contents do not match their checksum (the file was changed or damaged)")
+    return state
+
+
+def _first_sentence(exc: BaseException) -> str:
+    text = str(exc).split(". ")[0].strip() or type(exc).__name__
+    return "damaged file" if "weights_only" in text else text
+
+
+def load_or_move_aside(path: str | os.PathLike[str], map_location: torch.device | str, log: logging.Logger,
+                       then: str = "") -> dict[str, Any] | None:
+    """The verified state in ``path``; None when it is missing or damaged (then moved aside with a warning).
+
+    ``then`` completes the warning with what the caller does instead.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return load_checkpoint(path, map_location)
+    except CorruptCheckpointError as exc:
+        log.warning("damaged checkpoint %s; moved it to %s%s", exc, move_aside(path), then)
+        return None
+
+
+def load_latest_good(path: str | os.PathLike[str], map_location: torch.device | str,
+                     log: logging.Logger) -> tuple[Path, dict[str, Any]] | None:
+    """The newest intact state among ``path`` and its previous one, damaged ones moved aside with a warning.
+
+    Returns (the file used, its state), or None when no intact state is left.
+    """
+    candidates = [c for c in (Path(path), previous_checkpoint(path)) if c.exists()]
+    for candidate in candidates:
+        state = load_or_move_aside(candidate, map_location, log)
+        if state is not None:
+            return candidate, state
+    if candidates:
+        log.warning("no intact checkpoint left in %s: starting over from the first epoch", Path(path).parent)
+    return None
