@@ -33,7 +33,7 @@ import traceback
 from importlib import metadata
 from typing import Callable, Sequence
 
-from ssl3d.bench.config import ConfigError, check_range, parse_set_args
+from ssl3d.core.config import ConfigError, check_range, parse_set_args
 from ssl3d.core.errors import UserError, log_path_of
 
 
@@ -45,7 +45,7 @@ def _version() -> str:
 
 
 def _int_in(flag: str, interval: str) -> Callable[[str], int]:
-    """An argparse ``type`` accepting integers in ``interval`` (see :func:`ssl3d.bench.config.check_range`)."""
+    """An argparse ``type`` accepting integers in ``interval`` (see :func:`ssl3d.core.config.check_range`)."""
 
     def parse(text: str) -> int:
         try:
@@ -231,7 +231,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from ssl3d.bench.config import apply_overrides
+    from ssl3d.core.config import apply_overrides
     from ssl3d.datasets import default_root, get_dataset, list_datasets
     from ssl3d.datasets.real import RealShapeDataset
 

@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from ssl3d.bench.claims import check_claims, claims_markdown
-from ssl3d.bench.io import atomic_write_text
+from ssl3d.core.io import atomic_write_text
 from ssl3d.bench.results import LeaderboardFormatError, ResultStore, SkippedLine, text_columns
 from ssl3d.core.errors import UserError
 

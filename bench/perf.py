@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssl3d.bench.config import apply_overrides
-from ssl3d.bench.io import atomic_write_text
+from ssl3d.core.config import apply_overrides
+from ssl3d.core.io import atomic_write_text
 
 VIEWS_PER_RIG = {"ring12": 12, "first8": 8, "dodeca20": 20}
 SMALL = {"n_points": 128, "view_size": 32, "image_size": 32}

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ssl3d.bench.io import atomic_path
+from ssl3d.core.io import atomic_path
 from ssl3d.bench.results import text_columns
 
 

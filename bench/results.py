@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
 from filelock import FileLock
 
-from ssl3d.bench.io import atomic_path, atomic_write_json, atomic_write_text
+from ssl3d.core.io import atomic_path, atomic_write_json, atomic_write_text
 from ssl3d.core.errors import UserError
 
 if TYPE_CHECKING:

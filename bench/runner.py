@@ -29,10 +29,10 @@ from typing import Any
 
 import torch
 
-from ssl3d.bench.config import (
+from ssl3d.core.config import (
     ConfigError, apply_overrides, build_preset, check_range, config_hash, flat_keys, to_dict,
 )
-from ssl3d.bench.io import atomic_path
+from ssl3d.core.io import atomic_path
 from ssl3d.bench.protocols import PROTOCOLS, EvalContext
 from ssl3d.bench.results import ResultStore, settings_label
 from ssl3d.bench.tasks import TASKS, Task, get_task
@@ -40,8 +40,8 @@ from ssl3d.core.errors import attach_log_path, log_path_of
 from ssl3d.datasets import DATASETS, default_root
 from ssl3d.methods import METHODS, Method, RunContext
 from ssl3d.methods.checkpoint import load_or_move_aside, previous_checkpoint, save_checkpoint
-from ssl3d.methods.distributed import barrier, device_for_rank, dist_info, init_distributed, main_process_first
-from ssl3d.methods.trainer import seed_everything
+from ssl3d.core.distributed import barrier, device_for_rank, dist_info, init_distributed, main_process_first
+from ssl3d.core.seeding import seed_everything
 
 log = logging.getLogger("ssl3d.run")
 

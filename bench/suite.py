@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
-from ssl3d.bench.config import ConfigError
+from ssl3d.core.config import ConfigError
 from ssl3d.bench.protocols import PROTOCOLS
 from ssl3d.bench.results import ResultStore, settings_label, text_columns
 from ssl3d.bench.runner import RunSpec, _capability, execute, run_log_of

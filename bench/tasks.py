@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ssl3d.bench.registry import Registry
+from ssl3d.core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Task:
     description: str = ""
 
 
-TASKS: Registry[Task] = Registry("task", "ssl3d.tasks")
+TASKS: Registry[Task] = Registry("task", "ssl3d.tasks", base=Task, instances=True)
 
 
 def register_task(task: Task) -> Task:

@@ -28,13 +28,13 @@ import torch
 import trimesh
 from torch.utils.data import Dataset
 
-from ssl3d.bench.config import config_hash, to_dict
-from ssl3d.bench.registry import Registry
+from ssl3d.core.config import config_hash, to_dict
+from ssl3d.core.registry import Registry
 from ssl3d.datasets.cache import CacheReport, H5Reader, build_caches
 
 log = logging.getLogger(__name__)
 
-DATASETS: Registry[type["ShapeDataset"]] = Registry("dataset", "ssl3d.datasets")
+DATASETS: Registry[type["ShapeDataset"]] = Registry("dataset", "ssl3d.datasets", base="ssl3d.datasets.base:ShapeDataset")
 register_dataset = DATASETS.register
 
 #: modality -> the cached group that produces it

@@ -34,7 +34,6 @@ import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol
 
@@ -43,7 +42,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
-from ssl3d.bench.io import atomic_path
+from ssl3d.core.io import atomic_path, move_aside
 from ssl3d.datasets.errors import DataFileError
 
 log = logging.getLogger(__name__)
@@ -335,18 +334,6 @@ def cache_problem(path: str | os.PathLike[str]) -> str | None:
         # h5py reports truncation and damaged metadata or chunks as OSError; bad attributes fail to parse
         return f"unreadable ({exc})"
     return None
-
-
-def move_aside(path: str | os.PathLike[str]) -> Path | None:
-    """Rename a damaged file to ``<name>.corrupt-<UTC time>`` (kept for inspection); None if already gone."""
-    path = Path(path)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%f")
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    try:
-        os.replace(path, target)
-    except FileNotFoundError:
-        return None
-    return target
 
 
 def cache_report(path: str | os.PathLike[str]) -> CacheReport:

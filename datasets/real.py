@@ -38,7 +38,7 @@ from typing import Callable, ClassVar, Iterable, Sequence
 import h5py
 import numpy as np
 
-from ssl3d.bench.io import atomic_write_text
+from ssl3d.core.io import atomic_write_text
 from ssl3d.datasets import download as dl
 from ssl3d.datasets.base import DataConfig, ShapeDataset, ShapeInfo, default_root
 from ssl3d.datasets.errors import DataFileError, DatasetNotPreparedError, DatasetRequestError, InputNotFoundError

@@ -27,11 +27,11 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ssl3d.bench.config import build_preset, from_dict, to_dict
-from ssl3d.bench.registry import Registry
+from ssl3d.core.config import build_preset, from_dict, to_dict
+from ssl3d.core.registry import Registry
 from ssl3d.methods.config import MethodConfig
 
-METHODS: Registry[type["Method"]] = Registry("method", "ssl3d.methods")
+METHODS: Registry[type["Method"]] = Registry("method", "ssl3d.methods", base="ssl3d.methods.base:Method")
 register_method = METHODS.register
 
 
@@ -85,7 +85,7 @@ class Method:
     @classmethod
     def from_preset(cls, preset: str = "paper", overrides: Mapping[str, Any] | None = None) -> "Method":
         """A method configured by a preset plus dotted overrides."""
-        from ssl3d.bench.config import apply_overrides
+        from ssl3d.core.config import apply_overrides
 
         config = build_preset(cls.Config, preset)
         if overrides:

@@ -63,7 +63,7 @@ from torch.utils.data import Dataset
 
 from ssl3d.methods.base import Method, RunContext, register_method
 from ssl3d.methods.config import MethodConfig, TrainConfig
-from ssl3d.methods.trainer import epoch_seed
+from ssl3d.core.seeding import epoch_seed
 
 LUMA = (0.299, 0.587, 0.114)  # BT.601 luminance weights: colour queries -> grey
 _EVAL_CHUNK = 256  # images per F_img forward at evaluation (bounds memory with many views)

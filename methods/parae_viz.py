@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from torch import Tensor
 
-from ssl3d.bench.io import atomic_path
+from ssl3d.core.io import atomic_path
 
 if TYPE_CHECKING:
     from ssl3d.methods.parae import ParAE

@@ -113,7 +113,7 @@ from ssl3d.methods.config import MethodConfig, TrainConfig
 from ssl3d.methods.losses.switchvae import (
     beta_tc_kl, gaussian_kl, kl_anneal_weight, latent_contrastive, weighted_bce,
 )
-from ssl3d.methods.trainer import epoch_seed
+from ssl3d.core.seeding import epoch_seed
 
 __all__ = [
     "ImageVAE", "MultiViewVAEEncoder", "SwitchBTCVAE", "SwitchVAE", "SwitchVAEConfig",

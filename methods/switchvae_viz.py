@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ssl3d.bench.io import atomic_path
+from ssl3d.core.io import atomic_path
 
 __all__ = [
     "arithmetic_latent", "interpolate_latents", "latent_interpolation", "save_panel_grid",

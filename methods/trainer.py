@@ -16,21 +16,20 @@ import json
 import logging
 import math
 import os
-import random
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from ssl3d.bench.config import to_dict
+from ssl3d.core.config import to_dict
 from ssl3d.methods.checkpoint import load_latest_good, save_checkpoint
-from ssl3d.methods.distributed import DistInfo, StepModule, all_reduce_mean, barrier, dist_info
+from ssl3d.core.distributed import DistInfo, StepModule, all_reduce_mean, barrier, dist_info
+from ssl3d.core.seeding import epoch_seed, seed_everything
 
 if TYPE_CHECKING:
     from ssl3d.methods.base import Method, RunContext
@@ -38,18 +37,6 @@ if TYPE_CHECKING:
 
 class NonFiniteLossError(FloatingPointError):
     """Pretraining produced a NaN/inf loss; names the step and the last good checkpoint."""
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (CPU and CUDA) generators."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of one epoch: distinct per (seed, epoch), stable across processes."""
-    return (seed * 1_000_003 + epoch * 7_919 + 17) % 2**63
 
 
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ssl3d.methods import get_method
 from ssl3d.methods.cmic import CMICNet, random_resized_crop_flip, select_views
-from ssl3d.methods.trainer import seed_everything
+from ssl3d.core.seeding import seed_everything
 
 from conftest import optimisation_steps
 

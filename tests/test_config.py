@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 import pytest
 
-from ssl3d.bench.config import (
+from ssl3d.core.config import (
     ConfigError, apply_overrides, build_preset, config_hash, flat_keys, from_dict, parse_set_args, to_dict,
 )
 from ssl3d.methods import MethodConfig, TrainConfig

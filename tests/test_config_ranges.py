@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from ssl3d.bench.config import ConfigError, apply_overrides, build_preset, check_ranges
-from ssl3d.bench.io import atomic_write_json
+from ssl3d.core.config import ConfigError, apply_overrides, build_preset, check_ranges
+from ssl3d.core.io import atomic_write_json
 from ssl3d.bench.protocols import PROTOCOLS
-from ssl3d.bench.registry import UnknownNameError
+from ssl3d.core.registry import UnknownNameError
 from ssl3d.core.errors import UserError
 from ssl3d.datasets import DATASETS
 from ssl3d.datasets.base import DataConfig

@@ -39,7 +39,7 @@ import pytest
 import torch
 
 from ssl3d.bench.cli import build_parser
-from ssl3d.bench.config import ConfigError, apply_overrides, parse_set_args
+from ssl3d.core.config import ConfigError, apply_overrides, parse_set_args
 from ssl3d.bench.protocols import PROTOCOLS
 from ssl3d.bench.runner import build_data_config, resolve_modality, split_overrides
 from ssl3d.bench.suite import plan_suite

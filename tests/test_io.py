@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from ssl3d.bench.io import atomic_write_text
+from ssl3d.core.io import atomic_write_text
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")

@@ -19,7 +19,7 @@ import torch
 
 from ssl3d.bench.perf import fake_batch as perf_fake_batch
 from ssl3d.methods import NotPretrainedError, get_method, list_methods
-from ssl3d.methods.trainer import seed_everything
+from ssl3d.core.seeding import seed_everything
 
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ssl3d.bench.registry import Registry, UnknownNameError
+from ssl3d.core.registry import Registry, UnknownNameError
 from ssl3d.bench.tasks import list_tasks
 from ssl3d.datasets import list_datasets
 from ssl3d.methods import get_method, list_methods

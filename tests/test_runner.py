@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from ssl3d.bench.config import ConfigError
-from ssl3d.bench.registry import UnknownNameError
+from ssl3d.core.config import ConfigError
+from ssl3d.core.registry import UnknownNameError
 from ssl3d.bench.results import ResultStore
 from ssl3d.bench.runner import RunSpec, execute, resolve_modality, split_overrides
 from ssl3d.methods import NotPretrainedError, get_method

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ssl3d.bench.config import ConfigError
+from ssl3d.core.config import ConfigError
 from ssl3d.bench.protocols import PROTOCOLS
-from ssl3d.bench.registry import UnknownNameError
+from ssl3d.core.registry import UnknownNameError
 from ssl3d.bench.runner import RunSpec, execute, run_log_of, validate_run
 
 from conftest import TINY_SYNTH

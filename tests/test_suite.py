@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ssl3d.bench.config import ConfigError
+from ssl3d.core.config import ConfigError
 from ssl3d.bench.protocols import PROTOCOLS
 from ssl3d.bench.results import ResultStore
 from ssl3d.bench.suite import plan_suite, run_suite

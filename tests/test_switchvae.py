@@ -22,7 +22,7 @@ from ssl3d.methods.switchvae import (
 from ssl3d.methods.switchvae_viz import (
     arithmetic_latent, interpolate_latents, latent_interpolation, shape_arithmetic, voxel_faces,
 )
-from ssl3d.methods.trainer import epoch_seed, seed_everything
+from ssl3d.core.seeding import epoch_seed, seed_everything
 
 from conftest import optimisation_steps
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ssl3d.bench.registry import Registry
+from ssl3d.core.registry import Registry
 
 
 @dataclass
@@ -57,5 +57,5 @@ class Protocol:
         raise NotImplementedError
 
 
-PROTOCOLS: Registry[type[Protocol]] = Registry("protocol", "ssl3d.protocols")
+PROTOCOLS: Registry[type[Protocol]] = Registry("protocol", "ssl3d.protocols", base=Protocol)
 register_protocol = PROTOCOLS.register

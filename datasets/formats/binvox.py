@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ssl3d.bench.io import atomic_path
+from ssl3d.core.io import atomic_path
 from ssl3d.datasets.errors import DataFileError
 
 __all__ = ["BinvoxHeader", "read_binvox", "write_binvox"]

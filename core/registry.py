@@ -30,15 +30,6 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-# What the shipped entry-point groups hold, as import paths: each registry is
-# created before its base class exists (in the same module), and naming them
-# here keeps `import ssl3d.bench.registry` free of those imports.
-_GROUP_BASES: dict[str, tuple[str, bool]] = {  # group -> (base "module:attr", holds instances)
-    "ssl3d.methods": ("ssl3d.methods.base:Method", False),
-    "ssl3d.datasets": ("ssl3d.datasets.base:ShapeDataset", False),
-    "ssl3d.protocols": ("ssl3d.bench.protocols.base:Protocol", False),
-    "ssl3d.tasks": ("ssl3d.bench.tasks:Task", True),
-}
 
 
 class UnknownNameError(UserError, KeyError):
@@ -57,8 +48,8 @@ class Registry(Generic[T]):
             third-party packages use to add objects, or ``None``.
         base: the class that entry-point objects must derive from (or be an
             instance of, with ``instances``), or its ``"module:attr"`` path,
-            imported when plugins are first loaded; ``None`` takes the default
-            of a shipped group and accepts anything for other groups.
+            imported when plugins are first loaded (the string form lets a
+            registry be created above its base class); ``None`` accepts anything.
         instances: the registry holds instances of ``base`` (tasks), not subclasses.
     """
 
@@ -67,8 +58,6 @@ class Registry(Generic[T]):
     ) -> None:
         self.kind = kind
         self.entry_point_group = entry_point_group
-        if base is None and entry_point_group in _GROUP_BASES:
-            base, instances = _GROUP_BASES[entry_point_group]
         self._base = base
         self._instances = instances
         self._items: dict[str, T] = {}

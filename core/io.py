@@ -13,6 +13,7 @@ import math
 import numbers
 import os
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -74,3 +75,15 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, numbers.Real):
         return float(value) if math.isfinite(value) else None
     return value
+
+
+def move_aside(path: str | os.PathLike[str]) -> Path | None:
+    """Rename a damaged file to ``<name>.corrupt-<UTC time>`` (kept for inspection); None if already gone."""
+    path = Path(path)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%f")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:
+        return None
+    return target
