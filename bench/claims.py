@@ -27,6 +27,7 @@ import pandas as pd
 from scipy import stats
 
 from ssl3d.bench.results import text_columns
+from ssl3d.bench.stats import ci95_halfwidth
 
 __all__ = ["CLAIMS", "Claim", "check_claims", "claims_markdown"]
 
@@ -120,8 +121,6 @@ def check_claims(runs: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS, preset:
         preset: the preset whose runs are compared.
         alpha: significance level of the one-sided tests.
     """
-    from ssl3d.bench.leaderboard import ci95_halfwidth
-
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1); got {alpha}")
     runs = text_columns(runs, ("preset", "settings", "data_key"))

@@ -28,6 +28,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
 import traceback
 from importlib import metadata
@@ -207,6 +209,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("Tasks:")
     for name, t in info["tasks"].items():
         print(f"  {name:24s} {t['dataset']} x {t['protocol']} on {', '.join(t['modalities'])}")
+        runs = ", ".join(t["supported"]) if t["unsupported"] else "every method"
+        print(f"      runs {runs or 'no method'}")
+        for reason, methods in _grouped_by_reason(t["unsupported"]).items():
+            print(f"      not  {', '.join(methods)}: {reason}")
     print("Datasets:")
     for name, d in info["datasets"].items():
         print(f"  {name:24s} {', '.join(d['modalities'])}")
@@ -214,6 +220,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name, err in info["plugin_errors"].items():
         print(f"warning: plugin {name!r} failed to load: {err}", file=sys.stderr)
     return 0
+
+
+def _grouped_by_reason(unsupported: dict[str, str]) -> dict[str, list[str]]:
+    """{reason: methods}: methods refused for the same reason share one line of ``bench list``."""
+    grouped: dict[str, list[str]] = {}
+    for method, reason in unsupported.items():
+        grouped.setdefault(reason, []).append(method)
+    return grouped
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -228,85 +242,20 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    import time
-    from pathlib import Path
+    from ssl3d.datasets.prepare import prepare_dataset
 
-    from ssl3d.core.config import apply_overrides
-    from ssl3d.datasets import default_root, get_dataset, list_datasets
-    from ssl3d.datasets.real import RealShapeDataset
-
-    t0 = time.perf_counter()
-    progress = _progress(args)
-    cls = get_dataset(args.name)
-    root = Path(args.data_root) if args.data_root else default_root()
-    data_o = {k.split(".", 1)[1] if k.startswith("data.") else k: v for k, v in parse_set_args(args.overrides).items()}
-    config = apply_overrides(cls.Config(), data_o, section="data.")
-    modalities = args.modalities or list(getattr(cls, "prepare_modalities", ("points",)))
-    if issubclass(cls, RealShapeDataset):
-        cls.check_modalities(modalities)  # before any download
-        if args.from_paths:
-            raw = cls.fetch(root, args.from_paths, progress=progress)
-            print(f"{args.name}: raw files in {raw} (from {', '.join(args.from_paths)})")
-        elif cls.is_prepared(root):
-            print(f"{args.name}: raw files in {cls.check_prepared(root)}")
-        elif args.no_download:
-            cls.check_prepared(root)  # raises DatasetNotPreparedError with how to prepare
-        else:
-            print(f"{args.name}: downloading {', '.join(cls.urls())} into {root / args.name / 'downloads'}", flush=True)
-            raw = cls.fetch(root, None, progress=progress)
-            print(f"{args.name}: raw files in {raw}")
-    elif args.from_paths:
-        real = [n for n in list_datasets() if issubclass(get_dataset(n), RealShapeDataset)]
-        raise ConfigError(f"{args.name} is generated, not downloaded: --from applies to {', '.join(real)}")
-    cache_bytes: dict[str, int] = {}  # per file: the Pix3D gallery is shared by both splits
-    for split in args.split or getattr(cls, "prepare_splits", None) or cls.splits:
-        t_split = time.perf_counter()
-        ds = cls(split, modalities, config, root, progress=progress)
-        cache_bytes.update(_print_split_report(args.name, ds, time.perf_counter() - t_split))
-        gallery = ds.gallery_split() if hasattr(ds, "gallery_split") and getattr(ds, "mesh_modalities", ()) else None
-        if gallery is not None:
-            print(f"  gallery {gallery.split}: {len(gallery)} shapes")
-            cache_bytes.update(_print_group_reports(gallery, indent="    "))
-    print(f"{args.name}: caches {sum(cache_bytes.values()) / 1e6:.1f} MB in {root / args.name / 'processed'}, "
-          f"{time.perf_counter() - t0:.1f} s in all")
+    prepare_dataset(
+        args.name, root=args.data_root, from_paths=args.from_paths, download=not args.no_download, splits=args.split,
+        modalities=args.modalities, overrides=parse_set_args(args.overrides), progress=_progress(args),
+    )
     return 0
 
 
-def _print_split_report(name: str, ds, seconds: float) -> dict[str, int]:
-    """Shapes per class and per-group cache facts of one prepared split; returns {cache file: bytes}."""
-    from ssl3d.datasets.base import dataset_summary
-
-    summary = dataset_summary(ds)
-    n_indexed = len(ds.shapes)
-    skipped = f", {n_indexed - summary['shapes']} skipped" if n_indexed != summary["shapes"] else ""
-    items = "photos" if hasattr(ds, "gallery_split") else "shapes"  # Pix3D's items are photos of shapes
-    print(f"{name}/{ds.split}: {summary['shapes']} {items}{skipped} in {seconds:.1f} s")
-    present = {c: n for c, n in summary["per_class"].items() if n}
-    empty = len(summary["per_class"]) - len(present)
-    print("  per class: " + ", ".join(f"{c} {n}" for c, n in present.items())
-          + (f" ({empty} classes without shapes)" if empty else ""))
-    return _print_group_reports(ds, indent="  ")
-
-
-def _print_group_reports(ds, indent: str) -> dict[str, int]:
-    from ssl3d.datasets.real import voxel_fallback_count
-
-    sizes: dict[str, int] = {}
-    skipped: dict[str, tuple[list[str], str]] = {}
-    for group, report in ds.reports.items():
-        sizes[report.path] = report.size_bytes
-        extra = ""
-        if group == "voxels":
-            fallback = voxel_fallback_count(report.path)
-            extra = f", voxel fallback {fallback}" if fallback is not None else ""
-        built = f"built {report.n_built} in {report.seconds:.1f} s" if report.n_built else "cached"
-        print(f"{indent}{group}: {report.n_valid}/{report.n_items} valid, skipped {len(report.skipped)}{extra}, "
-              f"{report.size_bytes / 1e6:.1f} MB, {built} -> {report.path}")
-        for shape, reason in report.skipped.items():
-            skipped.setdefault(shape, ([], reason))[0].append(group)
-    for shape, (groups, reason) in skipped.items():  # one line per file, not per modality group
-        print(f"{indent}skipped {shape} ({', '.join(groups)}): {reason}")
-    return sizes
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush of what is still buffered cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -320,7 +269,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _relaunch_with_torchrun(list(argv) if argv is not None else sys.argv[1:], args.nproc)
     handlers = {"perf": cmd_perf, "suite": cmd_suite, "run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "prepare": cmd_prepare}
     try:
-        return handlers[args.command](args)
+        status = handlers[args.command](args)
+        sys.stdout.flush()  # a reader that went away shows here, not at exit where Python can only complain about it
+        return status
+    except BrokenPipeError:  # `bench list | head`: the reader has all it wanted
+        _discard_stdout()
+        return 128 + signal.SIGPIPE  # what a Unix tool killed by SIGPIPE reports
     except UserError as exc:
         log_path = log_path_of(exc)
         where = f" (run log: {log_path})" if log_path else ""

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ssl3d.bench.claims import check_claims, claims_markdown
+from ssl3d.bench.stats import ci95_halfwidth
 from ssl3d.core.io import atomic_write_text
 from ssl3d.bench.results import LeaderboardFormatError, ResultStore, SkippedLine, text_columns
 from ssl3d.core.errors import UserError
@@ -34,15 +34,6 @@ CHECKOUT_LEADERBOARDS = Path(__file__).resolve().parents[1] / "leaderboards"
 
 GROUP_COLUMNS = ["task", "method", "modality", "preset", "settings", "pretrain_data", "dataset_version", "data_key",
                  "metric"]
-
-
-def ci95_halfwidth(values: np.ndarray) -> float:
-    """Half-width of the Student-t 95% confidence interval of the mean (nan for n < 2)."""
-    values = np.asarray(values, dtype=float)
-    n = len(values)
-    if n < 2:
-        return float("nan")
-    return float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n))
 
 
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:

@@ -25,43 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssl3d.core.config import apply_overrides
 from ssl3d.core.io import atomic_write_text
-
-VIEWS_PER_RIG = {"ring12": 12, "first8": 8, "dodeca20": 20}
-SMALL = {"n_points": 128, "view_size": 32, "image_size": 32}
-
-
-def fake_batch(method, batch_size: int, *, small: bool = False, seed: int = 0, device: str = "cpu") -> dict[str, torch.Tensor]:
-    """Random tensors with the data contract's shapes under ``method``'s data settings.
-
-    Args:
-        small: shrink points/views/images first (tests), before the method's own settings apply.
-    """
-    from ssl3d.datasets import DataConfig
-
-    cfg = apply_overrides(DataConfig(), {**(SMALL if small else {}), **method.data_overrides()})
-    g = torch.Generator().manual_seed(seed)
-    n_views = VIEWS_PER_RIG.get(cfg.view_rig, cfg.n_views)
-    res = cfg.voxel_resolution
-    points = torch.randn(batch_size, cfg.n_points, 3, generator=g)
-    batch = {
-        "points": points / points.norm(dim=-1, keepdim=True).amax(dim=1, keepdim=True),
-        "normals": torch.nn.functional.normalize(torch.randn(batch_size, cfg.n_points, 3, generator=g), dim=-1),
-        "voxels": (torch.rand(batch_size, res, res, res, generator=g) > 0.7).float(),
-        "views": torch.rand(batch_size, n_views, 1, cfg.view_size, cfg.view_size, generator=g),
-        "image": torch.rand(batch_size, 3, cfg.image_size, cfg.image_size, generator=g),
-        "mask": (torch.rand(batch_size, cfg.image_size, cfg.image_size, generator=g) > 0.5).float(),
-        "point_labels": torch.randint(0, 4, (batch_size, cfg.n_points), generator=g),
-        "label": torch.arange(batch_size) % 2,
-        "index": torch.arange(batch_size),
-    }
-    return {k: v.to(device) for k, v in batch.items()}
 
 
 def measure_method(name: str, preset: str, device: str, steps: int, batch_size: int | None) -> dict[str, Any]:
     """Throughput and peak memory of one (method, preset) in this process."""
     from ssl3d.methods import get_method
+    from ssl3d.methods.testing import fake_batch
 
     torch.manual_seed(0)
     dev = torch.device(device)
@@ -112,21 +82,17 @@ def _sync(device: torch.device) -> None:
 def measure_data_pipeline(n_shapes: int = 8) -> list[dict[str, Any]]:
     """Shapes/s of each modality group on synth meshes (one process)."""
     from ssl3d.datasets.base import DataConfig
-    from ssl3d.datasets.modalities.pipeline import compute_group
-    from ssl3d.datasets.modalities.points import sample_mesh_points
-    from ssl3d.datasets.synth_shapes import CATEGORIES, generate_shape
+    from ssl3d.datasets.modalities.registry import MODALITY_GROUPS, MeshShape
+    from ssl3d.datasets.synth.shapes import CATEGORIES, generate_shape
 
     cfg = DataConfig()
     meshes = [generate_shape(CATEGORIES[i % len(CATEGORIES)], np.random.default_rng(i)) for i in range(n_shapes)]
     rows = []
     for group in ("points", "voxels", "views", "image"):
+        build = MODALITY_GROUPS.get(group).build
         t = time.perf_counter()
         for i, (mesh, part) in enumerate(meshes):
-            rng = np.random.default_rng(i)
-            if group == "points":
-                sample_mesh_points(mesh, cfg.n_points, rng, face_part=part)
-            else:
-                compute_group(group, mesh, part, cfg, rng)
+            build(MeshShape(mesh, part, f"shape {i}"), cfg, np.random.default_rng(i))
         rows.append({"modality": group, "shapes_per_s": round(n_shapes / (time.perf_counter() - t), 2),
                      "settings": {"points": f"N={cfg.n_points}", "voxels": f"R={cfg.voxel_resolution}",
                                   "views": f"{cfg.view_rig} {cfg.view_size}px", "image": f"{cfg.image_size}px"}[group]})

@@ -33,10 +33,10 @@ from ssl3d.core.config import (
     ConfigError, apply_overrides, build_preset, check_range, config_hash, flat_keys, to_dict,
 )
 from ssl3d.core.io import atomic_path
-from ssl3d.bench.protocols import PROTOCOLS, EvalContext
+from ssl3d.bench.protocols import PROTOCOLS, EvalContext, offered_modalities, usable_modalities
 from ssl3d.bench.results import ResultStore, settings_label
-from ssl3d.bench.tasks import TASKS, Task, get_task
-from ssl3d.core.errors import attach_log_path, log_path_of
+from ssl3d.bench.tasks import TASKS, Task, compatibility, get_task
+from ssl3d.core.errors import UserError, attach_log_path, log_path_of
 from ssl3d.datasets import DATASETS, default_root
 from ssl3d.methods import METHODS, Method, RunContext
 from ssl3d.methods.checkpoint import load_or_move_aside, previous_checkpoint, save_checkpoint
@@ -103,8 +103,8 @@ def split_overrides(overrides: dict[str, str], protocol: str) -> tuple[dict, dic
 def resolve_modality(task_name: str, method_cls: type[Method], requested: str | None, needs: str) -> str:
     """The modality a run evaluates; an impossible pair names what would work."""
     task = get_task(task_name)
-    can = _capability(method_cls, needs)
-    usable = [m for m in task.modalities if m in can]
+    can = offered_modalities(method_cls, needs)
+    usable = usable_modalities(method_cls, task, needs)
     if requested is not None:
         if requested not in task.modalities:
             raise ConfigError(f"task {task.name!r} evaluates {', '.join(task.modalities)}; not {requested!r}")
@@ -116,17 +116,12 @@ def resolve_modality(task_name: str, method_cls: type[Method], requested: str | 
             )
         return requested
     if not usable:
-        fits = [n for n in METHODS.names() if set(task.modalities) & set(_capability(METHODS.get(n), needs))]
+        fits = [n for n in METHODS.names() if usable_modalities(METHODS.get(n), task, needs)]
         raise ConfigError(
             f"method {method_cls.name!r} supports {', '.join(sorted(can)) or 'nothing'} for {needs} but task {task.name!r} "
             f"evaluates {', '.join(task.modalities)}; methods that fit this task: {', '.join(fits)}"
         )
     return usable[0]
-
-
-def _capability(method_cls: type[Method], needs: str) -> frozenset[str]:
-    return {"embed": method_cls.embed_modalities, "point_features": method_cls.point_feature_modalities,
-            "reconstruct": method_cls.reconstruct_modalities}[needs]
 
 
 def build_data_config(dataset_cls, task_options: dict, method: Method, user: dict[str, str]):
@@ -231,9 +226,11 @@ def validate_run(spec: RunSpec) -> ValidatedRun:
     pre_cls = DATASETS.get(pre_name)
     method_o, data_o, proto_o = split_overrides(spec.overrides, protocol_cls.name)
     method = method_cls.from_preset(spec.preset, method_o)
-    protocol_config = apply_overrides(protocol_cls.Config(), task.protocol_options, section=f"{protocol_cls.name}.")
-    protocol = protocol_cls(apply_overrides(protocol_config, proto_o, section=f"{protocol_cls.name}."))
+    protocol = protocol_cls.for_task(task, proto_o)
     modality = resolve_modality(spec.task, method_cls, spec.modality, protocol_cls.needs)
+    refusal = protocol.supports(method_cls, task, modality)  # what the modality alone does not tell (ibsr's gallery)
+    if refusal:
+        raise ConfigError(f"method {spec.method!r} cannot run task {task.name!r}: {spec.method} {refusal}")
     device = resolve_device(spec.device)
     root = Path(spec.data_root) if spec.data_root else default_root()
     data_config = build_data_config(dataset_cls, task.data_options, method, data_o)
@@ -361,7 +358,18 @@ def list_everything() -> dict[str, Any]:
         methods[name] = {"pretrain": sorted(cls.pretrain_modalities), "embed": sorted(cls.embed_modalities),
                          "presets": list(getattr(cls.Config, "PRESETS", {"paper": {}})), "paper": cls.paper,
                          "config_keys": [f"method.{k}" for k in flat_keys(build_preset(cls.Config, "paper"))]}
-    tasks = {n: {**{k: v for k, v in dataclasses.asdict(TASKS.get(n)).items() if k != "name"}} for n in TASKS.names()}
+    tasks = {n: {**{k: v for k, v in dataclasses.asdict(TASKS.get(n)).items() if k != "name"},
+                 **_listed_compatibility(TASKS.get(n))} for n in TASKS.names()}
     datasets = {n: {"modalities": sorted(DATASETS.get(n).available_modalities)} for n in DATASETS.names()}
     return {"methods": methods, "tasks": tasks, "datasets": datasets, "protocols": PROTOCOLS.names(),
             "plugin_errors": {**METHODS.plugin_errors, **TASKS.plugin_errors, **DATASETS.plugin_errors}}
+
+
+
+def _listed_compatibility(task: Task) -> dict[str, dict[str, Any]]:
+    """``{"supported": {method: modalities}, "unsupported": {method: reason}}`` of one task for ``bench list``."""
+    try:
+        supported, unsupported = compatibility(task, METHODS.names())
+    except UserError as exc:  # a plugin task naming an unknown protocol or a bad option must not break the listing
+        supported, unsupported = {}, {n: f"cannot be checked: {exc}" for n in METHODS.names()}
+    return {"supported": {n: list(m) for n, m in supported.items()}, "unsupported": unsupported}

@@ -1,11 +1,13 @@
 """``bench suite``: every compatible (method, task, modality) x seed, resumable, with an ETA.
 
-A pair is compatible when the method supports one of the task's modalities for
-what the task's protocol needs (global features, per-point features or a voxel
-decoder); every other pair is listed as skipped with the reason, never silently
-dropped. Runs already in the leaderboard (same task, method, modality, preset,
-``--set`` overrides and seed) are skipped, so an interrupted suite resumes where it stopped; cached
-pretrainings are reused across tasks by the runner.
+A pair is compatible when the task's protocol says so
+(:meth:`~ssl3d.bench.protocols.Protocol.supports`: the method offers one of the
+task's modalities for what the protocol needs - global features, per-point
+features or a voxel decoder - and meets the protocol's own requirements); every
+other pair is listed as skipped with the reason, never silently dropped. Runs
+already in the leaderboard (same task, method, modality, preset, ``--set``
+overrides and seed) are skipped, so an interrupted suite resumes where it
+stopped; cached pretrainings are reused across tasks by the runner.
 """
 
 from __future__ import annotations
@@ -16,10 +18,9 @@ from dataclasses import dataclass
 from tqdm.auto import tqdm
 
 from ssl3d.core.config import ConfigError
-from ssl3d.bench.protocols import PROTOCOLS
 from ssl3d.bench.results import ResultStore, settings_label, text_columns
-from ssl3d.bench.runner import RunSpec, _capability, execute, run_log_of
-from ssl3d.bench.tasks import TASKS
+from ssl3d.bench.runner import RunSpec, execute, run_log_of
+from ssl3d.bench.tasks import TASKS, compatibility
 from ssl3d.methods import METHODS
 
 
@@ -40,22 +41,12 @@ def plan_suite(methods: str = "*", tasks: str = "synth-*") -> tuple[list[Planned
     if not method_names:
         raise ConfigError(f"no method matches {methods!r}; methods: {', '.join(METHODS.names())}")
     for task_name in task_names:
-        task = TASKS.get(task_name)
-        needs = PROTOCOLS.get(task.protocol).needs
+        supported, unsupported = compatibility(TASKS.get(task_name), method_names)
         for method_name in method_names:
-            method = METHODS.get(method_name)
-            usable = [m for m in task.modalities if m in _capability(method, needs)]
-            if not usable:
-                what = {"embed": "embeds", "point_features": "gives per-point features for",
-                        "reconstruct": "reconstructs voxels from"}[needs]
-                skipped.append((method_name, task_name,
-                                f"{method_name} {what} {', '.join(sorted(_capability(method, needs))) or 'nothing'}; "
-                                f"{task_name} needs one of {', '.join(task.modalities)}"))
-                continue
-            if task.protocol == "ibsr" and not method.query_conditioned and "views" not in method.embed_modalities:
-                skipped.append((method_name, task_name, f"{method_name} cannot embed the shape gallery (views)"))
-                continue
-            planned.extend(PlannedRun(method_name, task_name, m) for m in usable)
+            if method_name in unsupported:
+                skipped.append((method_name, task_name, f"{method_name} {unsupported[method_name]}"))
+            else:
+                planned.extend(PlannedRun(method_name, task_name, m) for m in supported[method_name])
     return planned, skipped
 
 

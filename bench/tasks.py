@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ssl3d.bench.protocols import PROTOCOLS, usable_modalities
 from ssl3d.core.registry import Registry
+from ssl3d.methods import METHODS
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,24 @@ def get_task(name: str) -> Task:
 def list_tasks(pattern: str = "*") -> list[str]:
     """Registered task names matching a shell-style wildcard."""
     return TASKS.names(pattern)
+
+
+def compatibility(task: Task, method_names: list[str]) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+    """Which of the named methods can run ``task``: ({method: usable modalities}, {method: why not}).
+
+    The answer is the task's protocol's :meth:`~ssl3d.bench.protocols.Protocol.supports`; a reason is a
+    phrase whose subject is the method. Raises a ``UserError`` when the protocol or its options are unknown.
+    """
+    protocol = PROTOCOLS.get(task.protocol).for_task(task)
+    supported, unsupported = {}, {}
+    for name in method_names:
+        method_cls = METHODS.get(name)
+        reason = protocol.supports(method_cls, task)
+        if reason:
+            unsupported[name] = reason
+        else:
+            supported[name] = usable_modalities(method_cls, task, protocol.needs)
+    return supported, unsupported
 
 
 SHAPE_MODALITIES = ("points", "voxels", "views")

@@ -31,7 +31,7 @@ from ssl3d.datasets.modalities.cameras import camera_rig
 from ssl3d.datasets.modalities.points import sample_mesh_points
 from ssl3d.datasets.modalities.render import render_views
 from ssl3d.datasets.modalities.voxelize import voxelize
-from ssl3d.datasets.synth_shapes import CATEGORIES, generate_shape
+from ssl3d.datasets.synth.shapes import CATEGORIES, generate_shape
 
 FACE_BUDGETS = (5_000, 20_000, 50_000, 100_000)
 

@@ -8,7 +8,6 @@ entry-point group ``ssl3d.datasets``.
 from ssl3d.datasets.base import (
     ALL_MODALITIES,
     DATASETS,
-    MODALITY_GROUP,
     DataConfig,
     ShapeDataset,
     ShapeInfo,
@@ -16,6 +15,7 @@ from ssl3d.datasets.base import (
     register_dataset,
 )
 from ssl3d.datasets.errors import DataFileError, DatasetNotPreparedError
+from ssl3d.datasets.modalities.registry import MODALITY_GROUPS, MeshShape, ModalityGroup, register_modality_group
 from ssl3d.datasets import synth as _synth  # noqa: F401  (registers "synth")
 from ssl3d.datasets import modelnet as _modelnet  # noqa: F401  (modelnet40, modelnet10, modelnet40-h5, modelnet40-resampled)
 from ssl3d.datasets import shapenetpart as _shapenetpart  # noqa: F401  (shapenetpart)
@@ -34,6 +34,7 @@ def list_datasets(pattern: str = "*") -> list[str]:
 
 
 __all__ = [
-    "ALL_MODALITIES", "DATASETS", "MODALITY_GROUP", "DataConfig", "DataFileError", "DatasetNotPreparedError",
-    "ShapeDataset", "ShapeInfo", "default_root", "get_dataset", "list_datasets", "register_dataset",
+    "ALL_MODALITIES", "DATASETS", "MODALITY_GROUPS", "DataConfig", "DataFileError", "DatasetNotPreparedError",
+    "MeshShape", "ModalityGroup", "ShapeDataset", "ShapeInfo", "default_root", "get_dataset", "list_datasets",
+    "register_dataset", "register_modality_group",
 ]

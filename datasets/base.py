@@ -2,15 +2,17 @@
 
 A dataset split is a :class:`torch.utils.data.Dataset` returning one dict of
 tensors per shape with only the modalities asked for (keys and shapes in
-``ARCHITECTURE.md``, "Data contract"). Subclasses say which shapes a split has
+``docs/datasets.md``, "Data contract"). Subclasses say which shapes a split has
 (:meth:`ShapeDataset.index`) and how to load one (:meth:`ShapeDataset.load_mesh`);
 the base class computes each modality group once per shape, in worker
 processes, into a resumable HDF5 cache keyed by every setting that shapes the
 result (:mod:`ssl3d.datasets.cache`), so changing N, R, V or H makes a new
 cache instead of reusing a wrong one.
 
-Modality groups share one cache file: ``points`` (+ ``normals``,
-``point_labels``), ``voxels``, ``views``, ``image`` (+ ``mask``).
+Each modality group has one cache file: ``points`` (+ ``normals``,
+``point_labels``), ``voxels``, ``views``, ``image`` (+ ``mask``); what a group
+computes, which settings key its cache and how its arrays become tensors is
+its entry in :mod:`ssl3d.datasets.modalities.registry`.
 """
 
 from __future__ import annotations
@@ -31,25 +33,16 @@ from torch.utils.data import Dataset
 from ssl3d.core.config import config_hash, to_dict
 from ssl3d.core.registry import Registry
 from ssl3d.datasets.cache import CacheReport, H5Reader, build_caches
+from ssl3d.datasets.modalities import builtin as _builtin  # noqa: F401  (registers points, voxels, views, image)
+from ssl3d.datasets.modalities.registry import MODALITY_GROUPS, MeshShape, all_modalities, group_of
 
 log = logging.getLogger(__name__)
 
 DATASETS: Registry[type["ShapeDataset"]] = Registry("dataset", "ssl3d.datasets", base="ssl3d.datasets.base:ShapeDataset")
 register_dataset = DATASETS.register
 
-#: modality -> the cached group that produces it
-MODALITY_GROUP = {
-    "points": "points", "normals": "points", "point_labels": "points",
-    "voxels": "voxels", "views": "views", "image": "image", "mask": "image",
-}
-ALL_MODALITIES = tuple(MODALITY_GROUP)
-#: the DataConfig fields each group's cache depends on
-GROUP_SETTINGS = {
-    "points": ("n_points", "dense_factor"),
-    "voxels": ("voxel_resolution",),
-    "views": ("view_rig", "n_views", "view_size", "view_shading"),
-    "image": ("image_size",),
-}
+#: the built-in modalities (a dataset offering a modality registered later lists it in available_modalities)
+ALL_MODALITIES = all_modalities()
 
 
 def default_root() -> Path:
@@ -96,6 +89,8 @@ class ShapeDataset(Dataset):
     name: ClassVar[str] = ""
     Config: ClassVar[type[DataConfig]] = DataConfig
     available_modalities: ClassVar[frozenset[str]] = frozenset(ALL_MODALITIES)
+    #: what one item of a split is, in `bench prepare` reports (Pix3D's items are photos of shapes)
+    item_noun: ClassVar[str] = "shapes"
     splits: ClassVar[tuple[str, ...]] = ("train", "test")
     #: bump when processing changes so old caches are not reused
     version: ClassVar[str] = "1"
@@ -161,6 +156,18 @@ class ShapeDataset(Dataset):
         """Surface-noise standard deviation added to sampled points (synthetic data only)."""
         return 0.0
 
+    def gallery_split(self, modalities: Iterable[str] | None = None) -> "ShapeDataset | None":
+        """The separate gallery of unique shapes this split's items are matched against, or None (the default).
+
+        Optional interface: a dataset whose items are not the shapes themselves
+        (Pix3D: several photos per shape) returns the gallery as a split of its
+        own, with ``modalities`` (None: the dataset's choice), and also defines
+        ``query_shape_index``, int64 [len(self)]: the gallery position of each
+        item's shape. None means the items are the shapes, item i is shape i;
+        the ``ibsr`` protocol and ``bench prepare`` read it.
+        """
+        return None
+
     # -- caching -------------------------------------------------------------
     @property
     def dataset_dir(self) -> Path:
@@ -170,14 +177,14 @@ class ShapeDataset(Dataset):
         """Everything that determines the cached arrays of ``group``."""
         cfg = to_dict(self.config)
         base = {k: v for k, v in cfg.items() if k not in DataConfig.__dataclass_fields__}
-        own = {k: cfg[k] for k in GROUP_SETTINGS[group]}
+        own = {k: cfg[k] for k in MODALITY_GROUPS.get(group).settings}
         return {"dataset": self.name, "version": self.version, "group": group, **base, **own}
 
     def cache_path(self, group: str) -> Path:
         return self.dataset_dir / "processed" / f"{self.split}-{group}-{config_hash(self.settings(group))}.h5"
 
     def groups(self) -> list[str]:
-        return list(dict.fromkeys(MODALITY_GROUP[m] for m in self.modalities))
+        return list(dict.fromkeys(group_of(m).name for m in self.modalities))
 
     def prepare(self) -> dict[str, CacheReport]:
         """Build (or find) the cache of every requested modality group, all missing ones in one pass."""
@@ -212,22 +219,10 @@ class ShapeDataset(Dataset):
     def compute(self, group: str, i: int) -> dict[str, np.ndarray]:
         """The arrays of ``group`` for shape ``i`` (runs in a worker process)."""
         shape = self.shapes[i]
-        rng = np.random.default_rng([hash_name(self.name), i, _GROUP_IDS[group]])
+        spec = MODALITY_GROUPS.get(group)
+        rng = np.random.default_rng([hash_name(self.name), i, spec.seed_id])
         mesh, face_part = self.mesh(shape)
-        cfg = self.config
-        if group == "points":
-            from ssl3d.datasets.modalities.points import sample_mesh_points
-
-            out = sample_mesh_points(
-                mesh, cfg.n_points, rng, face_part=face_part, n_dense=cfg.dense_factor * cfg.n_points,
-                noise_std=self.point_noise(), name=shape.name,
-            )
-            if face_part is None:
-                out.pop("point_labels", None)
-            return out
-        from ssl3d.datasets.modalities.pipeline import compute_group
-
-        return compute_group(group, mesh, face_part, cfg, rng)
+        return spec.build(MeshShape(mesh, face_part, shape.name, self.point_noise()), self.config, rng)
 
     # -- access ----------------------------------------------------------------
     def _ensure_ready(self) -> None:
@@ -256,11 +251,16 @@ class ShapeDataset(Dataset):
             "index": torch.tensor(index, dtype=torch.int64),
         }
         for modality in self.modalities:
-            reader = self._readers[MODALITY_GROUP[modality]]
-            if modality not in reader.keys:
-                raise KeyError(f"{self.name}: modality {modality!r} is not available for this dataset")
-            sample[modality] = _to_tensor(modality, reader.read(modality, i))
+            sample[modality] = self.read_modality(modality, i)
         return sample
+
+    def read_modality(self, modality: str, i: int) -> torch.Tensor:
+        """The data contract's tensor of ``modality`` for shape ``i`` (an index into ``shapes``)."""
+        group = group_of(modality)
+        reader = self._readers[group.name]
+        if modality not in reader.keys:
+            raise KeyError(f"{self.name}: modality {modality!r} is not available for this dataset")
+        return group.modalities[modality](reader.read(modality, i))
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -270,9 +270,6 @@ class ShapeDataset(Dataset):
     def __repr__(self) -> str:
         n = len(self) if self._valid is not None else "?"
         return f"{type(self).__name__}(split={self.split!r}, shapes={n}, modalities={list(self.modalities)})"
-
-
-_GROUP_IDS = {"points": 0, "voxels": 1, "views": 2, "image": 3}
 
 
 def hash_name(text: str) -> int:
@@ -292,20 +289,6 @@ class _GroupComputer:
 
     def describe(self, index: int) -> str:
         return self.dataset.shapes[index].name
-
-
-def _to_tensor(modality: str, value: np.ndarray) -> torch.Tensor:
-    """Stored arrays (compact dtypes) -> the data contract's tensors."""
-    if modality == "views":  # uint8 [V, H, W] or [V, H, W, C] -> float [V, C, H, W]
-        t = torch.from_numpy(np.ascontiguousarray(value)).float() / 255.0
-        return t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
-    if modality == "image":  # uint8 [H, W, 3] -> float [3, H, W]
-        return torch.from_numpy(np.ascontiguousarray(value)).float().permute(2, 0, 1) / 255.0
-    if modality in ("voxels", "mask"):
-        return torch.from_numpy(np.ascontiguousarray(value)).float()
-    if modality == "point_labels":
-        return torch.from_numpy(np.ascontiguousarray(value)).long()
-    return torch.from_numpy(np.ascontiguousarray(value)).float()
 
 
 def dataset_summary(ds: ShapeDataset) -> dict[str, Any]:

@@ -11,11 +11,11 @@ or hard links whose target escapes, device/FIFO files, and any symbolic link
 in a zip archive (zipfile cannot extract one as a link)
 (:class:`UnsafeArchiveError` names the member).
 
-Sources (:data:`SOURCES`): no dataset publishes a checksum, so ``sha256`` is
-``None`` throughout; pass the value you trust to :func:`download` to pin it.
-Several Stanford mirrors (``shapenet.cs.stanford.edu``) have been offline;
-without network, or when a host is gone, download the archive elsewhere and
-give it to ``bench prepare <dataset> --from PATH``.
+Where each dataset's archives come from (URLs, archive names, checksums) is
+declared on the dataset class (:class:`~ssl3d.datasets.real.RawPart`); this
+module knows no dataset. Several Stanford mirrors (``shapenet.cs.stanford.edu``)
+have been offline; without network, or when a host is gone, download the
+archive elsewhere and give it to ``bench prepare <dataset> --from PATH``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
@@ -40,8 +39,6 @@ from tqdm import tqdm
 from ssl3d.core.errors import UserError
 
 __all__ = [
-    "DatasetSource",
-    "SOURCES",
     "DownloadError",
     "ChecksumError",
     "UnsafeArchiveError",
@@ -55,71 +52,6 @@ _FROM_HINT = (
     "If this machine has no network access (or the host is gone), download the archive "
     "elsewhere and pass it, or the folder you already extracted, with `--from PATH`."
 )
-
-
-@dataclass(frozen=True)
-class DatasetSource:
-    """Where a dataset archive comes from and what it extracts to.
-
-    Args:
-        name: dataset key (``"modelnet40"``, ...).
-        urls: official URLs, tried in order.
-        archive: file name of the archive.
-        sha256: expected SHA-256 of the archive, or ``None`` where none is published.
-        extract_dir: folder the archive creates when extracted (``"."``: the
-            archive's members are the dataset folder's content).
-    """
-
-    name: str
-    urls: tuple[str, ...]
-    archive: str
-    sha256: str | None
-    extract_dir: str
-
-
-SOURCES: dict[str, DatasetSource] = {
-    s.name: s
-    for s in (
-        DatasetSource("modelnet40", ("http://modelnet.cs.princeton.edu/ModelNet40.zip",), "ModelNet40.zip", None, "ModelNet40"),
-        DatasetSource(
-            "modelnet10",
-            ("http://3dvision.princeton.edu/projects/2014/3DShapeNets/ModelNet10.zip",),
-            "ModelNet10.zip",
-            None,
-            "ModelNet10",
-        ),
-        DatasetSource(
-            "modelnet40_h5",
-            ("https://shapenet.cs.stanford.edu/media/modelnet40_ply_hdf5_2048.zip",),
-            "modelnet40_ply_hdf5_2048.zip",
-            None,
-            "modelnet40_ply_hdf5_2048",
-        ),
-        DatasetSource(
-            "modelnet40_normal_resampled",
-            ("https://shapenet.cs.stanford.edu/media/modelnet40_normal_resampled.zip",),
-            "modelnet40_normal_resampled.zip",
-            None,
-            "modelnet40_normal_resampled",
-        ),
-        DatasetSource(
-            "shapenetpart",
-            ("https://shapenet.cs.stanford.edu/media/shapenetcore_partanno_segmentation_benchmark_v0_normal.zip",),
-            "shapenetcore_partanno_segmentation_benchmark_v0_normal.zip",
-            None,
-            "shapenetcore_partanno_segmentation_benchmark_v0_normal",
-        ),
-        DatasetSource(
-            "r2n2_renderings",
-            ("http://cvgl.stanford.edu/data2/ShapeNetRendering.tgz",),
-            "ShapeNetRendering.tgz",
-            None,
-            "ShapeNetRendering",
-        ),
-        DatasetSource("r2n2_voxels", ("http://cvgl.stanford.edu/data2/ShapeNetVox32.tgz",), "ShapeNetVox32.tgz", None, "ShapeNetVox32"),
-        DatasetSource("pix3d", ("http://pix3d.csail.mit.edu/data/pix3d.zip",), "pix3d.zip", None, "."),
-    )
-}
 
 
 class DownloadError(UserError, RuntimeError):

@@ -21,7 +21,8 @@ unchanged (the release is already centred and unit-sphere scaled per cloud),
 which is the input of the common SVM protocol and what the ``modelnet40-svm``
 task uses.
 
-STATS (official splits; formats in :mod:`ssl3d.datasets.formats.modelnet`):
+STATS (official splits; formats in
+:mod:`ssl3d.datasets.formats.modelnet`, URLs and archives on the classes):
 
 ========================  =======  =====  =====  ===============================================================
 dataset                   classes  train  test   source
@@ -55,12 +56,16 @@ from ssl3d.datasets.formats.modelnet import (
 )
 from ssl3d.datasets.formats.off import read_off
 from ssl3d.datasets.modalities.points import subsample_points
-from ssl3d.datasets.real import RealShapeDataset
+from ssl3d.datasets.real import RawPart, RealShapeDataset
 
 __all__ = [
     "ModelNetConfig", "ModelNetH5Config", "ModelNetOFFDataset", "ModelNet40Dataset", "ModelNet10Dataset",
     "ModelNet40H5Dataset", "ModelNet40ResampledDataset",
 ]
+
+
+#: the OFF archives' layout: <class>/{train,test}/<class>_NNNN.off
+_OFF_LAYOUT = ("*/train/*.off", "*/test/*.off")
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,6 @@ class ModelNetOFFDataset(RealShapeDataset):
 
     Config = ModelNetConfig
     all_classes: ClassVar[tuple[str, ...]] = ()
-    layout = ("*/train/*.off", "*/test/*.off")
     available_modalities = frozenset({"points", "normals", "voxels", "views", "image", "mask"})
     prepare_modalities = ("points", "voxels", "views")
 
@@ -98,20 +102,22 @@ class ModelNetOFFDataset(RealShapeDataset):
 
 @register_dataset("modelnet40")
 class ModelNet40Dataset(ModelNetOFFDataset):
-    """ModelNet40 OFF meshes: 40 classes, 9,843 train / 2,468 test shapes (module docstring)."""
+    """ModelNet40 OFF meshes, 40 classes (counts: the module's STATS)."""
 
     name = "modelnet40"
-    source = "modelnet40"
+    raw_parts = (RawPart(("http://modelnet.cs.princeton.edu/ModelNet40.zip",), "ModelNet40.zip", "ModelNet40", _OFF_LAYOUT),)
     raw_name = "ModelNet40"
     all_classes = MODELNET40_CLASSES
 
 
 @register_dataset("modelnet10")
 class ModelNet10Dataset(ModelNetOFFDataset):
-    """ModelNet10 OFF meshes: 10 classes, 3,991 train / 908 test shapes (module docstring)."""
+    """ModelNet10 OFF meshes, 10 classes (counts: the module's STATS)."""
 
     name = "modelnet10"
-    source = "modelnet10"
+    raw_parts = (RawPart(
+        ("http://3dvision.princeton.edu/projects/2014/3DShapeNets/ModelNet10.zip",), "ModelNet10.zip", "ModelNet10", _OFF_LAYOUT,
+    ),)
     raw_name = "ModelNet10"
     all_classes = MODELNET10_CLASSES
 
@@ -138,13 +144,15 @@ def _h5_split(raw: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]
 
 @register_dataset("modelnet40-h5")
 class ModelNet40H5Dataset(RealShapeDataset):
-    """PointNet's ``modelnet40_ply_hdf5_2048``: 40 classes, 9,840 train / 2,468 test clouds of 2,048 points, +Y up."""
+    """PointNet's ``modelnet40_ply_hdf5_2048``: clouds of 2,048 points, +Y up (counts: the module's STATS)."""
 
     name = "modelnet40-h5"
     Config = ModelNetH5Config
-    source = "modelnet40_h5"
+    raw_parts = (RawPart(
+        ("https://shapenet.cs.stanford.edu/media/modelnet40_ply_hdf5_2048.zip",), "modelnet40_ply_hdf5_2048.zip",
+        "modelnet40_ply_hdf5_2048", ("shape_names.txt", "ply_data_train*.h5", "ply_data_test*.h5"),
+    ),)
     raw_name = "modelnet40_ply_hdf5_2048"
-    layout = ("shape_names.txt", "ply_data_train*.h5", "ply_data_test*.h5")
     point_only = True
     available_modalities = frozenset({"points"})
 
@@ -179,12 +187,14 @@ class ModelNet40H5Dataset(RealShapeDataset):
 
 @register_dataset("modelnet40-resampled")
 class ModelNet40ResampledDataset(RealShapeDataset):
-    """PointNet++'s ``modelnet40_normal_resampled``: 40 classes, 10,000 points + normals per shape, +Y up."""
+    """PointNet++'s ``modelnet40_normal_resampled``: 10,000 points + normals per shape, +Y up (counts: the module's STATS)."""
 
     name = "modelnet40-resampled"
-    source = "modelnet40_normal_resampled"
+    raw_parts = (RawPart(
+        ("https://shapenet.cs.stanford.edu/media/modelnet40_normal_resampled.zip",), "modelnet40_normal_resampled.zip",
+        "modelnet40_normal_resampled", ("modelnet40_shape_names.txt", "modelnet40_train.txt", "modelnet40_test.txt"),
+    ),)
     raw_name = "modelnet40_normal_resampled"
-    layout = ("modelnet40_shape_names.txt", "modelnet40_train.txt", "modelnet40_test.txt")
     point_only = True
     available_modalities = frozenset({"points", "normals"})
 

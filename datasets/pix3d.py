@@ -33,6 +33,8 @@ split     categories  photos  gallery shapes
 train     4           2,648   322 (all shapes)
 test      4           2,470   322 (all shapes)
 ========  ==========  ======  =================
+
+The full release: 10,069 photos of 395 shapes in 9 categories.
 """
 
 from __future__ import annotations
@@ -46,11 +48,11 @@ import numpy as np
 import torch
 import trimesh
 
-from ssl3d.datasets.base import MODALITY_GROUP, DataConfig, ShapeInfo, _to_tensor, register_dataset
+from ssl3d.datasets.base import DataConfig, ShapeInfo, register_dataset
 from ssl3d.datasets.cache import CacheReport
 from ssl3d.datasets.formats.pix3d import CMIC_CATEGORIES, index_pix3d, read_obj, read_pix3d_photo
 from ssl3d.datasets.formats.records import ShapeRecord, group_by_shape
-from ssl3d.datasets.real import RealShapeDataset
+from ssl3d.datasets.real import RawPart, RealShapeDataset
 
 __all__ = ["Pix3DConfig", "Pix3DDataset", "Pix3DShapes"]
 
@@ -77,9 +79,10 @@ class _Pix3DBase(RealShapeDataset):
 
     name = "pix3d"
     Config = Pix3DConfig
-    source = "pix3d"
     raw_name = "pix3d"
-    layout = ("pix3d.json", "img/*", "mask/*", "model/*")
+    raw_parts = (
+        RawPart(("http://pix3d.csail.mit.edu/data/pix3d.zip",), "pix3d.zip", ".", ("pix3d.json", "img/*", "mask/*", "model/*")),
+    )
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -124,6 +127,7 @@ class Pix3DDataset(_Pix3DBase):
 
     available_modalities = frozenset({"image", "mask", "points", "normals", "voxels", "views"})
     prepare_modalities = ("image", "views")
+    item_noun = "photos"
 
     def __init__(
         self,
@@ -216,7 +220,7 @@ class Pix3DDataset(_Pix3DBase):
         }
         for modality in self.modalities:
             if modality in _PHOTO_MODALITIES:
-                sample[modality] = _to_tensor(modality, self._readers[MODALITY_GROUP[modality]].read(modality, i))
+                sample[modality] = self.read_modality(modality, i)
         if self.mesh_modalities:
             if self._positions is None:
                 self._positions = self._shape_positions()

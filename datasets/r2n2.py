@@ -120,17 +120,15 @@ class R2N2Dataset(RealShapeDataset):
 
     name = "r2n2"
     Config = R2N2Config
-    source = "r2n2_voxels"
     raw_name = "r2n2"
+    raw_parts = (
+        RawPart(("http://cvgl.stanford.edu/data2/ShapeNetVox32.tgz",), "ShapeNetVox32.tgz", "ShapeNetVox32",
+                ("*/*/model.binvox",), folder="ShapeNetVox32"),
+        RawPart(("http://cvgl.stanford.edu/data2/ShapeNetRendering.tgz",), "ShapeNetRendering.tgz", "ShapeNetRendering",
+                ("*/*/rendering/00.png",), folder="ShapeNetRendering"),
+    )
     available_modalities = frozenset({"points", "voxels", "views"})
     prepare_modalities = ("views", "voxels")
-
-    @classmethod
-    def raw_parts(cls) -> tuple[RawPart, ...]:
-        return (
-            RawPart("r2n2_voxels", "ShapeNetVox32", ("*/*/model.binvox",)),
-            RawPart("r2n2_renderings", "ShapeNetRendering", ("*/*/rendering/00.png",)),
-        )
 
     def __init__(self, split: str = "train", modalities=("views", "voxels"), config: DataConfig | None = None,
                  root=None, *, progress: bool = True, prepare: bool = True) -> None:

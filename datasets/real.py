@@ -12,8 +12,10 @@ A dataset ``NAME`` lives in ``<root>/NAME/``:
 * ``processed/``: the HDF5 caches of the modality groups
   (:class:`~ssl3d.datasets.base.ShapeDataset`).
 
-A dataset made of several archives (3D-R2N2: renderings + voxels) declares one
-:class:`RawPart` per archive; each extracts into its own sub-folder of the raw
+Where the files come from is declared on the dataset class itself
+(torch-geometric style): ``raw_parts``, one :class:`RawPart` per archive with
+its URLs, archive name, checksum and layout. A dataset made of several archives
+(3D-R2N2: renderings + voxels) extracts each into its own sub-folder of the raw
 folder. Every part has a *layout*: glob patterns that must each match at least
 one path, checked before anything is linked or moved into place, so a wrong
 folder or archive is refused with the missing entries named, and with the
@@ -51,19 +53,27 @@ MESH_MODALITIES = frozenset({"voxels", "views", "image", "mask"})
 
 @dataclass(frozen=True)
 class RawPart:
-    """One archive of a real dataset and where it goes inside the raw folder.
+    """One archive of a real dataset: where it comes from and where it goes inside the raw folder.
 
     Args:
-        source: key of :data:`ssl3d.datasets.download.SOURCES`.
-        folder: sub-folder of the dataset's raw folder holding this part
-            (``"."``: the raw folder itself, the usual single-archive case).
+        urls: official URLs, tried in order.
+        archive: file name of the archive (in ``<root>/<name>/downloads/``).
+        extract_dir: folder the archive creates when extracted (``"."``: the
+            archive's members are the dataset folder's content).
         layout: glob patterns, relative to ``folder``, that must each match
             at least one path when the part is present.
+        folder: sub-folder of the dataset's raw folder holding this part
+            (``"."``: the raw folder itself, the usual single-archive case).
+        sha256: expected SHA-256 of the archive, or ``None`` where none is
+            published (no dataset publishes one; set it to pin the archive you trust).
     """
 
-    source: str
-    folder: str
+    urls: tuple[str, ...]
+    archive: str
+    extract_dir: str
     layout: tuple[str, ...]
+    folder: str = "."
+    sha256: str | None = None
 
 
 def _missing(folder: Path, patterns: Iterable[str]) -> list[str]:
@@ -76,10 +86,9 @@ def _missing(folder: Path, patterns: Iterable[str]) -> list[str]:
 class RealShapeDataset(ShapeDataset):
     """Base class of datasets read from downloaded files.
 
-    Subclasses set ``name``, ``source`` (a key of ``download.SOURCES``),
-    ``raw_name`` (the folder under ``<root>/<name>/raw/`` that the extracted
-    archive yields) and ``layout`` (glob patterns the raw folder must match),
-    plus the :class:`~ssl3d.datasets.base.ShapeDataset` hooks. Point-cloud
+    Subclasses set ``name``, ``raw_parts`` (the archives: URLs, archive
+    names, checksums, layouts), ``raw_name`` (the folder under
+    ``<root>/<name>/raw/`` that the extracted archives yield), plus the :class:`~ssl3d.datasets.base.ShapeDataset` hooks. Point-cloud
     formats set ``point_only = True`` and implement :meth:`load_points`.
 
     Raises:
@@ -88,9 +97,8 @@ class RealShapeDataset(ShapeDataset):
         ValueError: a point-only dataset asked for voxels, views or images.
     """
 
-    source: ClassVar[str] = ""
+    raw_parts: ClassVar[tuple[RawPart, ...]] = ()
     raw_name: ClassVar[str] = ""
-    layout: ClassVar[tuple[str, ...]] = ()
     #: the dataset ships point clouds, not meshes
     point_only: ClassVar[bool] = False
     #: what a point-only dataset's users should use for mesh modalities
@@ -117,11 +125,6 @@ class RealShapeDataset(ShapeDataset):
 
     # -- raw files -----------------------------------------------------------
     @classmethod
-    def raw_parts(cls) -> tuple[RawPart, ...]:
-        """The archives of this dataset (one by default: ``source`` into the raw folder itself)."""
-        return (RawPart(cls.source, ".", cls.layout),)
-
-    @classmethod
     def raw_root(cls, root: str | os.PathLike[str] | None = None) -> Path:
         """``<root>/<name>/raw``."""
         return (Path(root) if root is not None else default_root()) / cls.name / "raw"
@@ -147,7 +150,7 @@ class RealShapeDataset(ShapeDataset):
         """Layout entries (``part folder/pattern``) that ``folder`` lacks; empty when complete."""
         folder = Path(folder)
         out = []
-        for part in cls.raw_parts():
+        for part in cls.raw_parts:
             sub = folder / part.folder
             out.extend(p if part.folder == "." else f"{part.folder}/{p}" for p in _missing(sub, part.layout))
         return out
@@ -161,7 +164,7 @@ class RealShapeDataset(ShapeDataset):
     @classmethod
     def urls(cls) -> list[str]:
         """Download URLs of every part, in order."""
-        return [url for part in cls.raw_parts() for url in dl.SOURCES[part.source].urls]
+        return [url for part in cls.raw_parts for url in part.urls]
 
     @classmethod
     def not_prepared_message(cls) -> str:
@@ -247,7 +250,7 @@ class RealShapeDataset(ShapeDataset):
                 else:
                     raise InputNotFoundError(f"--from {path}: no such file or folder")
         elif not cls.is_prepared(root):
-            for part in cls.raw_parts():
+            for part in cls.raw_parts:
                 if _missing(cls.raw_root(root) / cls.raw_name / part.folder, part.layout):
                     cls._take_archive(root, cls._download(root, part, progress))
         return cls.check_prepared(root)
@@ -255,7 +258,7 @@ class RealShapeDataset(ShapeDataset):
     @classmethod
     def _own_folder_names(cls) -> list[str]:
         """Names the dataset's folder has when extracted: ``raw_name`` and the archives' top folders."""
-        return list(dict.fromkeys([cls.raw_name] + [dl.SOURCES[p.source].extract_dir for p in cls.raw_parts()]))
+        return list(dict.fromkeys([cls.raw_name] + [p.extract_dir for p in cls.raw_parts]))
 
     @classmethod
     def _folder_match(cls, folder: Path) -> Path | None:
@@ -306,7 +309,7 @@ class RealShapeDataset(ShapeDataset):
         try:
             content = dl.extract_archive(archive, staging / "content")
             found = []
-            for part in cls.raw_parts():
+            for part in cls.raw_parts:
                 match = cls._archive_match(content, part)
                 if match is None:
                     continue
@@ -320,9 +323,9 @@ class RealShapeDataset(ShapeDataset):
                 os.replace(match, dest)
                 found.append(part.folder)
             if not found:
-                expected = "; ".join(f"{', '.join(p.layout)}" for p in cls.raw_parts())
+                expected = "; ".join(f"{', '.join(p.layout)}" for p in cls.raw_parts)
                 hint = cls._other_dataset_hint(
-                    archive, lambda other: next(filter(None, (other._archive_match(content, p) for p in other.raw_parts())), None)
+                    archive, lambda other: next(filter(None, (other._archive_match(content, p) for p in other.raw_parts)), None)
                 )
                 raise DataFileError(archive, f"holds no {cls.name} data (expected a folder with {expected}){hint}")
         finally:
@@ -331,7 +334,7 @@ class RealShapeDataset(ShapeDataset):
     @staticmethod
     def _archive_match(content: Path, part: RawPart) -> Path | None:
         """The folder of extracted ``content`` that holds ``part``, or None."""
-        extract_dir = dl.SOURCES[part.source].extract_dir
+        extract_dir = part.extract_dir
         children = [p for p in content.iterdir() if p.is_dir() and not p.name.startswith(("__MACOSX", "."))]
         candidates = [content / part.folder, content / extract_dir, content]
         if len(children) == 1:  # an archive re-packed under another top-level name
@@ -340,17 +343,16 @@ class RealShapeDataset(ShapeDataset):
 
     @classmethod
     def _download(cls, root: Path, part: RawPart, progress: bool) -> Path:
-        source = dl.SOURCES[part.source]
-        dest = root / cls.name / "downloads" / source.archive
+        dest = root / cls.name / "downloads" / part.archive
         errors = []
-        for url in source.urls:
+        for url in part.urls:
             try:
-                return dl.download(url, dest, sha256=source.sha256, progress=progress)
+                return dl.download(url, dest, sha256=part.sha256, progress=progress)
             except dl.DownloadError as exc:
                 errors.append(str(exc))
         raise DatasetNotPreparedError(
             f"{cls.name}: {' '.join(errors)} For this dataset: "
-            f"`bench prepare {cls.name} --from /path/to/{source.archive}` (or --from the extracted folder)."
+            f"`bench prepare {cls.name} --from /path/to/{part.archive}` (or --from the extracted folder)."
         )
 
     # -- point-cloud formats ---------------------------------------------------

@@ -3,11 +3,13 @@
 ``get_method(name)`` returns a registered method class, ``list_methods("parae-*")``
 lists names with wildcards. Built-in methods register with ``@register_method``;
 third-party packages register through the entry-point group ``ssl3d.methods``
-(see docs/adding-a-method.md).
+(see docs/adding-a-method.md) and test themselves with
+``ssl3d.methods.testing.check_method``.
 """
 
-from ssl3d.methods.base import METHODS, Method, NotPretrainedError, RunContext, register_method
+from ssl3d.methods.base import METHODS, Method, NotPretrainedError, register_method
 from ssl3d.methods.config import MethodConfig, TrainConfig
+from ssl3d.methods.run_context import RunContext
 
 # Built-in methods register themselves on import (plugins come in through entry points).
 from ssl3d.methods import baselines as _baselines  # noqa: F401,E402

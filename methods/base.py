@@ -9,6 +9,13 @@ consumes and those it can embed, a ``Config`` dataclass (presets ``paper`` and
 * :meth:`Method.embed_batch` - one batch -> global features [B, D];
 * :meth:`Method.encoder` - the trainable encoder of a modality, for fine-tuning.
 
+Optional hooks: :meth:`Method.point_features_batch` (segmentation),
+:meth:`Method.reconstruct_batch` (reconstruction),
+:meth:`Method.ibsr_similarity_batch` (query-conditioned retrieval),
+:meth:`Method.pretrain_dataset`, :meth:`Method.data_overrides`,
+:meth:`Method.configure_optimizer`, :meth:`Method.lr_factor` and
+:meth:`Method.on_epoch_start` (per-epoch state such as a sampler's epoch).
+
 The shared loop in :mod:`ssl3d.methods.trainer` does the rest (optimiser,
 schedule, progress, checkpoints, resume, non-finite loss checks), so method
 files stay short. Following scikit-learn, ``__init__`` only stores the config;
@@ -18,18 +25,18 @@ and using a method before either raises :class:`NotPretrainedError`.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from pathlib import Path
+import math
 from typing import Any, ClassVar, Mapping
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ssl3d.core.config import build_preset, from_dict, to_dict
+from ssl3d.core.config import apply_overrides, build_preset, from_dict, to_dict
 from ssl3d.core.registry import Registry
 from ssl3d.methods.config import MethodConfig
+from ssl3d.methods.run_context import RunContext
+from ssl3d.methods.trainer import fit
 
 METHODS: Registry[type["Method"]] = Registry("method", "ssl3d.methods", base="ssl3d.methods.base:Method")
 register_method = METHODS.register
@@ -37,25 +44,6 @@ register_method = METHODS.register
 
 class NotPretrainedError(RuntimeError):
     """A method used before ``pretrain()`` or ``load_state_dict()``."""
-
-
-@dataclass
-class RunContext:
-    """What a method needs from the run that trains it.
-
-    Args:
-        device: where to train.
-        seed: the run seed (python, numpy and torch are seeded from it per epoch).
-        checkpoint_dir: folder for ``last.pt``; None disables checkpoints and resume.
-        progress: show progress bars.
-        logger_name: logging channel for per-epoch lines (the runner routes it to the run log).
-    """
-
-    device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
-    seed: int = 0
-    checkpoint_dir: Path | None = None
-    progress: bool = True
-    logger_name: str = "ssl3d.train"
 
 
 class Method:
@@ -73,7 +61,8 @@ class Method:
     query_conditioned: ClassVar[bool] = False
     #: the paper this method implements (for result files and docs)
     paper: ClassVar[str] = ""
-    #: bump when a code change invalidates cached pretraining
+    #: part of the pretraining cache key: bump it whenever a code change alters what pretraining
+    #: produces, or runs keep reusing weights cached by the old code
     version: ClassVar[str] = "1"
 
     def __init__(self, config: MethodConfig | None = None) -> None:
@@ -85,8 +74,6 @@ class Method:
     @classmethod
     def from_preset(cls, preset: str = "paper", overrides: Mapping[str, Any] | None = None) -> "Method":
         """A method configured by a preset plus dotted overrides."""
-        from ssl3d.core.config import apply_overrides
-
         config = build_preset(cls.Config, preset)
         if overrides:
             config = apply_overrides(config, overrides, section="method.")
@@ -150,10 +137,15 @@ class Method:
         if train.scheduler == "step":
             return train.gamma ** (max(0, epoch - train.schedule_start) // train.step_size)
         if train.scheduler == "cosine":
-            import math
-
             return 0.5 * (1 + math.cos(math.pi * epoch / max(1, train.epochs)))
         return 1.0
+
+    def on_epoch_start(self, epoch: int, run_seed: int) -> None:
+        """Called by the training loop before each epoch (0-based), also for the first epoch of a resumed run.
+
+        For per-epoch state: a sampler's permutation, a loss weight that ramps
+        over epochs, random draws seeded by ``(run_seed, epoch)``. Default: nothing.
+        """
 
     # -- the public contract ------------------------------------------------------------
     @property
@@ -167,10 +159,13 @@ class Method:
             )
         return self.model
 
+    def require_pretrained(self) -> nn.Module:
+        """The networks, for code outside the method (protocols); raises :class:`NotPretrainedError` before
+        :meth:`pretrain` or :meth:`load_state_dict`."""
+        return self._check_pretrained()
+
     def pretrain(self, data: Dataset, run: RunContext | None = None) -> "Method":
         """Build the networks and run the pretext task on ``data`` (labels unused)."""
-        from ssl3d.methods.trainer import fit
-
         run = run or RunContext()
         fit(self, data, run)
         return self

@@ -23,8 +23,7 @@ from typing import Any
 
 import torch
 
-from ssl3d.core.io import atomic_path
-from ssl3d.core.io import move_aside
+from ssl3d.core.io import atomic_path, move_aside
 
 CHECKSUM_KEY = "checksum"
 PREVIOUS_NAME = "prev.pt"

@@ -8,9 +8,10 @@ Implemented:
 
 * Sec. 3.1-3.2, Eq. (1)-(3): every query image takes the colours of another
   query of the mini-batch by Reinhard colour transfer inside the object masks
-  (:func:`~ssl3d.methods.colour_transfer.batch_colour_transfer`), plus the
+  (:func:`~ssl3d.methods.augment.colour_transfer.batch_colour_transfer`), plus the
   "traditional" augmentation of Sec. 4.3 (random resized crop + horizontal
-  flip, the same affine on image and mask, :func:`random_resized_crop_flip`).
+  flip, the same affine on image and mask,
+  :func:`~ssl3d.methods.augment.crops.random_resized_crop_flip`).
 * Sec. 3.3-3.4, the networks (:class:`CMICNet`): query encoder :math:`f_q` =
   ResNet50 with a 4-channel first convolution (RGB + mask), head BatchNorm +
   Linear to 128; rendering encoder :math:`f_{r1}` = ResNet34 (``render_arch``;
@@ -72,7 +73,7 @@ Departures from the paper:
   :math:`\sigma_s/\sigma_t` (the paper prints the inverse) over a derangement
   of the batch; the masked statistics are our interpretation (the paper does
   not say, the released code uses the whole image), see
-  :mod:`ssl3d.methods.colour_transfer`.
+  :mod:`ssl3d.methods.augment.colour_transfer`.
 * **Duplicate photos** of a shape in a batch are dropped (see above); the
   released code keeps them, so a shape's second copy is a negative in Eq. (4).
 * **Triplet variant**: margin 0.2 and :math:`\beta_1 = 0.2` (unstated).
@@ -93,6 +94,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ssl3d.methods.augment.colour_transfer import batch_colour_transfer
+from ssl3d.methods.augment.crops import random_resized_crop_flip
+from ssl3d.methods.augment.hsv import hsv_jitter
 from ssl3d.methods.base import Method, register_method
 from ssl3d.methods.config import MethodConfig, TrainConfig
 
@@ -185,38 +189,6 @@ class CMICTripletConfig(CMICConfig):
 
     instance_loss: Literal["contrastive", "triplet"] = "triplet"  # fixed
     FIXED: ClassVar[dict[str, Any]] = {"instance_loss": "triplet"}
-
-
-def random_resized_crop_flip(images: Tensor, scale: tuple[float, float], ratio: tuple[float, float],
-                             flip_prob: float) -> Tensor:
-    r"""One random resized crop + horizontal flip per image, resampled to the input size.
-
-    A crop of area fraction :math:`s \sim U(\text{scale})` and aspect ratio
-    :math:`r = e^{u}`, :math:`u \sim U(\log \text{ratio})` has half-extents
-    :math:`w = \min(1, \sqrt{s r})`, :math:`h = \min(1, \sqrt{s / r})` in
-    normalised coordinates and a centre uniform in :math:`[-(1-w), 1-w] \times
-    [-(1-h), 1-h]`; the output pixel :math:`(x, y)` samples the input at
-    :math:`(\pm w x + c_x,\ h y + c_y)` (bilinear, sign :math:`-` when flipped).
-    All channels share the transform, so pass image and mask concatenated.
-    Randomness: torch's global generator (drawn on the CPU).
-
-    Shapes:
-        - **images:** :math:`(B, C, H, W)` -> :math:`(B, C, H, W)`
-    """
-    if images.dim() != 4:
-        raise ValueError(f"images must be [B, C, H, W]; got {tuple(images.shape)}")
-    b = images.shape[0]
-    u = torch.rand(b, 5, dtype=torch.float64)
-    s = scale[0] + (scale[1] - scale[0]) * u[:, 0]
-    log_lo, log_hi = torch.log(torch.tensor(ratio, dtype=torch.float64))
-    r = torch.exp(log_lo + (log_hi - log_lo) * u[:, 1])
-    w, h = torch.sqrt(s * r).clamp(max=1.0), torch.sqrt(s / r).clamp(max=1.0)
-    cx, cy = (2 * u[:, 2] - 1) * (1 - w), (2 * u[:, 3] - 1) * (1 - h)
-    sign = torch.where(u[:, 4] < flip_prob, -1.0, 1.0).to(torch.float64)
-    zero = torch.zeros_like(w)
-    theta = torch.stack([sign * w, zero, cx, zero, h, cy], dim=1).view(b, 2, 3)
-    grid = F.affine_grid(theta.to(images.device, images.dtype), list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def select_views(views: Tensor, n_views: int) -> Tensor:
@@ -317,8 +289,6 @@ class CMIC(Method):
 
     def augment(self, image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """Colour augmentation (Sec. 3.1-3.2, inside the masks), then the shared affine of image and mask."""
-        from ssl3d.methods.colour_transfer import batch_colour_transfer, hsv_jitter
-
         cfg = self.config
         if cfg.colour_aug == "transfer":
             image = batch_colour_transfer(image, mask)

@@ -10,9 +10,10 @@ Implemented:
 * Sec. 3.2 / 4.1 - two VAE encoders, one per modality, and one voxel decoder
   shared by both: the voxel encoder (:class:`~ssl3d.methods.backbones.voxel_cnn.VoxelEncoder`:
   4 Conv3d, 343-d feature, 128-d mean/log-variance), the multi-view image
-  encoder (:class:`MultiViewVAEEncoder`: ResNet18 shared over views, flattened
-  feature map -> FC 1024 per view, GRU over the views -> 1024, FC heads to the
-  128-d mean/log-variance) and the mirrored decoder to :math:`32^3`
+  encoder (:class:`~ssl3d.methods.backbones.image.MultiViewVAEEncoder`:
+  ResNet18 shared over views, flattened feature map -> FC 1024 per view, GRU
+  over the views -> 1024, FC heads to the 128-d mean/log-variance) and the
+  mirrored decoder to :math:`32^3`
   (:class:`~ssl3d.methods.backbones.voxel_cnn.VoxelDecoder`).
 * Sec. 3.2 - switch encoding: the latent fed to the decoder is the image
   encoder's with probability ``p_image`` = 0.2 (Sec. 4: "the switch layer
@@ -106,22 +107,21 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from ssl3d.methods.backbones.image import MultiViewEncoder
+from ssl3d.core.seeding import epoch_seed
+from ssl3d.datasets.modalities.cameras import rig_size
+from ssl3d.methods.backbones.image import MultiViewVAEEncoder
 from ssl3d.methods.backbones.voxel_cnn import VoxelDecoder, VoxelEncoder
-from ssl3d.methods.base import Method, RunContext, register_method
+from ssl3d.methods.base import Method, register_method
 from ssl3d.methods.config import MethodConfig, TrainConfig
 from ssl3d.methods.losses.switchvae import (
     beta_tc_kl, gaussian_kl, kl_anneal_weight, latent_contrastive, weighted_bce,
 )
-from ssl3d.core.seeding import epoch_seed
 
 __all__ = [
-    "ImageVAE", "MultiViewVAEEncoder", "SwitchBTCVAE", "SwitchVAE", "SwitchVAEConfig",
+    "ImageVAE", "SwitchBTCVAE", "SwitchVAE", "SwitchVAEConfig",
     "SwitchVAENoContrast", "VoxelVAE", "choose_branch", "reparameterize",
 ]
 
-#: ImageNet RGB statistics averaged over channels, for grey views.
-GREY_MEAN, GREY_STD = 0.449, 0.226
 _MODULE_OF = {"voxels": "voxel_encoder", "views": "image_encoder"}
 
 
@@ -194,57 +194,10 @@ def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
     return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
 
-class MultiViewVAEEncoder(nn.Module):
-    r"""SwitchVAE image encoder :math:`e^{img}` (Sec. 4.1): views -> :math:`(\mu, \log\sigma^2)`.
-
-    The first ``n_views`` grey views are standardised, embedded by a shared
-    ResNet18 (flattened feature map, FC to ``view_dim``), aggregated by a GRU
-    into a ``view_dim`` feature :math:`h`, and mapped by two heads
-    :math:`\mu = \mathrm{BN}(W_\mu h)`, :math:`\log\sigma^2 = \mathrm{BN}(W_\sigma h)`
-    (batch-normalised as the voxel encoder's heads, as in the official code).
-    Fewer views than ``n_views`` are accepted (the GRU runs over what is given).
-
-    Args:
-        latent_dim: size of :math:`\mu`.
-        n_views: views used (the first ``n_views`` of the input).
-        view_size: view height = width (fixes the flattened feature size).
-        view_dim: per-view embedding and GRU width.
-        pool: ``"flatten"`` (paper) or ``"avg"``.
-        weights: ResNet18 weights (see :func:`~ssl3d.methods.backbones.image.resnet_trunk`).
-
-    Shapes:
-        - **input:** :math:`(B, V, C, H, W)`, :math:`C \in \{1, 3\}`, values in [0, 1]
-        - **output:** ``(mu, logvar)``, each :math:`(B, \text{latent\_dim})`
-    """
-
-    def __init__(self, latent_dim: int = 128, n_views: int = 8, view_size: int = 137, view_dim: int = 1024,
-                 pool: Literal["flatten", "avg"] = "flatten", weights: str | None = None) -> None:
-        super().__init__()
-        self.n_views = n_views
-        self.views = MultiViewEncoder("resnet18", in_channels=1, view_dim=view_dim, aggregate="gru",
-                                      out_dim=view_dim, weights=weights, pool=pool,
-                                      image_size=view_size if pool == "flatten" else None)
-        self.mu = nn.Sequential(nn.Linear(view_dim, latent_dim), nn.BatchNorm1d(latent_dim))
-        self.logvar = nn.Sequential(nn.Linear(view_dim, latent_dim), nn.BatchNorm1d(latent_dim))
-
-    def features(self, views: Tensor) -> Tensor:
-        """The aggregated ``view_dim`` feature :math:`h` before the latent heads."""
-        if views.dim() != 5 or views.shape[2] not in (1, 3):
-            raise ValueError(f"views must be [B, V, C, H, W] with C = 1 or 3; got {tuple(views.shape)}")
-        views = views[:, : self.n_views]
-        if views.shape[2] == 3:
-            views = views.mean(dim=2, keepdim=True)
-        return self.views((views - GREY_MEAN) / GREY_STD)
-
-    def forward(self, views: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.features(views)
-        return self.mu(h), self.logvar(h)
-
-
 def _rig_for(n_views: int) -> dict[str, Any]:
     """The smallest fixed camera rig with at least ``n_views`` views (the model takes the first ones)."""
-    for rig, size in (("first8", 8), ("ring12", 12), ("dodeca20", 20)):
-        if n_views <= size:
+    for rig in ("first8", "ring12", "dodeca20"):  # smallest first
+        if n_views <= rig_size(rig):
             return {"view_rig": rig}
     return {"view_rig": "random", "n_views": n_views}
 
@@ -266,9 +219,9 @@ class SwitchVAE(Method):
 
     def __init__(self, config: SwitchVAEConfig | None = None) -> None:
         super().__init__(config)
-        self._epoch = 0  # current epoch, for the KL warm-up (see lr_factor)
+        self._epoch = 0  # current epoch, for the KL warm-up (set by on_epoch_start)
         self._dataset_size: int | None = None  # pretraining set size, for beta-TCVAE
-        self._run_seed = 0  # the run seed of pretrain(), for the switch draws
+        self._run_seed = 0  # the run seed, for the switch draws (set by on_epoch_start)
 
     # -- networks -------------------------------------------------------------------
     def build_model(self) -> nn.Module:
@@ -299,16 +252,9 @@ class SwitchVAE(Method):
         self._dataset_size = len(data)
         return data
 
-    def lr_factor(self, epoch: int) -> float:
-        # The trainer calls this once at the start of every epoch (methods/trainer.py); it is the only
-        # place a method learns the epoch index, which the KL warm-up needs. Resume-safe: it is called
-        # again with the resumed epoch.
-        self._epoch = epoch
-        return super().lr_factor(epoch)
-
-    def pretrain(self, data: Dataset, run: RunContext | None = None) -> "SwitchVAE":
-        self._run_seed = (run or RunContext()).seed  # seeds the switch draws
-        return super().pretrain(data, run)
+    def on_epoch_start(self, epoch: int, run_seed: int) -> None:
+        # the KL warm-up follows the epoch; the switch draws are seeded by (run seed, epoch, step)
+        self._epoch, self._run_seed = epoch, run_seed
 
     def _switch(self, step: int) -> str:
         """The branch decoded at global ``step``: a function of (run seed, epoch, step) only.

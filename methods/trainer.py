@@ -7,6 +7,14 @@ the weights and optimiser state it starts from, which the checkpoint holds, so
 a run killed after epoch k and resumed from ``last.pt`` gives exactly the
 weights an uninterrupted run gives. A damaged ``last.pt`` is moved aside and
 the run resumes from ``prev.pt``, one epoch earlier (:mod:`ssl3d.methods.checkpoint`).
+
+Before each epoch the loop calls ``method.on_epoch_start(epoch, run seed)``,
+then sets the learning rate from ``method.lr_factor(epoch)``; a resumed run
+starts with the first epoch it has not finished.
+
+The loop sees a method through :class:`TrainableMethod`, the part of
+:class:`~ssl3d.methods.base.Method` it uses, so this module does not import
+the base class (which imports this module for ``Method.pretrain``).
 """
 
 from __future__ import annotations
@@ -19,20 +27,37 @@ import os
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, ClassVar, Protocol
 
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 from ssl3d.core.config import to_dict
-from ssl3d.methods.checkpoint import load_latest_good, save_checkpoint
 from ssl3d.core.distributed import DistInfo, StepModule, all_reduce_mean, barrier, dist_info
 from ssl3d.core.seeding import epoch_seed, seed_everything
+from ssl3d.methods.checkpoint import load_latest_good, save_checkpoint
+from ssl3d.methods.config import MethodConfig
+from ssl3d.methods.run_context import RunContext
 
-if TYPE_CHECKING:
-    from ssl3d.methods.base import Method, RunContext
+
+class TrainableMethod(Protocol):
+    """What :func:`fit` uses of a :class:`~ssl3d.methods.base.Method` (see its hooks for the meaning)."""
+
+    name: ClassVar[str]
+    pretrain_modalities: ClassVar[frozenset[str]]
+    config: MethodConfig
+    model: nn.Module | None
+    pretrain_info: dict[str, Any]
+
+    def build_model(self) -> nn.Module: ...
+    def training_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]: ...
+    def pretrain_dataset(self, data: Dataset) -> Dataset: ...
+    def configure_optimizer(self, model: nn.Module) -> torch.optim.Optimizer: ...
+    def lr_factor(self, epoch: int) -> float: ...
+    def on_epoch_start(self, epoch: int, run_seed: int) -> None: ...
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -47,7 +72,7 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
-def _trace(run: "RunContext", info: DistInfo, epoch: int, indices: list[int], record: dict) -> None:
+def _trace(run: RunContext, info: DistInfo, epoch: int, indices: list[int], record: dict) -> None:
     """With $SSL3D_TRACE_DIR set, each rank writes what it trained on per epoch (for debugging sharding)."""
     folder = os.environ.get("SSL3D_TRACE_DIR")
     if not folder:
@@ -58,7 +83,7 @@ def _trace(run: "RunContext", info: DistInfo, epoch: int, indices: list[int], re
                                 "indices": indices, "record": record}))
 
 
-def fit(method: "Method", data: Dataset, run: "RunContext") -> None:
+def fit(method: TrainableMethod, data: Dataset, run: RunContext) -> None:
     """Build ``method.model`` and train it on ``data`` (see module docstring)."""
     log = logging.getLogger(run.logger_name)
     train = method.config.train
@@ -123,6 +148,7 @@ def fit(method: "Method", data: Dataset, run: "RunContext") -> None:
         generator.manual_seed(seed)
         if sampler is not None:
             sampler.set_epoch(epoch)
+        method.on_epoch_start(epoch, run.seed)
         seen: list[int] = []
         factor = method.lr_factor(epoch)
         for group, base in zip(optimizer.param_groups, base_lrs):

@@ -27,6 +27,25 @@ def test_list_json_has_the_registries():
     assert "random-pointnet" in _bench("list").stdout
 
 
+def test_list_shows_per_task_which_methods_run_it_and_why_not():
+    out = _bench("list").stdout
+    seg = out[out.index("  synth-seg "):out.index("  synth-svm ")]
+    assert "runs cm, cmcv, parae-dgcnn" in seg
+    assert "switchvae" in seg and "gives per-point features for nothing; synth-seg needs one of points" in seg
+    info = json.loads(_bench("list", "--json").stdout)["tasks"]["synth-recon"]
+    assert info["supported"]["switchvae"] == ["voxels", "views"]
+    assert info["unsupported"]["random-pointnet"] == "reconstructs voxels from nothing; synth-recon needs one of voxels, views"
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly():
+    # `bench list | head`: the pipe closes before bench writes; no traceback, the exit status of SIGPIPE
+    for args in (["list"], ["list", "--json"]):
+        proc = subprocess.Popen(BENCH + args, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc.stdout.close()
+        stderr = proc.stderr.read().decode()
+        assert proc.wait(timeout=600) in (0, 141) and stderr == "", stderr
+
+
 def test_errors_are_one_clear_line():
     out = _bench("run", "--method", "nope", "--task", "synth-svm")
     assert out.returncode == 2

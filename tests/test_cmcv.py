@@ -1,4 +1,5 @@
-"""CM-CV (methods/cmcv.py): sampler, augmentations, network shapes, training, pretext metrics, variants.
+"""CM-CV (methods/cmcv.py, cmcv_config.py, cmcv_metrics.py, samplers.py, augment/): sampler, augmentations,
+network shapes, training, pretext metrics, variants.
 
 The loss terms themselves are checked against hand-computed values in
 tests/test_losses_cmcv.py.
@@ -16,16 +17,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ssl3d.methods import RunContext, get_method, list_methods
-from ssl3d.methods.cmcv import (
-    CMConfig,
-    CMCVConfig,
-    CMCVNet,
-    CrossViewSampler,
-    center_crop,
-    pretext_metrics,
-    random_crop_flip,
-    rotate_jitter,
-)
+from ssl3d.methods.augment.crops import center_crop, random_crop_flip
+from ssl3d.methods.augment.points import rotate_jitter
+from ssl3d.methods.cmcv import CMCVNet
+from ssl3d.methods.cmcv_config import CMConfig, CMCVConfig
+from ssl3d.methods.cmcv_metrics import pretext_metrics
+from ssl3d.methods.samplers import CrossViewSampler
 
 from conftest import optimisation_steps
 

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from ssl3d.methods import get_method
-from ssl3d.methods.cmic import CMICNet, random_resized_crop_flip, select_views
+from ssl3d.methods.augment.crops import random_resized_crop_flip
+from ssl3d.methods.cmic import CMICNet, select_views
 from ssl3d.core.seeding import seed_everything
 
 from conftest import optimisation_steps

@@ -6,16 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from ssl3d.methods.colour_transfer import (
+from ssl3d.methods.augment.colour_transfer import (
     batch_colour_transfer,
     colour_transfer,
-    hsv_jitter,
-    hsv_to_rgb,
     lab_to_rgb,
     random_derangement,
-    rgb_to_hsv,
     rgb_to_lab,
 )
+from ssl3d.methods.augment.hsv import hsv_jitter, hsv_to_rgb, rgb_to_hsv
 
 
 def _gen(seed):

@@ -1,63 +1,34 @@
-"""The Method contract, checked for every registered method (new methods are tested for free).
+"""The Method contract, checked for every registered method with the plugin authors' kit.
 
-For each method under its ``quick`` preset, on a tiny random batch shaped like
-the data contract (with the method's own data settings applied):
-using it before pretraining raises a clear error; ``embed`` returns [B, D]
-finite features that are deterministic in eval mode; the state dict
-round-trips through ``torch.load(weights_only=True)``. That a few optimisation
-steps lower the pretext loss is tested per method (tests/test_<method>.py), on
-batches and step sizes chosen for that method: a generic random batch is too
-weak a signal for methods with heavy augmentation.
+:func:`ssl3d.methods.testing.check_method` (its module docstring lists the
+checks) runs each method under its ``quick`` preset on fake batches shaped by
+the method's own data settings: un-pretrained errors, one pretraining step, a
+few steps on a fixed batch lower the loss, embed shapes and determinism,
+encoders, the optional hooks, and the state-dict round trip. Plugins call the
+same function (docs/examples/ssl3d_rotnet/test_ssl3d_rotnet.py). How each
+method learns on real data is tested per method (tests/test_<method>.py).
 """
 
 from __future__ import annotations
 
-import io
-
 import pytest
-import torch
 
-from ssl3d.bench.perf import fake_batch as perf_fake_batch
-from ssl3d.methods import NotPretrainedError, get_method, list_methods
-from ssl3d.core.seeding import seed_everything
+from ssl3d.methods import get_method, list_methods
+from ssl3d.methods.testing import check_method
 
 
-
-def fake_batch(method, batch_size: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Small random tensors shaped like the data contract under the method's data settings."""
-    return perf_fake_batch(method, batch_size, small=True, seed=seed)
-
-
-def _quick(name: str):
-    overrides = {}
-    cls = get_method(name)
-    if "global_dim" in cls.Config.__dataclass_fields__:
+def _small_overrides(cls) -> dict[str, object]:
+    """Narrower networks where a config allows it, to keep the file fast."""
+    fields = cls.Config.__dataclass_fields__
+    overrides: dict[str, object] = {}
+    if "global_dim" in fields:
         overrides["global_dim"] = 64
-    return cls.from_preset("quick", overrides)
+    if "metric_pairs" in fields:  # CM-CV's pretext metrics after pretraining
+        overrides["metric_pairs"] = 8
+    return overrides
 
 
 @pytest.mark.parametrize("name", list_methods())
-def test_unpretrained_method_refuses_to_embed(name):
-    method = _quick(name)
-    modality = sorted(method.embed_modalities)[0]
-    with pytest.raises(NotPretrainedError):
-        method.embed(fake_batch(method), modality)
-
-
-@pytest.mark.parametrize("name", list_methods())
-def test_embed_shapes_determinism_and_state_round_trip(name):
-    seed_everything(0)
-    method = _quick(name)
-    method.model = method.build_model()
-    batch = fake_batch(method)
-    for modality in sorted(method.embed_modalities):
-        a = method.embed(batch, modality)
-        b = method.embed(batch, modality)
-        assert a.ndim == 2 and a.shape[0] == 4 and torch.isfinite(a).all()
-        assert torch.equal(a, b)
-    buf = io.BytesIO()
-    torch.save(method.state_dict(), buf)
-    buf.seek(0)
-    clone = type(method)().load_state_dict(torch.load(buf, weights_only=True))
-    modality = sorted(method.embed_modalities)[0]
-    assert torch.allclose(clone.embed(batch, modality), method.embed(batch, modality), atol=1e-6)
+def test_method_meets_the_contract(name):
+    cls = get_method(name)
+    check_method(cls, overrides=_small_overrides(cls))

@@ -1,22 +1,17 @@
-"""`bench perf` measures real throughput and memory (no timing assertions: only that it measures)."""
+"""`bench perf` measures real throughput and memory (no timing assertions: only that it measures).
+
+Its fake batches (ssl3d.methods.testing.fake_batch) are tested in tests/test_testing_kit.py.
+"""
 
 from __future__ import annotations
 
-from ssl3d.bench.perf import fake_batch, measure_data_pipeline, measure_method, run_perf
-from ssl3d.methods import get_method
+from ssl3d.bench.perf import measure_data_pipeline, measure_method, run_perf
 
 
 def test_measure_method_reports_throughput_and_memory():
     row = measure_method("random-pointnet", "quick", "cpu", steps=1, batch_size=2)
     assert row["method"] == "random-pointnet" and row["batch_size"] == 2
     assert row["embed_points_samples_per_s"] > 0 and row["peak_memory_mb"] > 0
-
-
-def test_fake_batch_follows_the_method_data_settings():
-    method = get_method("random-pointnet").from_preset("quick")
-    batch = fake_batch(method, 3, small=True)
-    assert batch["points"].shape == (3, 128, 3) and batch["voxels"].shape == (3, 32, 32, 32)
-    assert batch["views"].shape[:3] == (3, 12, 1) and batch["image"].shape == (3, 3, 32, 32)
 
 
 def test_data_pipeline_and_report_files(tmp_path):

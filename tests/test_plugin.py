@@ -1,9 +1,10 @@
-"""The documented plugin example, installed the way a user installs it, and pretraining resume.
+"""The documented plugin example, installed the way a user installs it, its own test, and pretraining resume.
 
 The example method (docs/examples/ssl3d_rotnet) is registered only through a
 ``*.dist-info/entry_points.txt`` on ``sys.path``, exactly what ``pip install``
-of a third-party distribution leaves behind. It has a real pretraining loop, so
-it also serves the SIGKILL-and-resume test.
+of a third-party distribution leaves behind. Its test file (the testing kit's
+``check_method``) runs under pytest as the plugin's author runs it. It has a
+real pretraining loop, so it also serves the SIGKILL-and-resume test.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -72,6 +74,15 @@ class Impostor(Method):
 class Misnamed(Method):
     name = "something-else"
 """
+
+
+def test_the_plugin_example_passes_its_own_contract_test(plugin_path):
+    (plugin_path / "test_ssl3d_rotnet.py").write_text((EXAMPLE / "test_ssl3d_rotnet.py").read_text())
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_ssl3d_rotnet.py"],
+                         cwd=plugin_path, env=subprocess_env([plugin_path]), capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 passed" in run.stdout
 
 
 def test_broken_plugins_are_reported_and_everything_else_still_lists(plugin_path):

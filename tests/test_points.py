@@ -51,6 +51,19 @@ def test_fps_is_spread_and_deterministic():
     assert len(farthest_point_indices(pts[:3], 5)) == 5  # fewer points than asked: wraps around
 
 
+@pytest.mark.parametrize("n_cloud", [6, 50, 127])
+def test_fps_of_clouds_smaller_than_the_bucket_tree(n_cloud):
+    # fpsample's bucket FPS asserts 2**h <= n_pts (h = 7): a cloud of fewer than 128 points that
+    # still has more than n_points used to crash the cache build with an AssertionError
+    rng = np.random.default_rng(n_cloud)
+    cloud = np.concatenate([rng.normal(0, 0.01, size=(n_cloud - 2, 3)), [[4.0, 0, 0], [-4.0, 0, 0]]])
+    idx = farthest_point_indices(cloud, 4, start=0)
+    assert len(idx) == 4 and len(set(idx.tolist())) == 4
+    assert {n_cloud - 2, n_cloud - 1} <= set(idx.tolist())  # the two far points come first
+    assert np.array_equal(idx, farthest_point_indices(cloud, 4, start=0))
+    assert subsample_points(cloud, 4)["points"].shape == (4, 3)
+
+
 def test_part_labels_follow_faces_and_sampling_is_seeded():
     a = trimesh.creation.box(extents=(1, 1, 1))
     b = trimesh.creation.box(extents=(1, 1, 1))

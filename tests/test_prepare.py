@@ -16,8 +16,13 @@ from conftest import BENCH, subprocess_env, tiny_set_args
 from test_real_datasets import make_modelnet40, make_r2n2
 
 from ssl3d.bench.cli import main
-from ssl3d.datasets import download as dl
 from ssl3d.datasets import get_dataset
+
+
+def _serve_modelnet40_from(monkeypatch, url: str) -> None:
+    """Point modelnet40's download at ``url`` (the URLs live on the dataset class)."""
+    cls = get_dataset("modelnet40")
+    monkeypatch.setattr(cls, "raw_parts", (dataclasses.replace(cls.raw_parts[0], urls=(url,)),))
 
 SMALL_MODELNET = ["--set", "data.categories=chair,toilet", "--set", "data.workers=1", "--set", "data.n_points=64",
                   "--set", "data.voxel_resolution=16", "--set", "data.view_size=32"]
@@ -80,7 +85,7 @@ def test_zip_with_parent_member_is_refused_and_writes_nothing(tmp_path, capsys):
 
 def test_offline_download_fails_fast_with_from_hint(tmp_path, monkeypatch, capsys):
     url = f"http://127.0.0.1:{closed_port()}/ModelNet40.zip"
-    monkeypatch.setitem(dl.SOURCES, "modelnet40", dataclasses.replace(dl.SOURCES["modelnet40"], urls=(url,)))
+    _serve_modelnet40_from(monkeypatch, url)
     assert main(["prepare", "modelnet40", "--data-root", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert url in err and "bench prepare modelnet40 --from /path/to/ModelNet40.zip" in err
@@ -104,7 +109,7 @@ def test_download_from_local_server_then_extract(tmp_path, monkeypatch, capsys):
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/ModelNet40.zip"
-        monkeypatch.setitem(dl.SOURCES, "modelnet40", dataclasses.replace(dl.SOURCES["modelnet40"], urls=(url,)))
+        _serve_modelnet40_from(monkeypatch, url)
         data = tmp_path / "data"
         assert main(["prepare", "modelnet40", "--data-root", str(data), "--split", "test", *SMALL_MODELNET[:6]]) == 0
     finally:

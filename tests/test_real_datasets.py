@@ -324,3 +324,16 @@ def test_resampled_real_sample_through_link(tmp_path, shared_data):
     sample = test[0]
     assert sample["points"].shape == (128, 3) and sample["points"].norm(dim=1).max() == pytest.approx(1.0, abs=1e-5)
     np.testing.assert_allclose(sample["normals"].norm(dim=1).numpy(), 1.0, atol=1e-3)
+
+
+def test_prepare_builds_the_pix3d_gallery_only_for_shape_modalities(tmp_path):
+    from ssl3d.datasets.prepare import prepare_dataset
+
+    make_pix3d(link_raw(tmp_path, "pix3d"))
+    lines: list[str] = []
+    prepare_dataset("pix3d", modalities=["image"], root=tmp_path, download=False, echo=lines.append)
+    assert not any("gallery" in line for line in lines)  # photos only: no shape cache to build
+    lines.clear()
+    prepare_dataset("pix3d", modalities=["image", "views"], root=tmp_path, download=False, echo=lines.append)
+    galleries = [line for line in lines if line.strip().startswith("gallery")]
+    assert galleries and all("shapes" in line for line in galleries)

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ssl3d.bench.leaderboard import ci95_halfwidth, summarize, to_markdown, write_leaderboard
+from ssl3d.bench.leaderboard import summarize, to_markdown, write_leaderboard
+from ssl3d.bench.stats import ci95_halfwidth
 from ssl3d.bench.results import LEADERBOARD_COLUMNS, ResultStore, leaderboard_rows, settings_label
 
 

@@ -16,8 +16,9 @@ from PIL import Image
 
 from ssl3d.methods import RunContext, get_method
 from ssl3d.methods.losses.switchvae import beta_tc_kl, gaussian_kl, weighted_bce
+from ssl3d.methods.backbones.image import MultiViewVAEEncoder
 from ssl3d.methods.switchvae import (
-    MultiViewVAEEncoder, SwitchVAE, SwitchVAEConfig, choose_branch, reparameterize,
+    SwitchVAE, SwitchVAEConfig, choose_branch, reparameterize,
 )
 from ssl3d.methods.switchvae_viz import (
     arithmetic_latent, interpolate_latents, latent_interpolation, shape_arithmetic, voxel_faces,
@@ -107,8 +108,7 @@ def test_batch_switch_is_a_function_of_run_seed_epoch_and_step():
     method = get_method("switchvae").from_preset("quick")
 
     def branches(run_seed: int, epoch: int, steps: range) -> list[str]:
-        method._run_seed = run_seed
-        method.lr_factor(epoch)  # the trainer's epoch-start call
+        method.on_epoch_start(epoch, run_seed)  # the trainer's epoch-start call
         torch.manual_seed(run_seed + 1_000_003)  # another rank's global generator: must not matter
         return [method._switch(step) for step in steps]
 
@@ -123,9 +123,8 @@ def test_epoch_switch_is_one_draw_per_run_seed_and_epoch():
     method = get_method("switchvae").from_preset("quick", {"switch": "epoch"})
     per_epoch = []
     for run_seed in range(100):
-        method._run_seed = run_seed
         for epoch in range(4):
-            method.lr_factor(epoch)
+            method.on_epoch_start(epoch, run_seed)
             torch.manual_seed(run_seed * 7 + epoch)  # other randomness inside the epoch must not change the draw
             draws = {method._switch(step) for step in range(5)}
             assert len(draws) == 1
@@ -141,7 +140,7 @@ def test_epoch_switch_is_one_draw_per_run_seed_and_epoch():
 @pytest.mark.parametrize("p_image, branch", [(0.0, "voxels"), (1.0, "views")])
 def test_loss_is_eq1_on_the_switched_branch(p_image, branch):
     method = tiny(p_image=p_image, kl_warmup_epochs=4)
-    method.lr_factor(1)  # the trainer's epoch-start call: KL weight 1/4 in epoch 2
+    method.on_epoch_start(1, 0)  # the trainer's epoch-start call: KL weight 1/4 in epoch 2
     model = method.model.eval()  # eval: z = mu, deterministic
     batch = batch_of()
     with torch.no_grad():

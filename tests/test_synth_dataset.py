@@ -8,7 +8,7 @@ import torch
 
 from ssl3d.datasets import get_dataset
 from ssl3d.datasets.synth import SynthConfig
-from ssl3d.datasets.synth_shapes import CATEGORIES, CATEGORY_PARTS
+from ssl3d.datasets.synth.shapes import CATEGORIES, CATEGORY_PARTS
 
 SMALL = SynthConfig(n_classes=len(CATEGORIES), train_per_class=3, test_per_class=2, n_points=256, workers=1)
 

@@ -1,4 +1,4 @@
-"""The shared loop's precision and memory-format options on a tiny image method (CPU)."""
+"""The shared loop's precision and memory-format options, and its per-epoch hook, on a tiny image method (CPU)."""
 
 from __future__ import annotations
 
@@ -81,3 +81,34 @@ def test_channels_last_changes_the_memory_format_not_the_numbers():
     assert all(_TinyImageMethod.seen_channels_last)
     for a, b in zip(plain.model.parameters(), nhwc.model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+class _Interrupted(Exception):
+    """Stands in for a killed run."""
+
+
+class _EpochRecorder(_TinyImageMethod):
+    """Records the loop's on_epoch_start calls; raises at the start of ``stop_at`` (a run interrupted there)."""
+
+    name = "tiny-epochs"
+    calls: list[tuple[int, int]] = []
+    stop_at: int | None = None
+
+    def on_epoch_start(self, epoch: int, run_seed: int) -> None:
+        type(self).calls.append((epoch, run_seed))
+        if epoch == type(self).stop_at:
+            raise _Interrupted
+
+
+def test_on_epoch_start_is_called_before_every_epoch_and_again_on_resume(tmp_path):
+    run = RunContext(seed=7, checkpoint_dir=tmp_path, progress=False)
+    _EpochRecorder.calls, _EpochRecorder.stop_at = [], 2
+    with pytest.raises(_Interrupted):
+        _EpochRecorder.from_preset("quick", {"train.epochs": 4}).pretrain(_Images(), run)
+    assert _EpochRecorder.calls == [(0, 7), (1, 7), (2, 7)]  # epochs 0 and 1 finished and were checkpointed
+
+    _EpochRecorder.calls, _EpochRecorder.stop_at = [], None
+    resumed = _EpochRecorder.from_preset("quick", {"train.epochs": 4}).pretrain(_Images(), run)
+    assert _EpochRecorder.calls == [(2, 7), (3, 7)]  # the resumed run starts with the epoch it had not finished
+    assert [record["epoch"] for record in resumed.pretrain_info["history"]] == [1, 2, 3, 4]
+

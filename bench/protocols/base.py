@@ -3,9 +3,32 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
+from ssl3d.core.config import apply_overrides
 from ssl3d.core.registry import Registry
+
+if TYPE_CHECKING:  # annotations only: the protocols never import a method or a task at run time
+    from ssl3d.bench.tasks import Task
+    from ssl3d.methods import Method
+
+#: what a protocol can need from a method -> (the Method attribute listing the modalities it offers, the verb for messages)
+NEEDS: dict[str, tuple[str, str]] = {
+    "embed": ("embed_modalities", "embeds"),
+    "point_features": ("point_feature_modalities", "gives per-point features for"),
+    "reconstruct": ("reconstruct_modalities", "reconstructs voxels from"),
+}
+
+
+def offered_modalities(method_cls: type[Method], needs: str) -> frozenset[str]:
+    """The modalities ``method_cls`` declares for what a protocol ``needs`` (a key of :data:`NEEDS`)."""
+    return getattr(method_cls, NEEDS[needs][0])
+
+
+def usable_modalities(method_cls: type[Method], task: Task, needs: str) -> tuple[str, ...]:
+    """The task's modalities the method offers for ``needs``, in the task's order of preference."""
+    offered = offered_modalities(method_cls, needs)
+    return tuple(m for m in task.modalities if m in offered)
 
 
 @dataclass
@@ -39,7 +62,10 @@ class Protocol:
     """Base class: subclasses set ``name``, ``Config`` and implement :meth:`evaluate`.
 
     ``needs`` names the method capability the protocol uses: ``"embed"`` (global
-    features), ``"point_features"`` or ``"reconstruct"``.
+    features), ``"point_features"`` or ``"reconstruct"``. :meth:`supports` is the
+    one answer to "can this method run this task?" (``bench run``, ``bench suite``
+    and ``bench list`` all ask it); a protocol with further requirements
+    overrides it and calls ``super()`` first.
     """
 
     name: ClassVar[str] = ""
@@ -48,6 +74,36 @@ class Protocol:
 
     def __init__(self, config: Any | None = None) -> None:
         self.config = config if config is not None else self.Config()
+
+    @classmethod
+    def for_task(cls, task: Task, overrides: Mapping[str, Any] | None = None) -> "Protocol":
+        """The protocol configured as ``task`` fixes it, then by ``--set <protocol>.KEY=VALUE`` ``overrides``."""
+        section = f"{cls.name}."
+        config = apply_overrides(cls.Config(), task.protocol_options, section=section)
+        return cls(apply_overrides(config, dict(overrides or {}), section=section))
+
+    def supports(self, method_cls: type[Method], task: Task, modality: str | None = None) -> str | None:
+        """None when this protocol can evaluate ``method_cls`` on ``task``, else why not.
+
+        Args:
+            method_cls: the method class (nothing is built or pretrained).
+            task: a task of this protocol.
+            modality: the evaluated modality; None asks whether any of the task's modalities works.
+
+        Returns:
+            None, or the reason as a phrase whose subject is the method
+            (``"embeds views; synth-seg needs one of points"``), so callers put the method's name in front.
+        """
+        offered = offered_modalities(method_cls, self.needs)
+        what = f"{NEEDS[self.needs][1]} {', '.join(sorted(offered)) or 'nothing'}"
+        if modality is None:
+            if not usable_modalities(method_cls, task, self.needs):
+                return f"{what}; {task.name} needs one of {', '.join(task.modalities)}"
+        elif modality not in task.modalities:
+            return f"cannot be evaluated on {modality!r}: {task.name} evaluates {', '.join(task.modalities)}"
+        elif modality not in offered:
+            return f"{what}, not {modality}"
+        return None
 
     def dataset_modalities(self, modality: str) -> tuple[str, ...]:
         """Modalities the protocol reads from the evaluation splits."""

@@ -21,6 +21,7 @@ Section 4, Tables 1 and 3):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,6 +29,10 @@ import torch
 from ssl3d.bench.features import extract_features
 from ssl3d.bench.protocols.base import EvalContext, Protocol, ProtocolResult, register_protocol
 from ssl3d.bench.protocols.views import FirstViews, batched, pairwise_distance
+
+if TYPE_CHECKING:  # annotations only
+    from ssl3d.bench.tasks import Task
+    from ssl3d.methods import Method
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,16 @@ class IBSRProtocol(Protocol):
     name = "ibsr"
     Config = IBSRConfig
 
+    def supports(self, method_cls: type[Method], task: Task, modality: str | None = None) -> str | None:
+        """The base checks, and: without a query-conditioned score the method must embed the gallery modality."""
+        return super().supports(method_cls, task, modality) or self._gallery_problem(method_cls)
+
+    def _gallery_problem(self, method_cls: type[Method]) -> str | None:
+        gallery = self.config.gallery_modality
+        if method_cls.query_conditioned or gallery in method_cls.embed_modalities:
+            return None
+        return f"cannot embed the shape gallery ({gallery})"
+
     def dataset_modalities(self, modality: str) -> tuple[str, ...]:
         # a photo query comes with its mask (CMIC's query encoder reads RGB + mask)
         extra = ("mask",) if modality == "image" else ()
@@ -71,17 +86,21 @@ class IBSRProtocol(Protocol):
         query, labels = extract_features(method, data, modality, batch_size=ctx.batch_size, progress=ctx.progress,
                                          desc=f"embed queries ({modality})")
         # datasets with several photos per shape (Pix3D) give a separate gallery of unique shapes
-        gallery_data = test_data.gallery_split() if hasattr(test_data, "gallery_split") else test_data
-        shape_of = np.asarray(getattr(test_data, "query_shape_index", np.arange(len(labels))))
+        gallery_data = test_data.gallery_split()
+        if gallery_data is None:  # the items are the shapes: query i shows gallery shape i
+            gallery_data, shape_of = test_data, np.arange(len(labels))
+        else:
+            shape_of = np.asarray(test_data.query_shape_index)
         gallery_labels = np.asarray(gallery_data.labels)
         gallery_view = FirstViews(gallery_data, cfg.n_views)
         if method.query_conditioned:
             similarity = self._conditioned(method, gallery_view, query, ctx)
             scoring = "query-conditioned"
         else:
-            if cfg.gallery_modality not in method.embed_modalities:
-                raise ValueError(f"method {method.name!r} cannot embed the gallery modality {cfg.gallery_modality!r}; "
-                                 f"it embeds {', '.join(sorted(method.embed_modalities))} (set ibsr.gallery_modality)")
+            problem = self._gallery_problem(type(method))
+            if problem:
+                raise ValueError(f"method {method.name!r} {problem}; it embeds "
+                                 f"{', '.join(sorted(method.embed_modalities))} (set ibsr.gallery_modality)")
             gallery, _ = extract_features(method, gallery_view, cfg.gallery_modality, batch_size=ctx.batch_size,
                                           progress=ctx.progress, desc=f"embed gallery ({cfg.gallery_modality})")
             similarity = -pairwise_distance(query, gallery, cfg.distance)
@@ -92,7 +111,7 @@ class IBSRProtocol(Protocol):
 
     def _conditioned(self, method, data, query: np.ndarray, ctx: EvalContext) -> np.ndarray:
         """[Q, G] scores from the method's query-conditioned hook, one gallery batch at a time."""
-        model = method._check_pretrained()
+        model = method.require_pretrained()
         model.eval()
         device = next(model.parameters()).device
         q = torch.from_numpy(query).to(device)

@@ -193,12 +193,12 @@ class _PointFeatures:
         self.mode = mode
         self.device = device
         if mode == "frozen":
-            method._check_pretrained()
+            method.require_pretrained()
             self.method = method
             self.encoder: nn.Module | None = None
             return
         if mode == "finetune":
-            method._check_pretrained()
+            method.require_pretrained()
             net = copy.deepcopy(method)
         else:
             net = type(method)(method.config)

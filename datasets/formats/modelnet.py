@@ -1,16 +1,7 @@
 """ModelNet40 / ModelNet10 in their three published forms: OFF meshes, PointNet HDF5, PointNet++ text.
 
-STATS (official splits):
-
-=====================================  =======  =====  =====  =================================
-form                                   classes  train  test   up axis
-=====================================  =======  =====  =====  =================================
-``ModelNet40.zip`` (OFF meshes)        40       9,843  2,468  +Z (use :func:`z_up_to_y_up`)
-``ModelNet10.zip`` (OFF meshes)        10       3,991    908  +Z (use :func:`z_up_to_y_up`)
-``modelnet40_ply_hdf5_2048``           40       9,840  2,468  +Y
-``modelnet40_normal_resampled`` (40)   40       9,843  2,468  +Y
-``modelnet40_normal_resampled`` (10)   10       3,991    908  +Y
-=====================================  =======  =====  =====  =================================
+Class and shape counts per release are the STATS table of :mod:`ssl3d.datasets.modelnet`.
+The OFF archives are +Z up (use :func:`z_up_to_y_up`); both point-cloud releases are +Y up.
 
 Layouts:
 

@@ -14,7 +14,7 @@ height]), ``2d_keypoints``, ``mask``, ``img_source``, ``model``, ``model_raw``,
 ``slightly_occluded`` and ``bbox`` ([x_min, y_min, x_max, y_max] in pixels).
 Models are +Y up (Pix3D README: "+x leftward, +y upward, +z inward").
 
-STATS: 10,069 photos of 395 shapes in 9 categories (:data:`PIX3D_CATEGORIES`).
+Nine categories (:data:`PIX3D_CATEGORIES`; counts: STATS of :mod:`ssl3d.datasets.pix3d`).
 The CMIC protocol (Lin et al., ICCV 2021, Section 4 "Datasets", following
 LFD [15] and HEG-TS [12]) keeps the categories with more than 300
 non-occluded, non-truncated photos, i.e. bed, chair, sofa, table

@@ -8,8 +8,9 @@ Layout (both tarballs extracted side by side under one ``root``)::
                         24 lines "azimuth elevation in-plane-rotation distance-ratio fov"
     ShapeNetVox32/<synset>/<id>/model.binvox                     32^3, see formats.binvox
 
-STATS: 13 ShapeNet categories (:data:`R2N2_CATEGORIES`), 43,783 shapes,
-24 random-viewpoint renders each; voxels are +Y up (ShapeNet frame).
+13 ShapeNet categories (:data:`R2N2_CATEGORIES`; shape counts: STATS of
+:mod:`ssl3d.datasets.r2n2`), 24 random-viewpoint renders per shape; voxels
+are +Y up (ShapeNet frame).
 
 Split: the 3D-R2N2 paper uses 4/5 of each category for training and 1/5 for
 testing. Its released code (``lib/data_io.py``, ``category_model_id_pair``)

@@ -14,11 +14,8 @@ keep the ShapeNetCore frame, which is +Y up like this project (no rotation is
 applied; shared/data has no ShapeNetPart sample to measure this on), and are
 not unit-sphere normalised: normalise downstream.
 
-STATS: 16 categories, 50 parts, 16,881 shapes; official splits
-train 12,137 / val 1,870 / test 2,874 (shapes per category: Airplane 2,690,
-Bag 76, Cap 55, Car 898, Chair 3,758, Earphone 69, Guitar 787, Knife 392,
-Lamp 1,547, Laptop 451, Motorbike 202, Mug 184, Pistol 283, Rocket 66,
-Skateboard 152, Table 5,271). The number of points varies from shape to shape.
+16 categories, 50 parts (counts per split: STATS of :mod:`ssl3d.datasets.shapenetpart`).
+The number of points varies from shape to shape.
 """
 
 from __future__ import annotations

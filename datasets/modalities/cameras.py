@@ -41,6 +41,7 @@ __all__ = [
     "RIG_NAMES",
     "direction_from_angles",
     "camera_rig",
+    "rig_size",
     "look_at",
     "camera_eye",
     "camera_rays",
@@ -133,6 +134,15 @@ def camera_rig(name: RigName, *, n_views: int | None = None, seed: int = 0) -> n
     if n_views is not None and n_views != len(dirs):
         raise ValueError(f"rig {name!r} has exactly {len(dirs)} views, got n_views={n_views}")
     return dirs
+
+
+def rig_size(name: RigName, n_views: int | None = None) -> int:
+    """How many views the rig ``name`` has (``random``: ``n_views``, which it then requires)."""
+    if name == "random":
+        if n_views is None:
+            raise ValueError("the random rig has as many views as n_views; give n_views")
+        return int(n_views)
+    return len(camera_rig(name))
 
 
 def look_at(

@@ -20,6 +20,9 @@ import trimesh
 
 from ssl3d.datasets.errors import DataFileError
 
+#: height of fpsample's bucket kd-tree; every cache so far was built with 7, so changing it changes the points
+_BUCKET_HEIGHT = 7
+
 
 def normalize_unit_sphere(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """Centre at the bounding-box centre and scale into the unit sphere.
@@ -48,7 +51,12 @@ def farthest_point_indices(points: np.ndarray, n_points: int, start: int = 0) ->
         raise ValueError(f"n_points must be positive, got {n_points}")
     if m <= n_points:
         return np.resize(np.arange(m), n_points)
-    idx = fpsample.bucket_fps_kdline_sampling(np.ascontiguousarray(points, dtype=np.float32), n_points, h=7, start_idx=start)
+    cloud = np.ascontiguousarray(points, dtype=np.float32)
+    if m < 2**_BUCKET_HEIGHT:
+        # the bucket tree needs at least 2**h points; tiny clouds are cheap for plain FPS
+        idx = fpsample.fps_sampling(cloud, n_points, start_idx=start)
+    else:
+        idx = fpsample.bucket_fps_kdline_sampling(cloud, n_points, h=_BUCKET_HEIGHT, start_idx=start)
     return np.asarray(idx, dtype=np.int64)
 
 

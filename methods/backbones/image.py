@@ -6,7 +6,8 @@ convolution for RGB + mask, head BatchNorm + Linear to 128; rendering encoder:
 ResNet34 (the released code: ResNet18) with a 1-channel first convolution on
 grey views; Lin et al. Sec. 3.4) and SwitchVAE (view embedding: ResNet18
 shared across views, flattened feature map, FC to 1024 per view, GRU over the
-views to 1024; Wu et al. Sec. 3.2).
+views to 1024, then the VAE's mean and log-variance heads,
+:class:`MultiViewVAEEncoder`; Wu et al. Sec. 3.2).
 
 Pretrained weights are never downloaded: ``weights`` names a torchvision
 weight set that must already sit in the torch hub cache, or a local file.
@@ -24,9 +25,12 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-__all__ = ["TRUNK_DIMS", "ImageEncoder", "MultiViewEncoder", "resnet_trunk"]
+__all__ = ["TRUNK_DIMS", "ImageEncoder", "MultiViewEncoder", "MultiViewVAEEncoder", "resnet_trunk"]
 
 Arch = Literal["resnet18", "resnet34", "resnet50"]
+
+#: ImageNet RGB statistics averaged over channels, for grey views.
+GREY_MEAN, GREY_STD = 0.449, 0.226
 
 #: Width of each trunk's pooled feature.
 TRUNK_DIMS: dict[str, int] = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
@@ -264,3 +268,50 @@ class MultiViewEncoder(nn.Module):
             pooled = per_view.amax(dim=1) if self.aggregate == "max" else per_view.mean(dim=1)
             out = self.aggregator(pooled)
         return (out, per_view) if return_view_embeddings else out
+
+
+class MultiViewVAEEncoder(nn.Module):
+    r"""SwitchVAE image encoder :math:`e^{img}` (Sec. 4.1): views -> :math:`(\mu, \log\sigma^2)`.
+
+    The first ``n_views`` grey views are standardised, embedded by a shared
+    ResNet18 (flattened feature map, FC to ``view_dim``), aggregated by a GRU
+    into a ``view_dim`` feature :math:`h`, and mapped by two heads
+    :math:`\mu = \mathrm{BN}(W_\mu h)`, :math:`\log\sigma^2 = \mathrm{BN}(W_\sigma h)`
+    (batch-normalised as the voxel encoder's heads, as in the official code).
+    Fewer views than ``n_views`` are accepted (the GRU runs over what is given).
+
+    Args:
+        latent_dim: size of :math:`\mu`.
+        n_views: views used (the first ``n_views`` of the input).
+        view_size: view height = width (fixes the flattened feature size).
+        view_dim: per-view embedding and GRU width.
+        pool: ``"flatten"`` (paper) or ``"avg"``.
+        weights: ResNet18 weights (see :func:`resnet_trunk`).
+
+    Shapes:
+        - **input:** :math:`(B, V, C, H, W)`, :math:`C \in \{1, 3\}`, values in [0, 1]
+        - **output:** ``(mu, logvar)``, each :math:`(B, \text{latent\_dim})`
+    """
+
+    def __init__(self, latent_dim: int = 128, n_views: int = 8, view_size: int = 137, view_dim: int = 1024,
+                 pool: Literal["flatten", "avg"] = "flatten", weights: str | None = None) -> None:
+        super().__init__()
+        self.n_views = n_views
+        self.views = MultiViewEncoder("resnet18", in_channels=1, view_dim=view_dim, aggregate="gru",
+                                      out_dim=view_dim, weights=weights, pool=pool,
+                                      image_size=view_size if pool == "flatten" else None)
+        self.mu = nn.Sequential(nn.Linear(view_dim, latent_dim), nn.BatchNorm1d(latent_dim))
+        self.logvar = nn.Sequential(nn.Linear(view_dim, latent_dim), nn.BatchNorm1d(latent_dim))
+
+    def features(self, views: Tensor) -> Tensor:
+        """The aggregated ``view_dim`` feature :math:`h` before the latent heads."""
+        if views.dim() != 5 or views.shape[2] not in (1, 3):
+            raise ValueError(f"views must be [B, V, C, H, W] with C = 1 or 3; got {tuple(views.shape)}")
+        views = views[:, : self.n_views]
+        if views.shape[2] == 3:
+            views = views.mean(dim=2, keepdim=True)
+        return self.views((views - GREY_MEAN) / GREY_STD)
+
+    def forward(self, views: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.features(views)
+        return self.mu(h), self.logvar(h)

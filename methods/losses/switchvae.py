@@ -22,14 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = [
-    "weighted_bce",
-    "gaussian_kl",
-    "latent_contrastive",
-    "beta_tc_kl",
-    "kl_anneal_weight",
-    "SwitchVAELoss",
-]
+__all__ = ["weighted_bce", "gaussian_kl", "latent_contrastive", "beta_tc_kl", "kl_anneal_weight", "SwitchVAELoss"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 # Same clamp as the official code (K.clip(sigmoid(x), 1e-7, 1 - 1e-7)).

@@ -76,8 +76,8 @@ from dataclasses import dataclass
 import numpy as np
 import trimesh
 
-from ssl3d.datasets.synth_builders import BUILDERS as _BUILDERS
-from ssl3d.datasets.synth_parts import Assembler
+from ssl3d.datasets.synth.builders import BUILDERS as _BUILDERS
+from ssl3d.datasets.synth.parts import Assembler
 
 SYNTH_VERSION: str = "1.0"
 

@@ -3,7 +3,7 @@ r"""Closed-mesh primitives for the procedural ``synth`` generator.
 Every builder returns a :data:`Prim`, a pair ``(vertices, faces)`` of plain
 numpy arrays (float64 ``[n, 3]``, int64 ``[m, 3]``) describing one closed,
 consistently wound surface with outward normals and no zero-area faces. The
-generator in :mod:`ssl3d.datasets.synth_shapes` concatenates many of them into
+generator in :mod:`ssl3d.datasets.synth.shapes` concatenates many of them into
 one :class:`trimesh.Trimesh` at the end; working on bare arrays until then
 keeps a whole shape at well under a millisecond of numpy work.
 

@@ -4,8 +4,8 @@ CMIC recolours every query image with the colour statistics of another query
 image of the same mini-batch (Section 3.2), so that the query encoder cannot
 rely on colour.  The transfer is the one of Reinhard et al., "Color Transfer
 between Images" (IEEE CG&A 2001): match per-channel mean and standard deviation
-in Ruderman's decorrelated :math:`l\alpha\beta` space.  :func:`hsv_jitter` is
-the HSV alternative of CMIC's Table 2 (the ``cmic-hsv`` ablation).
+in Ruderman's decorrelated :math:`l\alpha\beta` space.  The HSV alternative
+of CMIC's Table 2 (the ``cmic-hsv`` ablation) is :mod:`ssl3d.methods.augment.hsv`.
 
 Note:
     The released CMIC code (``IGLICT/IBSR_jittor``) uses CIE L*a*b* instead of
@@ -24,15 +24,14 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ssl3d.methods.augment.image_checks import binary_mask, check_image
+
 __all__ = [
     "rgb_to_lab",
     "lab_to_rgb",
     "colour_transfer",
     "random_derangement",
     "batch_colour_transfer",
-    "rgb_to_hsv",
-    "hsv_to_rgb",
-    "hsv_jitter",
 ]
 
 # Reinhard et al. 2001, Eq. (1): linear RGB -> LMS cone space.
@@ -51,14 +50,6 @@ _LOGLMS_TO_LAB = torch.diag(
 _LAB_TO_LOGLMS = torch.linalg.inv(_LOGLMS_TO_LAB)
 
 DEFAULT_EPS = 1e-3
-
-
-def _check_image(img: Tensor, name: str) -> None:
-    if not torch.is_tensor(img) or not img.is_floating_point():
-        got = img.dtype if torch.is_tensor(img) else type(img).__name__
-        raise ValueError(f"{name} must be a floating-point tensor, got {got}")
-    if img.dim() not in (3, 4) or img.shape[-3] != 3:
-        raise ValueError(f"{name} must have shape [3, H, W] or [B, 3, H, W], got {tuple(img.shape)}")
 
 
 def _apply_matrix(mat: Tensor, img: Tensor) -> Tensor:
@@ -101,7 +92,7 @@ def rgb_to_lab(img: Tensor, eps: float = DEFAULT_EPS) -> Tensor:
         - **input:** :math:`(3, H, W)` or :math:`(B, 3, H, W)`
         - **output:** same as input
     """
-    _check_image(img, "img")
+    check_image(img, "img")
     if not eps > 0:
         raise ValueError(f"eps must be > 0, got {eps}")
     lms = _apply_matrix(_RGB_TO_LMS, img).clamp_min(0.0)
@@ -139,24 +130,11 @@ def lab_to_rgb(lab: Tensor, eps: float = DEFAULT_EPS) -> Tensor:
         - **input:** :math:`(3, H, W)` or :math:`(B, 3, H, W)`
         - **output:** same as input
     """
-    _check_image(lab, "lab")
+    check_image(lab, "lab")
     if not eps > 0:
         raise ValueError(f"eps must be > 0, got {eps}")
     lms = torch.pow(10.0, _apply_matrix(_LAB_TO_LOGLMS, lab)) - eps
     return _apply_matrix(_LMS_TO_RGB, lms).clamp(0.0, 1.0)
-
-
-def _prepare_mask(mask: Optional[Tensor], img: Tensor, name: str) -> Tensor:
-    """Boolean mask of shape [..., 1, H, W] broadcastable against ``img``."""
-    if mask is None:
-        return torch.ones(img.shape[:-3] + (1,) + img.shape[-2:], dtype=torch.bool, device=img.device)
-    if not torch.is_tensor(mask) or mask.shape != img.shape[:-3] + img.shape[-2:]:
-        got = tuple(mask.shape) if torch.is_tensor(mask) else type(mask).__name__
-        raise ValueError(f"{name} must have shape {tuple(img.shape[:-3] + img.shape[-2:])} "
-                         f"(the image's batch and spatial dims), got {got}")
-    # Soft masks are binarised: statistics and replacement need a hard region.
-    keep = mask if mask.dtype == torch.bool else mask > 0.5
-    return keep.to(img.device).unsqueeze(-3)
 
 
 def _masked_stats(x: Tensor, keep: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -216,13 +194,13 @@ def colour_transfer(
         - **source_mask:** :math:`(H', W')` or :math:`(B, H', W')`
         - **output:** same as ``target``
     """
-    _check_image(target, "target")
-    _check_image(source, "source")
+    check_image(target, "target")
+    check_image(source, "source")
     if target.shape[:-3] != source.shape[:-3]:
         raise ValueError(f"target and source must have the same batch shape, got "
                          f"{tuple(target.shape)} and {tuple(source.shape)}")
-    t_keep = _prepare_mask(target_mask, target, "target_mask")
-    s_keep = _prepare_mask(source_mask, source, "source_mask")
+    t_keep = binary_mask(target_mask, target, "target_mask")
+    s_keep = binary_mask(source_mask, source, "source_mask")
 
     t_lab = rgb_to_lab(target, eps)
     s_lab = rgb_to_lab(source.to(target.device, target.dtype), eps)
@@ -296,7 +274,7 @@ def batch_colour_transfer(
         - **masks:** :math:`(B, H, W)`
         - **output:** :math:`(B, 3, H, W)`
     """
-    _check_image(images, "images")
+    check_image(images, "images")
     if images.dim() != 4:
         raise ValueError(f"images must be batched [B, 3, H, W], got {tuple(images.shape)}")
     perm = random_derangement(images.shape[0], generator, images.device)
@@ -304,108 +282,3 @@ def batch_colour_transfer(
         return images.clone()
     src_masks = None if masks is None else masks[perm]
     return colour_transfer(images, images[perm], masks, src_masks)
-
-
-def rgb_to_hsv(img: Tensor) -> Tensor:
-    r"""RGB -> HSV with all channels in :math:`[0, 1]` (hue as a fraction of
-    the circle, hue 0 for grey), as in Python's :mod:`colorsys`.
-
-    Shapes:
-        - **input:** :math:`(3, H, W)` or :math:`(B, 3, H, W)`
-        - **output:** same as input
-    """
-    _check_image(img, "img")
-    r, g, b = img.unbind(-3)
-    maxc, argmax = img.max(dim=-3)
-    minc = img.min(dim=-3).values
-    delta = maxc - minc
-    d = delta.clamp_min(1e-12)
-    s = torch.where(maxc > 0, delta / maxc.clamp_min(1e-12), torch.zeros_like(maxc))
-    # Sector formula picked by which channel is the maximum.
-    h = torch.where(argmax == 0, (g - b) / d,
-                    torch.where(argmax == 1, 2.0 + (b - r) / d, 4.0 + (r - g) / d))
-    h = torch.where(delta > 0, torch.remainder(h / 6.0, 1.0), torch.zeros_like(h))
-    return torch.stack([h, s, maxc], dim=-3)
-
-
-def hsv_to_rgb(hsv: Tensor) -> Tensor:
-    r"""HSV -> RGB, inverse of :func:`rgb_to_hsv`.
-
-    Shapes:
-        - **input:** :math:`(3, H, W)` or :math:`(B, 3, H, W)`
-        - **output:** same as input
-    """
-    _check_image(hsv, "hsv")
-    h, s, v = hsv.unbind(-3)
-    # Piecewise-linear channel ramps: c_k = v - v*s*clamp(min(k', 4-k'), 0, 1).
-    k = torch.stack([(5.0 + h * 6.0), (3.0 + h * 6.0), (1.0 + h * 6.0)], dim=-3) % 6.0
-    ramp = torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
-    return v.unsqueeze(-3) - (v * s).unsqueeze(-3) * ramp
-
-
-def hsv_jitter(
-    images: Tensor,
-    masks: Optional[Tensor] = None,
-    generator: Optional[torch.Generator] = None,
-    hue: float = 0.5,
-    saturation: float = 0.5,
-    value: float = 0.3,
-    p: float = 0.5,
-) -> Tensor:
-    r"""HSV colour jitter, the alternative to colour transfer in CMIC's Table 2
-    (Section 4.3: "performed with 0.5 probability to change hue, saturation
-    and value ... randomly").  With probability ``p`` an image gets
-
-    .. math::
-        h' = (h + \delta_h) \bmod 1,\quad s' = \min(1, s\,f_s),\quad
-        v' = \min(1, v\,f_v),
-
-    :math:`\delta_h \sim U[-\text{hue}, \text{hue}]`,
-    :math:`f_s \sim U[1-\text{saturation}, 1+\text{saturation}]`,
-    :math:`f_v \sim U[1-\text{value}, 1+\text{value}]`, one draw per image.
-    The paper gives no ranges; the defaults are ours (full hue circle, so the
-    ablation is as colour-agnostic as colour transfer).  Only pixels inside
-    the mask change.
-
-    Args:
-        images (torch.Tensor): RGB images in :math:`[0, 1]`.
-        masks (torch.Tensor, optional): object masks. (default: :obj:`None`)
-        generator (torch.Generator, optional): CPU generator. (default: :obj:`None`)
-        hue (float, optional): max hue shift, in :math:`[0, 0.5]`. (default: :obj:`0.5`)
-        saturation (float, optional): saturation factor spread, in :math:`[0, 1]`.
-            (default: :obj:`0.5`)
-        value (float, optional): value factor spread, in :math:`[0, 1]`.
-            (default: :obj:`0.3`)
-        p (float, optional): probability of jittering an image, in :math:`[0, 1]`.
-            (default: :obj:`0.5`)
-
-    Returns:
-        torch.Tensor: jittered images.
-
-    Shapes:
-        - **images:** :math:`(B, 3, H, W)`
-        - **masks:** :math:`(B, H, W)`
-        - **output:** :math:`(B, 3, H, W)`
-    """
-    _check_image(images, "images")
-    if images.dim() != 4:
-        raise ValueError(f"images must be batched [B, 3, H, W], got {tuple(images.shape)}")
-    limits = {"hue": (hue, 0.5), "saturation": (saturation, 1.0), "value": (value, 1.0), "p": (p, 1.0)}
-    for name, (val, hi) in limits.items():
-        if not 0.0 <= val <= hi:
-            raise ValueError(f"{name} must be in [0, {hi}], got {val}")
-    keep = _prepare_mask(masks, images, "masks")
-    b = images.shape[0]
-    u = torch.rand(4, b, generator=generator, dtype=torch.float64)
-    apply = (u[0] < p).to(images.device)
-
-    def _per_image(x: Tensor) -> Tensor:
-        return x.to(images.device, images.dtype).view(b, 1, 1)
-
-    dh = _per_image((2.0 * u[1] - 1.0) * hue)
-    fs = _per_image(1.0 + (2.0 * u[2] - 1.0) * saturation)
-    fv = _per_image(1.0 + (2.0 * u[3] - 1.0) * value)
-    h, s, v = rgb_to_hsv(images).unbind(-3)
-    hsv = torch.stack([torch.remainder(h + dh, 1.0), (s * fs).clamp(0, 1), (v * fv).clamp(0, 1)], dim=-3)
-    out = hsv_to_rgb(hsv)
-    return torch.where(keep & apply.view(b, 1, 1, 1), out, images)

@@ -1,6 +1,6 @@
 """``synth``: the embedded, procedural default dataset (works offline, every modality).
 
-Shapes come from the seeded generator in :mod:`ssl3d.datasets.synth_shapes`:
+Shapes come from the seeded generator in :mod:`ssl3d.datasets.synth.shapes`:
 categories of furniture, vessels and vehicles built from primitives with real
 intra-class variation, nuisance factors real scans have (rotation about the up
 axis, anisotropic scale, per-part size jitter, missing parts, surface noise on
@@ -29,7 +29,7 @@ import numpy as np
 import trimesh
 
 from ssl3d.datasets.base import DataConfig, ShapeDataset, ShapeInfo, register_dataset
-from ssl3d.datasets.synth_shapes import CATEGORIES, CATEGORY_PARTS, PART_NAMES, SYNTH_VERSION, Nuisance, generate_shape
+from ssl3d.datasets.synth.shapes import CATEGORIES, CATEGORY_PARTS, PART_NAMES, SYNTH_VERSION, Nuisance, generate_shape
 
 _SPLIT_IDS = {"train": 0, "test": 1}
 

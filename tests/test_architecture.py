@@ -1,0 +1,109 @@
+"""The layering rules of docs/architecture.md, checked by parsing every import of the package.
+
+* ``ssl3d.core`` (framework pieces: config, registry, io, errors, seeding, distributed)
+  imports nothing from the other layers;
+* ``ssl3d.methods`` and ``ssl3d.datasets`` import framework code from ``ssl3d.core`` only,
+  never from ``ssl3d.bench`` (the CLI, runner, protocols and result store sit on top);
+* no two modules import each other, directly or through others: imports inside
+  functions count (a deferred import hides a cycle, it does not remove it); imports
+  under ``TYPE_CHECKING`` (annotations only) do not.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYERS = {"core": "ssl3d.core", "bench": "ssl3d.bench", "methods": "ssl3d.methods", "datasets": "ssl3d.datasets"}
+MAX_LINES = 400
+
+
+def _modules() -> dict[str, Path]:
+    modules = {}
+    for folder, package in LAYERS.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = path.relative_to(ROOT / folder).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            modules[".".join((package, *parts))] = path
+    return modules
+
+
+MODULES = _modules()
+
+
+def _resolve(module: str, path: Path, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _imports(module: str, path: Path, with_type_checking: bool) -> set[str]:
+    """Modules of the package that ``module`` imports anywhere (and under ``TYPE_CHECKING`` if asked)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: set[str] = set()
+
+    def visit(nodes, typing_only: bool) -> None:
+        for node in nodes:
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                visit(node.body, True)
+                visit(node.orelse, typing_only)
+                continue
+            if with_type_checking or not typing_only:
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    target = _resolve(module, path, node)
+                    names = [target] + [f"{target}.{alias.name}" for alias in node.names]
+                for name in names:
+                    while name and name not in MODULES:  # ``from pkg import submodule`` or an attribute
+                        name = name.rpartition(".")[0]
+                    if name and name != module:
+                        found.add(name)
+            visit(ast.iter_child_nodes(node), typing_only)
+
+    visit(tree.body, False)
+    return found
+
+
+@pytest.mark.parametrize("layer", ["core", "methods", "datasets"])
+def test_lower_layers_never_import_the_bench_layer(layer):
+    allowed = {"core": ("ssl3d.core",), "methods": ("ssl3d.core", "ssl3d.methods", "ssl3d.datasets"),
+               "datasets": ("ssl3d.core", "ssl3d.datasets")}[layer]
+    wrong = {f"{m} imports {target}"
+             for m, path in MODULES.items() if m.startswith(LAYERS[layer])
+             for target in _imports(m, path, with_type_checking=True) if not target.startswith(allowed)}
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_no_import_cycles():
+    graph = {m: _imports(m, p, with_type_checking=False) for m, p in MODULES.items()}
+    # a package imports its own __init__ first: edges into a parent package are not cycles of concern
+    graph = {m: {t for t in targets if not m.startswith(t + ".")} for m, targets in graph.items()}
+    cycles, state = [], {}
+
+    def walk(node: str, stack: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                cycles.append(" -> ".join(stack[stack.index(nxt):] + [node, nxt]) if nxt in stack else f"{node} -> {nxt}")
+            elif nxt not in state:
+                walk(nxt, stack + [node])
+        state[node] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            walk(module, [])
+    assert not cycles, "\n".join(cycles)
+
+
+def test_every_source_file_stays_under_the_line_budget():
+    long = {str(p.relative_to(ROOT)): n for p in MODULES.values()
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert not long, f"files over {MAX_LINES} lines: {long}"
