@@ -69,3 +69,26 @@ def subprocess_env(extra_paths: list[Path] | None = None) -> dict[str, str]:
 
 
 BENCH = [sys.executable, "-m", "ssl3d.bench.cli"]
+
+
+def install_example_plugin(example: Path, tmp_path: Path) -> Path:
+    """A folder that, on ``sys.path``, makes ``example`` (a folder of docs/examples/) an installed plugin.
+
+    It holds the example's module and a ``*.dist-info`` whose ``entry_points.txt``
+    is generated from the example's own ``pyproject.toml``, so the tests exercise
+    exactly the entry points the docs tell plugin authors to write.
+    """
+    import tomllib
+
+    project = tomllib.loads((example / "pyproject.toml").read_text())["project"]
+    site = tmp_path / "site"
+    site.mkdir()
+    module = example / f"{example.name}.py"
+    (site / module.name).write_text(module.read_text())
+    dist = site / f"{example.name}-{project['version']}.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
+    groups = [f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in points.items())
+              for group, points in project["entry-points"].items()]
+    (dist / "entry_points.txt").write_text("\n".join(groups))
+    return site

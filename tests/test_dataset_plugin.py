@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BENCH, REPO_ROOT, subprocess_env
+from conftest import BENCH, REPO_ROOT, install_example_plugin, subprocess_env
 
 EXAMPLE = REPO_ROOT / "docs" / "examples" / "ssl3d_toy_dataset"
 GUIDE = REPO_ROOT / "docs" / "adding-a-dataset.md"
@@ -26,15 +26,8 @@ QUOTED = [EXAMPLE / "ssl3d_toy_dataset.py", EXAMPLE / "pyproject.toml", REPO_ROO
 
 @pytest.fixture
 def plugin_path(tmp_path) -> Path:
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "ssl3d_toy_dataset.py").write_text((EXAMPLE / "ssl3d_toy_dataset.py").read_text())
-    dist = site / "ssl3d_toy_dataset-0.1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ssl3d-toy-dataset\nVersion: 0.1.0\n")
-    entry = re.search(r'\[project\.entry-points\."ssl3d\.datasets"\]\n(.+)\n', (EXAMPLE / "pyproject.toml").read_text())
-    (dist / "entry_points.txt").write_text("[ssl3d.datasets]\n" + entry.group(1).replace('"', "") + "\n")  # toml -> ini
-    return site
+    """The example installed as a plugin (see conftest.install_example_plugin)."""
+    return install_example_plugin(EXAMPLE, tmp_path)
 
 
 def test_guide_code_blocks_are_quoted_from_working_files():

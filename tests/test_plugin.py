@@ -19,22 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BENCH, REPO_ROOT, subprocess_env, tiny_set_args
+from conftest import BENCH, REPO_ROOT, install_example_plugin, subprocess_env, tiny_set_args
 
 EXAMPLE = REPO_ROOT / "docs" / "examples" / "ssl3d_rotnet"
 
 
 @pytest.fixture
 def plugin_path(tmp_path) -> Path:
-    """A folder holding the example module and its dist-info, as an installed plugin."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "ssl3d_rotnet.py").write_text((EXAMPLE / "ssl3d_rotnet.py").read_text())
-    dist = site / "ssl3d_rotnet-0.1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ssl3d-rotnet\nVersion: 0.1.0\n")
-    (dist / "entry_points.txt").write_text("[ssl3d.methods]\nrotnet = ssl3d_rotnet:RotNet\n")
-    return site
+    """The example installed as a plugin (see conftest.install_example_plugin)."""
+    return install_example_plugin(EXAMPLE, tmp_path)
 
 
 def _bench(args: list[str], plugin: Path, **kw) -> subprocess.CompletedProcess:

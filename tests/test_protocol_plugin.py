@@ -12,12 +12,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import tomllib
 from pathlib import Path
 
 import pytest
 
-from conftest import BENCH, REPO_ROOT, subprocess_env, tiny_set_args
+from conftest import BENCH, REPO_ROOT, install_example_plugin, subprocess_env, tiny_set_args
 
 EXAMPLE = REPO_ROOT / "docs" / "examples" / "ssl3d_knn_protocol"
 PAGE = REPO_ROOT / "docs" / "adding-a-protocol.md"
@@ -25,18 +24,8 @@ PAGE = REPO_ROOT / "docs" / "adding-a-protocol.md"
 
 @pytest.fixture
 def plugin_path(tmp_path) -> Path:
-    """A folder holding the example module and a dist-info with the entry points of its pyproject.toml."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "ssl3d_knn_protocol.py").write_text((EXAMPLE / "ssl3d_knn_protocol.py").read_text())
-    project = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]
-    dist = site / "ssl3d_knn_protocol-0.1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
-    groups = [f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in points.items())
-              for group, points in project["entry-points"].items()]
-    (dist / "entry_points.txt").write_text("\n".join(groups))
-    return site
+    """The example installed as a plugin (see conftest.install_example_plugin)."""
+    return install_example_plugin(EXAMPLE, tmp_path)
 
 
 def _bench(args: list[str], plugin: Path) -> subprocess.CompletedProcess:

@@ -24,7 +24,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ssl3d.methods.augment.image_checks import binary_mask, check_image
+from ssl3d.methods.augment.image_checks import binary_mask, check_image, check_image_batch
 
 __all__ = [
     "rgb_to_lab",
@@ -274,9 +274,7 @@ def batch_colour_transfer(
         - **masks:** :math:`(B, H, W)`
         - **output:** :math:`(B, 3, H, W)`
     """
-    check_image(images, "images")
-    if images.dim() != 4:
-        raise ValueError(f"images must be batched [B, 3, H, W], got {tuple(images.shape)}")
+    check_image_batch(images, "images")
     perm = random_derangement(images.shape[0], generator, images.device)
     if images.shape[0] <= 1:
         return images.clone()

@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ssl3d.methods.augment.image_checks import binary_mask, check_image
+from ssl3d.methods.augment.image_checks import binary_mask, check_image, check_image_batch
 
 __all__ = ["rgb_to_hsv", "hsv_to_rgb", "hsv_jitter"]
 
@@ -97,9 +97,7 @@ def hsv_jitter(
         - **masks:** :math:`(B, H, W)`
         - **output:** :math:`(B, 3, H, W)`
     """
-    check_image(images, "images")
-    if images.dim() != 4:
-        raise ValueError(f"images must be batched [B, 3, H, W], got {tuple(images.shape)}")
+    check_image_batch(images, "images")
     limits = {"hue": (hue, 0.5), "saturation": (saturation, 1.0), "value": (value, 1.0), "p": (p, 1.0)}
     for name, (val, hi) in limits.items():
         if not 0.0 <= val <= hi:

@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-__all__ = ["binary_mask", "check_image"]
+__all__ = ["binary_mask", "check_image", "check_image_batch"]
 
 
 def check_image(img: Tensor, name: str) -> None:
@@ -17,6 +17,13 @@ def check_image(img: Tensor, name: str) -> None:
         raise ValueError(f"{name} must be a floating-point tensor, got {got}")
     if img.dim() not in (3, 4) or img.shape[-3] != 3:
         raise ValueError(f"{name} must have shape [3, H, W] or [B, 3, H, W], got {tuple(img.shape)}")
+
+
+def check_image_batch(images: Tensor, name: str) -> None:
+    """:func:`check_image`, and the tensor must be a batch ``[B, 3, H, W]`` (batch-level augmentations)."""
+    check_image(images, name)
+    if images.dim() != 4:
+        raise ValueError(f"{name} must be batched [B, 3, H, W], got {tuple(images.shape)}")
 
 
 def binary_mask(mask: Optional[Tensor], img: Tensor, name: str) -> Tensor:
