@@ -162,8 +162,10 @@ def _relaunch_with_torchrun(argv: Sequence[str], nproc: int) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from ssl3d.bench.results import ResultStore
     from ssl3d.bench.runner import RunSpec, execute
 
+    store = ResultStore(args.results_dir)  # the folder the runner writes to ($SSL3D_RESULTS included)
     overrides = parse_set_args(args.overrides)
     seeds = args.seeds if args.seeds is not None else [args.seed if args.seed is not None else 0]
     for seed in seeds:
@@ -176,7 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         metrics = "  ".join(f"{k}={v:.2f}" for k, v in result["metrics"].items())
         print(f"{result['method']} on {result['task']} ({result['modality']}, preset {result['preset']}, "
               f"seed {seed}): {metrics}  [{result['timings']['total_s']:.1f}s]")
-        print(f"  result: {args.results_dir or 'results'}/runs/{result['run_id']}/result.json")
+        print(f"  result: {store.run_dir(result['run_id']) / 'result.json'}")
     return 0
 
 
