@@ -162,6 +162,15 @@ def pretrain_or_load(method: Method, dataset, seed: int, device: torch.device, c
     return {"cached": False, "key": key, "path": str(final)}
 
 
+def data_key(data_config: Any, dataset) -> str:
+    """The leaderboard's hash of the evaluation data: its settings and, for multi-release datasets, the release.
+
+    Runs on different dataset sizes, settings or raw releases (ModelNet OFF vs binvox) never share a row group.
+    """
+    payload = {k: v for k, v in to_dict(data_config).items() if k != "workers"}  # speed only
+    return config_hash({**payload, **dataset.raw_identity()}, length=8)
+
+
 def git_commit() -> str:
     """The commit of the ssl3d-bench checkout (``+dirty`` when modified), or ``unknown``."""
     here = Path(__file__).resolve().parent
@@ -300,7 +309,7 @@ def run_validated(plan: ValidatedRun) -> dict[str, Any]:
             "task": plan.task.name, "method": method.name, "modality": plan.modality, "preset": spec.preset,
             "seed": spec.seed, "pretrain_data": plan.pre_name, "dataset_version": train.version,
             # the evaluation data's settings: runs on different dataset sizes/settings never share a row group
-            "data_key": config_hash({k: v for k, v in to_dict(plan.data_config).items() if k != "workers"}, length=8),
+            "data_key": data_key(plan.data_config, train),
             "settings": settings_label(spec.overrides),
             "git_commit": git_commit(), "device": str(device), "world_size": info.world_size,
             "metrics": {k: round(float(v), 4) for k, v in outcome.metrics.items()},

@@ -152,6 +152,15 @@ class ShapeDataset(Dataset):
         """The mesh of a shape (+Y up) and its per-face global part ids (or None)."""
         raise NotImplementedError(f"{self.name} has no meshes")
 
+    def load_occupancy(self, shape: ShapeInfo) -> np.ndarray | None:
+        """The occupancy grid the dataset ships for a shape (``[x, y, z]``, +Y up), or None (the default).
+
+        Optional: a dataset read from voxel files returns the grid here (and, from
+        :meth:`load_mesh`, the surface extracted from it); the ``voxels`` group then
+        caches this grid instead of voxelising the mesh.
+        """
+        return None
+
     def point_noise(self) -> float:
         """Surface-noise standard deviation added to sampled points (synthetic data only)."""
         return 0.0
@@ -172,6 +181,15 @@ class ShapeDataset(Dataset):
     @property
     def dataset_dir(self) -> Path:
         return self.root / self.name
+
+    def raw_identity(self) -> dict[str, Any]:
+        """What identifies the raw data beyond the config, for datasets read from several releases ({}: one release).
+
+        It enters every cache key (through :meth:`settings` of such datasets) and the leaderboard's
+        ``data_key``, so results and caches from different releases (ModelNet's OFF meshes vs its
+        binvox grids) never mix. Empty for single-release datasets, whose keys therefore never change.
+        """
+        return {}
 
     def settings(self, group: str) -> dict[str, Any]:
         """Everything that determines the cached arrays of ``group``."""
@@ -222,7 +240,7 @@ class ShapeDataset(Dataset):
         spec = MODALITY_GROUPS.get(group)
         rng = np.random.default_rng([hash_name(self.name), i, spec.seed_id])
         mesh, face_part = self.mesh(shape)
-        return spec.build(MeshShape(mesh, face_part, shape.name, self.point_noise()), self.config, rng)
+        return spec.build(MeshShape(mesh, face_part, shape.name, self.point_noise(), self.load_occupancy(shape)), self.config, rng)
 
     # -- access ----------------------------------------------------------------
     def _ensure_ready(self) -> None:

@@ -8,6 +8,13 @@ Four registered datasets:
   (``(x, y, z) -> (x, z, -y)``) before any modality is derived, so points,
   voxels (axis 1 up), views and photo-like images all see the shape upright.
   A corrupt OFF file is reported by name in the cache report and skipped.
+  The same datasets read a *voxel release* instead when the raw folder holds
+  ``<class>/{train,test}/<class>_NNNN.binvox``: Z-up grids rotated the same
+  way (:func:`~ssl3d.datasets.formats.modelnet.z_up_to_y_up_grid`); ``voxels``
+  is the file's grid, and points, normals, views, image and mask come from the
+  32^3 surface extracted from it (staircase geometry, nothing thinner than a
+  voxel; :mod:`~ssl3d.datasets.modalities.surface`). Corrupt files and empty
+  grids are skipped by name and counted.
 * ``modelnet40-h5``: PointNet's ``modelnet40_ply_hdf5_2048`` (2,048 points per
   shape, +Y up): the data of the common linear-SVM protocol of point-cloud
   pretext papers. Points only.
@@ -32,30 +39,42 @@ dataset                   classes  train  test   source
 ``modelnet40-h5``         40       9,840  2,468  https://shapenet.cs.stanford.edu/media/modelnet40_ply_hdf5_2048.zip
 ``modelnet40-resampled``  40       9,843  2,468  https://shapenet.cs.stanford.edu/media/modelnet40_normal_resampled.zip
 ========================  =======  =====  =====  ===============================================================
+
+The ModelNet10 32^3 binvox release (``modelnet10`` from a voxel folder) has the
+official split, 3,991 train / 908 test grids, of which 34 are empty and skipped
+(table 13 train + 6 test, bathtub 12 train, bed 1 train, desk 1 test, toilet 1
+train): 3,964 train / 901 test usable shapes.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import trimesh
 
 from ssl3d.datasets.base import DataConfig, ShapeInfo, register_dataset
 from ssl3d.datasets.cache import CacheReport
+from ssl3d.datasets.errors import DataFileError
+from ssl3d.datasets.formats.binvox import read_binvox
 from ssl3d.datasets.formats.modelnet import (
     MODELNET10_CLASSES,
     MODELNET40_CLASSES,
     index_modelnet_off,
+    index_modelnet_voxels,
     index_normal_resampled,
     read_modelnet_h5,
     read_normal_resampled_txt,
     z_up_to_y_up,
+    z_up_to_y_up_grid,
 )
 from ssl3d.datasets.formats.off import read_off
 from ssl3d.datasets.modalities.points import subsample_points
+from ssl3d.datasets.modalities.surface import SURFACE_SETTINGS, occupancy_surface
 from ssl3d.datasets.real import RawPart, RealShapeDataset
 
 __all__ = [
@@ -66,6 +85,10 @@ __all__ = [
 
 #: the OFF archives' layout: <class>/{train,test}/<class>_NNNN.off
 _OFF_LAYOUT = ("*/train/*.off", "*/test/*.off")
+#: the voxel releases' layout: <class>/{train,test}/<class>_NNNN.binvox
+_VOXEL_LAYOUT = ("*/train/*.binvox", "*/test/*.binvox")
+#: layout name (in errors) -> the ``source`` entry of the data key
+_SOURCES = {"OFF meshes": "off", "binvox voxel grids": "binvox"}
 
 
 @dataclass(frozen=True)
@@ -76,12 +99,33 @@ class ModelNetConfig(DataConfig):
 
 
 class ModelNetOFFDataset(RealShapeDataset):
-    """A ModelNet OFF archive (``<class>/{train,test}/<class>_NNNN.off``), meshes rotated to +Y up."""
+    """A ModelNet release: OFF meshes or voxel grids (``<class>/{train,test}/<class>_NNNN.{off,binvox}``), +Y up.
+
+    Which one is detected from the raw folder (:attr:`source`; OFF when both are
+    there). From voxels, ``voxels`` is the file's grid and every other modality
+    comes from the surface extracted from it
+    (:func:`~ssl3d.datasets.modalities.surface.occupancy_surface`); the source and
+    the extraction settings are part of every cache key, so OFF- and voxel-derived
+    caches never share a file, and OFF caches keep the keys they always had.
+    """
 
     Config = ModelNetConfig
     all_classes: ClassVar[tuple[str, ...]] = ()
     available_modalities = frozenset({"points", "normals", "voxels", "views", "image", "mask"})
     prepare_modalities = ("points", "voxels", "views")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # each archive's folder may instead be a voxel release of the same classes and splits
+        cls.raw_parts = tuple(
+            dataclasses.replace(p, layout_name="OFF meshes", alternatives=(("binvox voxel grids", _VOXEL_LAYOUT),))
+            for p in cls.raw_parts
+        )
+
+    @functools.cached_property
+    def source(self) -> str:
+        """``"off"`` (meshes) or ``"binvox"`` (occupancy grids): what the raw folder holds."""
+        return _SOURCES[self.raw_layout(self.raw_dir)]
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -91,11 +135,36 @@ class ModelNetOFFDataset(RealShapeDataset):
             raise ValueError(f"{self.name}: unknown categories {unknown}; valid: {', '.join(self.all_classes)}")
         return tuple(c for c in self.all_classes if c in wanted) if wanted else self.all_classes
 
+    def raw_identity(self) -> dict[str, Any]:
+        return {} if self.source == "off" else {"source": self.source}  # OFF: the keys it always had
+
+    def settings(self, group: str) -> dict[str, Any]:
+        out = super().settings(group)
+        if self.source == "off":
+            return out
+        out.update(self.raw_identity())
+        if group == "voxels":
+            out["voxel_rule"] = "file grid; max-pool for integer downsampling, else nearest centre"
+        else:
+            out["surface"] = dict(SURFACE_SETTINGS)
+        return out
+
     def index(self, split: str) -> list[ShapeInfo]:
-        records = index_modelnet_off(self.raw_dir, split, self.class_names)
+        indexer = index_modelnet_voxels if self.source == "binvox" else index_modelnet_off
+        records = indexer(self.raw_dir, split, self.class_names)
         return [ShapeInfo(name=r.shape_id, label=r.label, source=r.path) for r in records]
 
+    def load_occupancy(self, shape: ShapeInfo) -> np.ndarray | None:
+        if self.source != "binvox":
+            return None
+        grid = read_binvox(shape.source, allow_empty_runs=True)  # trimesh-written files hold empty runs
+        if not grid.any():
+            raise DataFileError(shape.source, "occupancy grid is empty (the source voxelisation failed)")
+        return z_up_to_y_up_grid(grid)  # Z-up like the meshes; the surface below is then +Y up too
+
     def load_mesh(self, shape: ShapeInfo) -> tuple[trimesh.Trimesh, None]:
+        if self.source == "binvox":
+            return occupancy_surface(self.load_occupancy(shape), name=str(shape.source)), None
         # ModelNet is Z-up; every modality is derived from the +Y-up mesh.
         return z_up_to_y_up(read_off(shape.source)), None
 

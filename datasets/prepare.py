@@ -13,9 +13,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import h5py
+import numpy as np
+
 from ssl3d.core.config import ConfigError, apply_overrides
 from ssl3d.datasets.base import DATASETS, ShapeDataset, dataset_summary, default_root
-from ssl3d.datasets.real import RealShapeDataset, voxel_fallback_count
+from ssl3d.datasets.real import RealShapeDataset
 
 __all__ = ["prepare_dataset"]
 
@@ -137,3 +140,12 @@ def _report_groups(ds: ShapeDataset, indent: str, echo: Callable[[str], None]) -
     for shape, (groups, reason) in skipped.items():  # one line per file, not per modality group
         echo(f"{indent}skipped {shape} ({', '.join(groups)}): {reason}")
     return sizes
+
+
+def voxel_fallback_count(cache_path: str | os.PathLike[str]) -> int | None:
+    """How many valid shapes of a ``voxels`` cache used the flood-fill fallback (None: not recorded)."""
+    with h5py.File(cache_path, "r") as h5:
+        if "voxel_fallback" not in h5:
+            return None
+        valid = h5["valid"][()].astype(bool)
+        return int(np.asarray(h5["voxel_fallback"][()], dtype=bool)[valid].sum())

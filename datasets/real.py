@@ -16,16 +16,15 @@ Where the files come from is declared on the dataset class itself
 (torch-geometric style): ``raw_parts``, one :class:`RawPart` per archive with
 its URLs, archive name, checksum and layout. A dataset made of several archives
 (3D-R2N2: renderings + voxels) extracts each into its own sub-folder of the raw
-folder. Every part has a *layout*: glob patterns that must each match at least
-one path, checked before anything is linked or moved into place, so a wrong
-folder or archive is refused with the missing entries named, and with the
-``bench prepare`` command of the dataset whose layout it does match (PointNet's
-h5 folder given to ``modelnet40`` points to ``modelnet40-h5``).
+folder. Every part has a *layout* (glob patterns that must each match at least
+one path; a part may accept alternative layouts, ModelNet's OFF meshes or voxel
+grids), checked before anything is linked or moved into place, so a wrong folder
+or archive is refused with the missing entries named, and with the ``bench
+prepare`` command of the dataset whose layout it does match (PointNet's h5
+folder given to ``modelnet40`` points to ``modelnet40-h5``).
 
-Datasets that ship point clouds instead of meshes (``point_only``) sample
-``points`` from the stored clouds (farthest-point sampling + unit sphere,
-:func:`~ssl3d.datasets.modalities.points.subsample_points`) and refuse the
-mesh modalities with a clear error.
+Datasets that ship point clouds (``point_only``) sample ``points`` from them (FPS + unit sphere,
+:func:`~ssl3d.datasets.modalities.points.subsample_points`) and refuse the mesh modalities.
 """
 
 from __future__ import annotations
@@ -37,7 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ClassVar, Iterable, Sequence
 
-import h5py
 import numpy as np
 
 from ssl3d.core.io import atomic_write_text
@@ -45,7 +43,7 @@ from ssl3d.datasets import download as dl
 from ssl3d.datasets.base import DataConfig, ShapeDataset, ShapeInfo, default_root
 from ssl3d.datasets.errors import DataFileError, DatasetNotPreparedError, DatasetRequestError, InputNotFoundError
 
-__all__ = ["MESH_MODALITIES", "RawPart", "RealShapeDataset", "voxel_fallback_count"]
+__all__ = ["MESH_MODALITIES", "RawPart", "RealShapeDataset"]
 
 #: modalities that need a mesh (or renders/voxels shipped with the dataset)
 MESH_MODALITIES = frozenset({"voxels", "views", "image", "mask"})
@@ -58,14 +56,14 @@ class RawPart:
     Args:
         urls: official URLs, tried in order.
         archive: file name of the archive (in ``<root>/<name>/downloads/``).
-        extract_dir: folder the archive creates when extracted (``"."``: the
-            archive's members are the dataset folder's content).
-        layout: glob patterns, relative to ``folder``, that must each match
-            at least one path when the part is present.
+        extract_dir: folder the archive creates when extracted (``"."``: its members are the dataset folder's content).
+        layout: glob patterns, relative to ``folder``, that must each match at least one path when the part is present.
         folder: sub-folder of the dataset's raw folder holding this part
             (``"."``: the raw folder itself, the usual single-archive case).
-        sha256: expected SHA-256 of the archive, or ``None`` where none is
-            published (no dataset publishes one; set it to pin the archive you trust).
+        sha256: expected SHA-256 of the archive, or ``None`` where none is published (none is; set it to pin yours).
+        layout_name: what ``layout`` holds (named in errors when there are alternatives).
+        alternatives: other accepted layouts, ``(name, patterns)`` (ModelNet's voxel release);
+            :meth:`RealShapeDataset.raw_layout` says which one a folder matches.
     """
 
     urls: tuple[str, ...]
@@ -74,6 +72,12 @@ class RawPart:
     layout: tuple[str, ...]
     folder: str = "."
     sha256: str | None = None
+    layout_name: str = "default"
+    alternatives: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def layouts(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """Every accepted layout as ``(name, patterns)``, ``layout`` first."""
+        return ((self.layout_name, self.layout), *self.alternatives)
 
 
 def _missing(folder: Path, patterns: Iterable[str]) -> list[str]:
@@ -83,13 +87,23 @@ def _missing(folder: Path, patterns: Iterable[str]) -> list[str]:
     return [p for p in patterns if next(iter(folder.glob(p)), None) is None]
 
 
+def _part_missing(folder: Path, part: RawPart) -> list[str]:
+    """What ``folder`` lacks to hold ``part``: empty when it matches an accepted layout, else with
+    alternatives one entry naming every layout (a user may have either release)."""
+    if not part.alternatives:
+        return _missing(folder, part.layout)
+    if any(not _missing(folder, patterns) for _, patterns in part.layouts()):
+        return []
+    return [" or ".join(f"{', '.join(patterns)} ({name})" for name, patterns in part.layouts())]
+
+
 class RealShapeDataset(ShapeDataset):
     """Base class of datasets read from downloaded files.
 
-    Subclasses set ``name``, ``raw_parts`` (the archives: URLs, archive
-    names, checksums, layouts), ``raw_name`` (the folder under
-    ``<root>/<name>/raw/`` that the extracted archives yield), plus the :class:`~ssl3d.datasets.base.ShapeDataset` hooks. Point-cloud
-    formats set ``point_only = True`` and implement :meth:`load_points`.
+    Subclasses set ``name``, ``raw_parts`` (the archives: URLs, names, checksums, layouts), ``raw_name``
+    (the folder under ``<root>/<name>/raw/`` that the extracted archives yield), plus the
+    :class:`~ssl3d.datasets.base.ShapeDataset` hooks. Point-cloud formats set ``point_only = True``
+    and implement :meth:`load_points`.
 
     Raises:
         DatasetNotPreparedError: the raw folder is missing or incomplete; the
@@ -152,8 +166,17 @@ class RealShapeDataset(ShapeDataset):
         out = []
         for part in cls.raw_parts:
             sub = folder / part.folder
-            out.extend(p if part.folder == "." else f"{part.folder}/{p}" for p in _missing(sub, part.layout))
+            out.extend(p if part.folder == "." else f"{part.folder}/{p}" for p in _part_missing(sub, part))
         return out
+
+    @classmethod
+    def raw_layout(cls, folder: str | os.PathLike[str]) -> str:
+        """Name of the layout ``folder`` matches (first part; ``layout`` first); DataFileError if none."""
+        part = cls.raw_parts[0]
+        for name, patterns in part.layouts():
+            if not _missing(Path(folder) / part.folder, patterns):
+                return name
+        raise DataFileError(folder, f"does not match the {cls.name} layout: it lacks {', '.join(cls.missing_layout(folder))}")
 
     @classmethod
     def is_prepared(cls, root: str | os.PathLike[str] | None = None) -> bool:
@@ -192,12 +215,8 @@ class RealShapeDataset(ShapeDataset):
         return self._raw
 
     @classmethod
-    def fetch(
-        cls,
-        root: str | os.PathLike[str] | None = None,
-        from_path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
-        progress: bool = True,
-    ) -> Path:
+    def fetch(cls, root: str | os.PathLike[str] | None = None,
+              from_path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None, progress: bool = True) -> Path:
         """Put the raw files in place: from local archives/folders, or by downloading.
 
         * ``from_path`` an archive (zip, tar, tar.gz, tgz, ...): safely
@@ -228,12 +247,8 @@ class RealShapeDataset(ShapeDataset):
             ValueError: the dataset is already prepared from an extracted archive.
         """
         root = Path(root) if root is not None else default_root()
-        if from_path is None:
-            paths: list[Path] = []
-        elif isinstance(from_path, (str, os.PathLike)):
-            paths = [Path(from_path)]
-        else:
-            paths = [Path(p) for p in from_path]
+        single = from_path is None or isinstance(from_path, (str, os.PathLike))
+        paths = [Path(p) for p in (([from_path] if from_path is not None else []) if single else from_path)]
         cls.raw_root(root).mkdir(parents=True, exist_ok=True)
         if paths:
             extracted = cls.raw_root(root) / cls.raw_name
@@ -251,7 +266,7 @@ class RealShapeDataset(ShapeDataset):
                     raise InputNotFoundError(f"--from {path}: no such file or folder")
         elif not cls.is_prepared(root):
             for part in cls.raw_parts:
-                if _missing(cls.raw_root(root) / cls.raw_name / part.folder, part.layout):
+                if _part_missing(cls.raw_root(root) / cls.raw_name / part.folder, part):
                     cls._take_archive(root, cls._download(root, part, progress))
         return cls.check_prepared(root)
 
@@ -314,7 +329,7 @@ class RealShapeDataset(ShapeDataset):
                 if match is None:
                     continue
                 dest = raw_root / cls.raw_name / part.folder
-                if dest.exists() and not _missing(dest, part.layout):
+                if dest.exists() and not _part_missing(dest, part):
                     found.append(part.folder)  # already there; keep the existing copy
                     continue
                 if dest.exists():
@@ -339,7 +354,7 @@ class RealShapeDataset(ShapeDataset):
         candidates = [content / part.folder, content / extract_dir, content]
         if len(children) == 1:  # an archive re-packed under another top-level name
             candidates.append(children[0])
-        return next((c for c in dict.fromkeys(candidates) if c.is_dir() and not _missing(c, part.layout)), None)
+        return next((c for c in dict.fromkeys(candidates) if c.is_dir() and not _part_missing(c, part)), None)
 
     @classmethod
     def _download(cls, root: Path, part: RawPart, progress: bool) -> Path:
@@ -383,11 +398,3 @@ class RealShapeDataset(ShapeDataset):
             return self.load_points(self.shapes[i])
         return super().compute(group, i)
 
-
-def voxel_fallback_count(cache_path: str | os.PathLike[str]) -> int | None:
-    """How many valid shapes of a ``voxels`` cache used the flood-fill fallback (None: not recorded)."""
-    with h5py.File(cache_path, "r") as h5:
-        if "voxel_fallback" not in h5:
-            return None
-        valid = h5["valid"][()].astype(bool)
-        return int(np.asarray(h5["voxel_fallback"][()], dtype=bool)[valid].sum())

@@ -23,7 +23,8 @@ only translates and scales it into the unit cube; voxel (i, j, k) has its
 centre at ``translate + scale * ((i, j, k) + 0.5) / d``). ShapeNet meshes are
 +Y up, so ShapeNetVox32 grids read this way are ``[x, y, z]`` with +Y up
 (array axis 1), the project's convention; a grid voxelised from a Z-up mesh
-(ModelNet) would need the mesh's rotation.
+(ModelNet's voxel releases) needs the mesh's rotation
+(:func:`~ssl3d.datasets.formats.modelnet.z_up_to_y_up_grid`).
 """
 
 from __future__ import annotations
@@ -73,8 +74,8 @@ def _parse_header(path: Path, raw: bytes) -> tuple[BinvoxHeader, int]:
     fields: dict[str, list[str]] = {}
     for line in lines[1:]:
         tokens = line.split()
-        if not tokens:
-            continue
+        if not tokens or tokens[0].startswith("#"):
+            continue  # comment lines (trimesh writes '# generated in `trimesh`') carry no header field
         if tokens[0] not in ("dim", "translate", "scale"):
             raise DataFileError(path, f"unknown header line {line!r}")
         fields[tokens[0]] = tokens[1:]
@@ -97,20 +98,25 @@ def _parse_header(path: Path, raw: bytes) -> tuple[BinvoxHeader, int]:
 
 
 def read_binvox(
-    path: str | os.PathLike[str], *, return_header: bool = False
+    path: str | os.PathLike[str], *, return_header: bool = False, allow_empty_runs: bool = False
 ) -> np.ndarray | tuple[np.ndarray, BinvoxHeader]:
     """Read a binvox file into a boolean occupancy grid indexed ``[x, y, z]``.
+
+    Header lines starting with ``#`` after the first are comments (trimesh writes one).
 
     Args:
         path: the ``.binvox`` file.
         return_header: also return the :class:`BinvoxHeader`.
+        allow_empty_runs: accept runs of length 0 (they add no voxel). binvox itself never
+            writes them, but trimesh's encoder does: 159 of the 4,899 files of the ModelNet10
+            32^3 voxel release hold some, with the right voxel total.
 
     Returns:
         bool ``[d, d, d]`` occupancy (``occ[x, y, z]``), or ``(occ, header)``.
 
     Raises:
         DataFileError: missing file, bad header, truncated or over-long
-            run-length data, a zero run length, or (version 1) a value other
+            run-length data, a zero run length (unless allowed), or (version 1) a value other
             than 0/1.
 
     Shapes:
@@ -129,7 +135,7 @@ def read_binvox(
     if body.size % 2:
         raise DataFileError(path, f"run-length data has an odd number of bytes ({body.size}); file is truncated")
     values, counts = body[0::2], body[1::2].astype(np.int64)
-    if (counts == 0).any():
+    if not allow_empty_runs and (counts == 0).any():
         raise DataFileError(path, f"run {int(np.flatnonzero(counts == 0)[0])} has length 0 (allowed 1..255)")
     if header.version == 1 and (values > 1).any():
         raise DataFileError(path, f"version 1 voxel values must be 0 or 1, found {int(values.max())}")

@@ -1,13 +1,17 @@
-"""ModelNet40 / ModelNet10 in their three published forms: OFF meshes, PointNet HDF5, PointNet++ text.
+"""ModelNet40 / ModelNet10 in their published forms: OFF meshes, voxel grids, PointNet HDF5, PointNet++ text.
 
 Class and shape counts per release are the STATS table of :mod:`ssl3d.datasets.modelnet`.
-The OFF archives are +Z up (use :func:`z_up_to_y_up`); both point-cloud releases are +Y up.
+The OFF archives and voxel grids are +Z up (use :func:`z_up_to_y_up` and
+:func:`z_up_to_y_up_grid`); both point-cloud releases are +Y up.
 
 Layouts:
 
 * OFF archives: ``ModelNet40/<class>/{train,test}/<class>_NNNN.off``; the split
   is the folder. Meshes are upright along +Z with arbitrary scale and offset;
   ModelNet40's azimuth is *not* consistently aligned (ModelNet10's is).
+* voxel releases: ``<class>/{train,test}/<class>_NNNN.binvox``, one
+  occupancy grid per shape (:mod:`~ssl3d.datasets.formats.binvox`), in the
+  meshes' Z-up axes; the split is the folder (:func:`index_modelnet_voxels`).
 * ``modelnet40_ply_hdf5_2048`` (PointNet): ``ply_data_train{0..4}.h5`` and
   ``ply_data_test{0,1}.h5`` with ``data`` float32 [S, 2048, 3], ``label``
   uint8 [S, 1] and ``normal`` float32 [S, 2048, 3]; ``shape_names.txt`` (the 40
@@ -29,9 +33,10 @@ Layouts:
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import warnings
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -48,7 +53,9 @@ __all__ = [
     "MODELNET10_CLASSES",
     "Z_UP_TO_Y_UP",
     "z_up_to_y_up",
+    "z_up_to_y_up_grid",
     "index_modelnet_off",
+    "index_modelnet_voxels",
     "read_modelnet_h5",
     "index_normal_resampled",
     "read_normal_resampled_txt",
@@ -116,6 +123,22 @@ def z_up_to_y_up(geometry: _Geometry) -> _Geometry:
     raise ValueError(f"z_up_to_y_up takes a trimesh.Trimesh, numpy array or torch tensor, got {type(geometry).__name__}")
 
 
+def z_up_to_y_up_grid(occupancy: np.ndarray) -> np.ndarray:
+    r"""Rotate a Z-up ``[x, y, z]`` grid (ModelNet voxels) into the +Y-up frame, as :func:`z_up_to_y_up` does points.
+
+    The voxel centred at :math:`(x, y, z)` (about the grid centre) moves to
+    :math:`(x, z, -y)`: ``out[i, j, k] = occ[i, d - 1 - k, j]``. A
+    permutation of voxels, so the grid's content is kept exactly.
+
+    Shapes:
+        - **occupancy / output:** :math:`[d, d, d]`, output axis 1 up.
+    """
+    occ = np.asarray(occupancy)
+    if occ.ndim != 3 or len(set(occ.shape)) != 1:
+        raise ValueError(f"expected a cubic [d, d, d] grid, got shape {occ.shape}")
+    return np.ascontiguousarray(np.flip(occ, axis=1).transpose(0, 2, 1))
+
+
 def _check_split(split: str, allowed: Sequence[str] = _SPLITS) -> None:
     if split not in allowed:
         raise ValueError(f"split must be one of {', '.join(map(repr, allowed))}, got {split!r}")
@@ -153,6 +176,29 @@ def index_modelnet_off(
         ValueError: bad ``split`` or empty ``classes``.
         DataFileError: a class/split folder is missing or holds no ``.off`` file.
     """
+    return _index_class_folders(root, split, classes, ".off")
+
+
+def index_modelnet_voxels(
+    root: str | os.PathLike[str],
+    split: str,
+    classes: Sequence[str] = MODELNET40_CLASSES,
+) -> list[ShapeRecord]:
+    """Index a ModelNet voxel release (``<root>/<class>/<split>/*.binvox``), like :func:`index_modelnet_off`.
+
+    Returns:
+        records sorted by (label, shape id); ``path`` and ``voxel_path`` are the ``.binvox`` file.
+
+    Raises:
+        ValueError: bad ``split`` or empty ``classes``.
+        DataFileError: a class/split folder is missing or holds no ``.binvox`` file.
+    """
+    records = _index_class_folders(root, split, classes, ".binvox")
+    return [dataclasses.replace(r, voxel_path=r.path) for r in records]
+
+
+def _index_class_folders(root: str | os.PathLike[str], split: str, classes: Sequence[str], suffix: str) -> list[ShapeRecord]:
+    """Records of ``<root>/<class>/<split>/*<suffix>``, by label then file name."""
     _check_split(split)
     if not classes:
         raise ValueError("classes must name at least one class")
@@ -162,9 +208,9 @@ def index_modelnet_off(
         folder = root / name / split
         if not folder.is_dir():
             raise DataFileError(folder, f"missing folder for class {name!r}, split {split!r} (is {root} the extracted ModelNet folder?)")
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".off" and p.is_file())
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() == suffix and p.is_file())
         if not files:
-            raise DataFileError(folder, "no .off files in this folder")
+            raise DataFileError(folder, f"no {suffix} files in this folder")
         records.extend(ShapeRecord(path=p, label=label, category=name, shape_id=p.stem) for p in files)
     return records
 

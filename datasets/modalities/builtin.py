@@ -8,6 +8,7 @@ when read:
   ``point_labels`` int64 [N] (:mod:`~ssl3d.datasets.modalities.points`);
 * ``voxels``: ``voxels`` uint8 [R, R, R] (0/1) and ``voxel_fallback`` bool (the
   non-watertight rule was used) (:mod:`~ssl3d.datasets.modalities.voxelize`);
+  a shape that ships its own grid (``MeshShape.occupancy``) gets that grid, read not recomputed;
 * ``views``: ``views`` uint8 [V, H, W] and ``view_cameras`` float32 [V, 3] unit
   directions (:mod:`~ssl3d.datasets.modalities.render`), read as float [V, C, H, W];
 * ``image``: ``image`` uint8 [H, W, 3] and ``mask`` uint8 [H, W] (0/1)
@@ -31,7 +32,7 @@ from ssl3d.datasets.modalities.registry import (
     MeshShape, ModalityGroup, as_float_tensor, as_long_tensor, register_modality_group,
 )
 from ssl3d.datasets.modalities.render import render_views
-from ssl3d.datasets.modalities.voxelize import voxelize
+from ssl3d.datasets.modalities.voxelize import resample_grid, voxelize
 
 
 def build_points(shape: MeshShape, cfg: Any, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -43,7 +44,11 @@ def build_points(shape: MeshShape, cfg: Any, rng: np.random.Generator) -> dict[s
 
 
 def build_voxels(shape: MeshShape, cfg: Any, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Solid occupancy on an R^3 grid."""
+    """Solid occupancy on an R^3 grid: the shipped grid when the shape has one (resampled by
+    :func:`~ssl3d.datasets.modalities.voxelize.resample_grid` when R differs), else voxelised from the mesh."""
+    if shape.occupancy is not None:
+        grid = resample_grid(shape.occupancy, cfg.voxel_resolution)
+        return {"voxels": (grid != 0).astype(np.uint8), "voxel_fallback": np.array(False)}
     result = voxelize(shape.mesh, cfg.voxel_resolution)
     return {"voxels": result.occupancy.astype(np.uint8), "voxel_fallback": np.array(result.used_fallback)}
 

@@ -45,12 +45,16 @@ class MeshShape:
         face_part: int global part id per face, or None.
         name: the shape's name, for error messages.
         noise_std: surface noise the dataset adds to sampled points (synthetic data only).
+        occupancy: the occupancy grid the dataset ships for this shape (``[x, y, z]``, +Y up, the
+            grid the mesh was extracted from), or None; the ``voxels`` builder then reads it instead
+            of voxelising the mesh.
     """
 
     mesh: trimesh.Trimesh
     face_part: np.ndarray | None
     name: str
     noise_std: float = 0.0
+    occupancy: np.ndarray | None = None
 
 
 Builder = Callable[[MeshShape, Any, np.random.Generator], dict[str, np.ndarray]]

@@ -57,7 +57,7 @@ from scipy import ndimage
 
 from .render import referenced_vertices, unit_sphere_caster
 
-__all__ = ["VoxelResult", "normalise_for_voxels", "voxelize"]
+__all__ = ["VoxelResult", "normalise_for_voxels", "resample_grid", "voxelize"]
 
 # Lattice offset (voxels) per axis: distinct and irrational-looking so that
 # probe rays do not pass exactly through edges of axis-aligned geometry. The
@@ -259,3 +259,36 @@ def voxelize(
         method = "winding" if np.all(total == 0) and np.all(count % 2 == 0) else "flood"
     solid = _winding_inside(x, r) if method == "winding" else _flood_inside(x, r)
     return VoxelResult(occupancy=_thin_rescue(x, solid), used_fallback=method == "flood", method=method)
+
+
+def resample_grid(occupancy: np.ndarray, resolution: int) -> np.ndarray:
+    r"""A shipped ``[d, d, d]`` occupancy grid at another resolution :math:`R` (no mesh involved).
+
+    * :math:`R = d`: the grid itself, unchanged;
+    * :math:`d = fR` (downsampling by an integer factor :math:`f`): a voxel is
+      occupied iff any of its :math:`f^3` source voxels is (max-pool), so thin
+      parts are kept, never dropped;
+    * otherwise nearest voxel centre: voxel :math:`i` takes source voxel
+      :math:`\lfloor (i + \tfrac12)\, d / R \rfloor` per axis (an integer
+      upsampling repeats every voxel :math:`R/d` times).
+
+    Args:
+        occupancy: cubic grid, any dtype (non-zero is occupied).
+        resolution: :math:`R \ge 1`.
+
+    Returns:
+        bool :math:`[R, R, R]`.
+    """
+    occ = np.asarray(occupancy) != 0
+    if occ.ndim != 3 or len(set(occ.shape)) != 1:
+        raise ValueError(f"occupancy must be a cubic [d, d, d] grid, got shape {occ.shape}")
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or resolution < 1:
+        raise ValueError(f"resolution must be a positive integer, got {resolution!r}")
+    d, r = occ.shape[0], int(resolution)
+    if r == d:
+        return occ
+    if d % r == 0:
+        f = d // r
+        return occ.reshape(r, f, r, f, r, f).any(axis=(1, 3, 5))
+    idx = np.floor((np.arange(r) + 0.5) * d / r).astype(np.int64)
+    return occ[np.ix_(idx, idx, idx)]
