@@ -4,6 +4,8 @@
               [--device auto|cpu|cuda] [--set key=value ...] [--data-root DIR]
               [--results-dir DIR] [--modality X] [--pretrain-data NAME] [--nproc N]
               [--progress | --no-progress]
+    bench curve --method M --task T --epochs 0 1 2 4 ... [--seeds S ...] [--split val|test]
+                [--baseline METHOD] [run's --preset/--device/--set/--data-root/--results-dir/--modality]
     bench suite [--preset quick] [--seeds 0 1 2] [--methods PATTERN] [--tasks PATTERN] [--dry-run]
                 [--progress | --no-progress]
     bench perf [--methods PATTERN] [--presets quick paper] [--device cpu|cuda] [--steps K]
@@ -99,6 +101,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--nproc", type=_int_in("--nproc", "[1, inf)"), default=1,
                      help="pretrain with N processes (DDP via torchrun; one per GPU, or gloo on CPU)")
 
+    curve = sub.add_parser("curve", help="metric vs pretraining epochs from one pretraining per seed (docs/curves.md)")
+    curve.add_argument("--method", required=True, help="registered method name")
+    curve.add_argument("--task", required=True, help="registered task name")
+    curve.add_argument("--epochs", type=_int_in("--epochs", "[0, inf)"), nargs="+", required=True,
+                       help="budgets to evaluate (epoch 0, the untrained network, is always added)")
+    curve.add_argument("--seeds", type=_int_in("--seeds", "[0, inf)"), nargs="+", default=[0], help="seeds (default 0)")
+    curve.add_argument("--split", choices=["val", "test"], default="val",
+                       help="score on a validation part of train (default; for choosing) or on test (reporting only)")
+    curve.add_argument("--baseline", default=None, help="random-init method drawn as a reference line (e.g. random-pointnet)")
+    for flag, default, text in (("--preset", "quick", "method preset"), ("--device", "auto", "auto, cpu or cuda[:i]"),
+                                ("--data-root", None, "data and cache folder"), ("--results-dir", None, "results folder"),
+                                ("--modality", None, "modality to evaluate"), ("--pretrain-data", None, "dataset to pretrain on")):
+        curve.add_argument(flag, default=default, help=text)
+    curve.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="as for bench run")
+    _add_progress_flags(curve)
+
     suite = sub.add_parser("suite", help="run every compatible (method, task, modality) over seeds; resumable")
     suite.add_argument("--preset", default="quick", help="method preset for every run (default quick)")
     suite.add_argument("--seeds", type=_int_in("--seeds", "[0, inf)"), nargs="+", default=[0, 1, 2],
@@ -179,6 +197,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{result['method']} on {result['task']} ({result['modality']}, preset {result['preset']}, "
               f"seed {seed}): {metrics}  [{result['timings']['total_s']:.1f}s]")
         print(f"  result: {store.run_dir(result['run_id']) / 'result.json'}")
+    return 0
+
+
+def cmd_curve(args: argparse.Namespace) -> int:
+    from ssl3d.bench.curve import CurveSpec, run_curve
+    from ssl3d.bench.runner import RunSpec
+
+    run = RunSpec(method=args.method, task=args.task, preset=args.preset, device=args.device,
+                  overrides=parse_set_args(args.overrides), modality=args.modality, pretrain_data=args.pretrain_data,
+                  data_root=args.data_root, results_dir=args.results_dir, progress=_progress(args))
+    out = run_curve(CurveSpec(run, tuple(args.epochs), tuple(args.seeds), args.split, args.baseline))
+    print(f"curve: {out['csv']}\nplot: {out['plot']}")
+    for metric, epoch in out["knees"].items():
+        print(f"  knee ({metric}, validation split): {epoch} epochs")
     return 0
 
 
@@ -269,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "run" and args.nproc > 1:
         return _relaunch_with_torchrun(list(argv) if argv is not None else sys.argv[1:], args.nproc)
-    handlers = {"perf": cmd_perf, "suite": cmd_suite, "run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard, "prepare": cmd_prepare}
+    handlers = {"perf": cmd_perf, "suite": cmd_suite, "run": cmd_run, "curve": cmd_curve, "list": cmd_list, "leaderboard": cmd_leaderboard, "prepare": cmd_prepare}
     try:
         status = handlers[args.command](args)
         sys.stdout.flush()  # a reader that went away shows here, not at exit where Python can only complain about it

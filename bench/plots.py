@@ -1,4 +1,5 @@
-"""Leaderboard plots: horizontal bar charts with 95% CI whiskers per task, t-SNE of a run's test embeddings."""
+"""Leaderboard plots: horizontal bar charts with 95% CI whiskers per task, t-SNE of a run's test embeddings,
+budget curves (metric vs pretraining epochs)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pandas as pd
 
 from ssl3d.core.io import atomic_path
 from ssl3d.bench.results import text_columns
+from ssl3d.bench.stats import ci95_halfwidth
 
 
 def _pyplot():
@@ -91,6 +93,35 @@ def tsne_plot(embeddings: np.ndarray, labels: np.ndarray, class_names: list[str]
     ax.set_ylabel("t-SNE 2")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, markerscale=1.5, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def curve_plot(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """One panel per metric: mean ± 95% CI over seeds against pretraining epochs (:mod:`ssl3d.bench.curve` rows).
+
+    Reference lines: the curve's epoch 0 (the untrained network) and each baseline series' mean.
+    """
+    plt = _pyplot()
+    metrics = sorted(frame["metric"].unique())
+    fig, axes = plt.subplots(1, len(metrics), figsize=(1.0 + 4.0 * len(metrics), 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        rows = frame[frame["metric"] == metric]
+        curve = rows[rows["series"] == "curve"]
+        for method, part in curve.groupby("method"):
+            stats = part.groupby("epoch")["value"].agg(["mean", ci95_halfwidth])
+            x, mean, ci = stats.index.to_numpy(), stats["mean"].to_numpy(), np.nan_to_num(stats["ci95_halfwidth"].to_numpy())
+            ax.plot(x, mean, marker="o", label=f"{method} (n={part['seed'].nunique()})")
+            ax.fill_between(x, mean - ci, mean + ci, alpha=0.25)
+            ax.axhline(mean[x == 0][0], color="grey", linestyle=":", label=f"{method} untrained (epoch 0)")
+        for method, part in rows[rows["series"] == "baseline"].groupby("method"):
+            ax.axhline(part["value"].mean(), color="black", linestyle="--", label=f"{method} (baseline)")
+        ax.set_xscale("symlog", linthresh=1)  # budgets are usually doubling, and 0 must show
+        ax.set_xlabel("pretraining epochs")
+        ax.set_ylabel(f"{metric} ({rows['split'].iloc[0]} split)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("mean ± 95% CI over seeds", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 

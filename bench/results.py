@@ -44,7 +44,7 @@ REQUIRED_COLUMNS = ("run_id", "task", "method", "seed", "metric", "value")
 MAX_LOGGED_SKIPS = 20  # one warning per bad line up to here, then a count
 
 # ``--set`` keys that change how fast a run goes, never its numbers: they do not split leaderboard groups
-RESULT_NEUTRAL_KEYS = frozenset({"train.num_workers", "train.log_every", "data.workers",
+RESULT_NEUTRAL_KEYS = frozenset({"train.num_workers", "train.log_every", "train.snapshot_epochs", "data.workers",
                                  "segmentation.feature_cache_mb"})
 
 

@@ -39,6 +39,7 @@ from ssl3d.bench.tasks import TASKS, Task, compatibility, get_task
 from ssl3d.core.errors import UserError, attach_log_path, log_path_of
 from ssl3d.datasets import DATASETS, default_root
 from ssl3d.methods import METHODS, Method, RunContext
+from ssl3d.methods.config import weights_config
 from ssl3d.methods.checkpoint import load_or_move_aside, previous_checkpoint, save_checkpoint
 from ssl3d.core.distributed import barrier, device_for_rank, dist_info, init_distributed, main_process_first
 from ssl3d.core.seeding import seed_everything
@@ -133,7 +134,8 @@ def build_data_config(dataset_cls, task_options: dict, method: Method, user: dic
 
 
 def pretrain_key(method: Method, data_name: str, data_settings: dict[str, Any], seed: int) -> str:
-    return config_hash({"method": method.name, "version": method.version, "config": to_dict(method.config),
+    # weights_config: settings that change no weights (train.snapshot_epochs) do not split the cache
+    return config_hash({"method": method.name, "version": method.version, "config": weights_config(method.config),
                         "data": data_name, "data_settings": data_settings, "seed": seed}, length=16)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from ssl3d.core.config import to_dict
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -31,6 +33,20 @@ class TrainConfig:
     sync_bn: bool = False  # SyncBatchNorm across ranks under DDP (BN-heavy backbones, small per-GPU batches)
     find_unused_parameters: bool = True  # DDP option; safe default for methods with branches that skip weights
     log_every: int = field(default=10, metadata={"range": "[1, inf)"})  # optimisation steps between progress-bar/log updates
+    snapshot_epochs: tuple[int, ...] = field(default=(), metadata={"range": "[0, inf)"})  # also keep epoch-<k>.pt after these epochs (budget curves); changes no weights, so not part of the cache key
+
+
+# settings that change what is written but never the weights: left out of the pretraining cache key
+# and of the resume check, so a run with snapshots shares (and resumes) the cache of one without
+WEIGHT_NEUTRAL_TRAIN_KEYS = ("snapshot_epochs",)
+
+
+def weights_config(config: Any) -> dict[str, Any]:
+    """``to_dict(config)`` without the weight-neutral ``train`` keys: what determines the weights."""
+    data = to_dict(config)
+    for key in WEIGHT_NEUTRAL_TRAIN_KEYS:
+        data.get("train", {}).pop(key, None)
+    return data
 
 
 @dataclass(frozen=True)

@@ -35,11 +35,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from ssl3d.core.config import to_dict
 from ssl3d.core.distributed import DistInfo, StepModule, all_reduce_mean, barrier, dist_info
 from ssl3d.core.seeding import epoch_seed, seed_everything
 from ssl3d.methods.checkpoint import load_latest_good, save_checkpoint
-from ssl3d.methods.config import MethodConfig
+from ssl3d.methods.config import MethodConfig, weights_config
 from ssl3d.methods.run_context import RunContext
 
 
@@ -110,7 +109,8 @@ def fit(method: TrainableMethod, data: Dataset, run: RunContext) -> None:
     optimizer = method.configure_optimizer(model)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     scaler = torch.amp.GradScaler("cuda") if run.device.type == "cuda" and train.precision == "fp16" else None
-    config_json = to_dict(method.config)
+    config_json = weights_config(method.config)  # snapshot epochs change no weights: a resume may add some
+    snapshots = set(train.snapshot_epochs)
     ckpt_path = run.checkpoint_dir / "last.pt" if run.checkpoint_dir is not None else None
     start_epoch, history, seconds, step = 0, [], 0.0, 0
     resumed = load_latest_good(ckpt_path, run.device, log) if ckpt_path is not None else None
@@ -122,6 +122,8 @@ def fit(method: TrainableMethod, data: Dataset, run: RunContext) -> None:
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, history, seconds, step = state["epoch"], state["history"], state["seconds"], state["step"]
         log.info("%s: resumed from %s after epoch %d/%d", method.name, resumed_from, start_epoch, train.epochs)
+    if start_epoch == 0 and 0 in snapshots:
+        _save_snapshot(run, info, model, 0)
 
     generator = torch.Generator()
     # the global batch is split over ranks; each rank reads its own shard of every epoch
@@ -202,6 +204,8 @@ def fit(method: TrainableMethod, data: Dataset, run: RunContext) -> None:
                  ", ".join(f"{k}={v:.5g}" for k, v in record.items() if k not in ("epoch",)))
         if ckpt_path is not None and info.is_main:  # one writer; every rank holds the same weights
             _save_checkpoint(ckpt_path, model, optimizer, config_json, epoch + 1, history, seconds, step)
+        if epoch + 1 in snapshots:
+            _save_snapshot(run, info, model, epoch + 1)
         barrier()
 
     final = history[-1] if history else {}
@@ -214,6 +218,16 @@ def fit(method: TrainableMethod, data: Dataset, run: RunContext) -> None:
         "shapes_per_second": round(step * per_rank * info.world_size / seconds, 3) if seconds > 0 else None,
         "world_size": info.world_size,
     }
+
+
+def snapshot_path(checkpoint_dir: Path, epoch: int) -> Path:
+    """Where :func:`fit` keeps the weights after ``epoch`` when ``train.snapshot_epochs`` lists it."""
+    return Path(checkpoint_dir) / f"epoch-{epoch}.pt"
+
+
+def _save_snapshot(run: RunContext, info: DistInfo, model: nn.Module, epoch: int) -> None:
+    if run.checkpoint_dir is not None and info.is_main:
+        save_checkpoint(snapshot_path(run.checkpoint_dir, epoch), {"model": model.state_dict(), "epoch": epoch})
 
 
 def _save_checkpoint(path, model, optimizer, config_json, epoch, history, seconds, step) -> None:

@@ -1,0 +1,255 @@
+"""Budget curves: a task's metric against pretraining epochs, from one pretraining per seed.
+
+One pretraining to ``max(epochs)`` keeps ``epoch-<k>.pt`` snapshots at the listed
+epochs (``train.snapshot_epochs``, which is not part of the pretraining cache key,
+so the curve shares the cache of ``bench run``); the task's protocol is then run on
+every snapshot. Epoch 0 is always included: the untrained network.
+
+No selection on the test split: with ``split="val"`` (the default) the protocol is
+fit on the train split minus a validation part and scored on that part
+(:func:`carve_validation`: seeded, stratified by label, :data:`VAL_FRACTION`), and
+the test split is never read. :func:`choose_knee` refuses any row that is not a
+validation row. ``split="test"`` is for reporting a budget chosen elsewhere.
+
+Resumable: snapshots stay in the pretraining cache folder, and each (seed, epoch)
+evaluation is kept as one JSON file under ``<results>/curves/<stem>/``; a rerun
+evaluates only what is missing, then rewrites the CSV and the plot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+from torch.utils.data import Dataset
+
+from ssl3d.bench.protocols import EvalContext
+from ssl3d.bench.results import ResultStore
+from ssl3d.bench.runner import RunSpec, ValidatedRun, pretrain_key, pretrain_or_load, validate_run
+from ssl3d.core.config import ConfigError, check_range
+from ssl3d.core.io import atomic_write_json, atomic_write_text
+from ssl3d.core.seeding import seed_everything
+from ssl3d.datasets import default_root
+from ssl3d.methods import RunContext
+from ssl3d.methods.checkpoint import load_checkpoint
+from ssl3d.methods.trainer import snapshot_path
+
+log = logging.getLogger("ssl3d.curve")
+
+VAL_FRACTION = 0.2  # share of each class of the train split held out as validation
+KNEE_TOLERANCE = 0.01  # choose_knee: within this (absolute, metric units) of the best validation mean
+SPLITS = ("val", "test")
+REPLAY = "curve-replay"  # sub-folder of a pretraining cache where missing snapshots are re-trained
+
+
+@dataclass
+class CurveSpec:
+    """A budget curve as the command line describes it; ``run.seed`` is ignored (``seeds`` are used)."""
+
+    run: RunSpec
+    epochs: tuple[int, ...]
+    seeds: tuple[int, ...] = (0,)
+    split: str = "val"
+    baseline: str | None = None  # a random-init method drawn as a reference line (e.g. random-pointnet)
+
+
+def carve_validation(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices ``0..len(labels)-1`` into (fit, val), stratified: ``round(fraction * n_c)`` of each
+    class (at least 1 when the class has 2 or more shapes, so no class vanishes from fit), chosen by ``seed``."""
+    check_range("validation fraction", fraction, "(0, 1)")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    val = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        k = min(len(members) - 1, max(1, int(round(fraction * len(members)))))
+        val.extend(rng.permutation(members)[:k].tolist())
+    val_idx = np.sort(np.asarray(val, dtype=np.int64))
+    fit_idx = np.setdiff1d(np.arange(len(labels)), val_idx)
+    return fit_idx, val_idx
+
+
+class SplitView(Dataset):
+    """Some shapes of a dataset, re-indexed from 0; everything else (class names, settings) is the parent's."""
+
+    def __init__(self, parent: Any, indices: np.ndarray, part: str) -> None:
+        self.parent, self.indices, self.part = parent, np.asarray(indices, dtype=np.int64), part
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or "parent" not in self.__dict__:  # copies and pickles: no recursion
+            raise AttributeError(name)
+        return getattr(self.parent, name)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> dict:
+        sample = dict(self.parent[int(self.indices[index])])
+        if "index" in sample:  # protocols index features by position in the split they were given
+            sample["index"] = sample["index"].new_tensor(index)
+        return sample
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.parent.labels[self.indices]
+
+    def shape_name(self, index: int) -> str:
+        return self.parent.shape_name(int(self.indices[index]))
+
+
+def curve_stem(spec: CurveSpec, modality: str) -> str:
+    return f"{spec.run.method}-{spec.run.task}-{modality}-{spec.split}"
+
+
+def _plan(spec: CurveSpec, method: str, seed: int, epochs: Sequence[int]) -> ValidatedRun:
+    overrides = dict(spec.run.overrides)
+    if max(epochs) > 0:
+        overrides.update({"train.epochs": str(max(epochs)), "train.snapshot_epochs": ",".join(map(str, epochs))})
+    return validate_run(dataclasses.replace(spec.run, method=method, seed=seed, overrides=overrides))
+
+
+def validate_curve(spec: CurveSpec) -> dict[tuple[str, int], ValidatedRun]:
+    """Every (method, seed) run of the curve, validated; raises before anything is written."""
+    if not spec.epochs:
+        raise ConfigError("--epochs: give at least one epoch")
+    check_range("--epochs", tuple(spec.epochs), "[0, inf)")
+    check_range("--seeds", tuple(spec.seeds), "[0, inf)")
+    if not spec.seeds:
+        raise ConfigError("--seeds: give at least one seed")
+    if spec.split not in SPLITS:
+        raise ConfigError(f"--split {spec.split}: use one of {', '.join(SPLITS)}")
+    if any(k.startswith(("train.epochs", "train.snapshot_epochs", "method.train.epochs")) for k in spec.run.overrides):
+        raise ConfigError("--set train.epochs / train.snapshot_epochs: a curve sets them from --epochs")
+    epochs = sorted({0, *spec.epochs})
+    plans = {(spec.run.method, s): _plan(spec, spec.run.method, s, epochs) for s in spec.seeds}
+    if spec.baseline:
+        plans.update({(spec.baseline, s): _plan(spec, spec.baseline, s, [0]) for s in spec.seeds})
+        modality = plans[(spec.run.method, spec.seeds[0])].modality
+        if plans[(spec.baseline, spec.seeds[0])].modality != modality:
+            raise ConfigError(f"--baseline {spec.baseline}: it evaluates {plans[(spec.baseline, spec.seeds[0])].modality}, "
+                              f"the curve {modality}; pass --modality")
+    return plans
+
+
+def snapshot_files(plan: ValidatedRun, epochs: Sequence[int], root: Path) -> dict[int, Path | None]:
+    """The snapshot of every epoch, pretraining (or replaying a finished pretraining) when one is missing.
+
+    ``None`` for epoch 0 of a method that does not pretrain: its weights are the seeded random init.
+    """
+    spec, method = plan.spec, plan.method
+    if not method.pretrain_modalities or max(epochs) == 0:
+        pretrain_or_load(method, plan.pre_data or plan.train_data, spec.seed, plan.device, root, spec.progress)
+        return {0: None}
+    data = plan.pre_data
+    key = pretrain_key(method, data.name, {g: data.settings(g) for g in data.groups()}, spec.seed)
+    folder = root / "pretrain" / method.name / key
+    replay = folder / REPLAY
+
+    def found() -> dict[int, Path | None]:
+        return {k: next((p for p in (snapshot_path(folder, k), snapshot_path(replay, k)) if p.exists()), None)
+                for k in epochs}
+
+    if all(found().values()):  # nothing to train: the evaluation only needs the network to load them into
+        seed_everything(spec.seed)
+        method.model = method.build_model().to(plan.device)
+        return found()
+    if not (folder / "final.pt").exists():  # unfinished: train on, writing the snapshots as it goes
+        pretrain_or_load(method, data, spec.seed, plan.device, root, spec.progress)
+    if not all(found().values()):
+        # a pretraining finished (or resumed) before these snapshots were asked for: the per-epoch seeding
+        # makes a rerun from scratch give the same weights, so replay it beside the cache
+        log.info("replaying pretraining %s for snapshots %s", key, [k for k, p in found().items() if p is None])
+        replay.mkdir(parents=True, exist_ok=True)
+        method.pretrain(data, RunContext(device=plan.device, seed=spec.seed, checkpoint_dir=replay, progress=spec.progress))
+    missing = [k for k, p in found().items() if p is None]
+    if missing:
+        raise RuntimeError(f"{folder}: snapshots {missing} are still missing after pretraining; delete {replay} and rerun")
+    return found()
+
+
+def _views(plan: ValidatedRun, split: str, seed: int) -> tuple[Any, Any, dict[str, Any]]:
+    train = plan.train_data
+    train.prepare()
+    if split == "test":
+        plan.test_data.prepare()
+        return train, plan.test_data, {"split": "test"}
+    fit_idx, val_idx = carve_validation(train.labels, VAL_FRACTION, seed)
+    meta = {"split": "val", "val_fraction": VAL_FRACTION, "seed": seed, "stratified_by": "label",
+            "val_indices": val_idx.tolist(), "val_shapes": [train.shape_name(int(i)) for i in val_idx]}
+    return SplitView(train, fit_idx, "fit"), SplitView(train, val_idx, "val"), meta
+
+
+def _evaluate_series(plan: ValidatedRun, epochs: Sequence[int], split: str, folder: Path, series: str,
+                     root: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    spec, method = plan.spec, plan.method
+    fit_data, score_data, meta = _views(plan, split, spec.seed)
+    done = {k: folder / f"{method.name}-s{spec.seed}-e{k}.json" for k in epochs}
+    if not all(p.exists() for p in done.values()):
+        seed_everything(spec.seed)
+        if plan.pre_data is not None:
+            plan.pre_data.prepare()
+        files = snapshot_files(plan, epochs, root)
+        for k, path in files.items():
+            if done[k].exists():
+                continue
+            if path is not None:
+                method.require_pretrained().load_state_dict(load_checkpoint(path)["model"])
+            ctx = EvalContext(seed=spec.seed, device=str(plan.device), progress=spec.progress)
+            outcome = plan.protocol.evaluate(method, fit_data, score_data, plan.modality, ctx)
+            atomic_write_json(done[k], {"epoch": k, "metrics": {m: float(v) for m, v in outcome.metrics.items()}})
+    rows = []
+    for k, path in done.items():
+        for metric, value in json.loads(path.read_text())["metrics"].items():
+            rows.append({"series": series, "method": method.name, "task": plan.task.name, "modality": plan.modality,
+                         "epoch": k, "seed": spec.seed, "metric": metric, "value": value, "split": split,
+                         "n_fit": len(fit_data), "n_score": len(score_data)})
+    return rows, meta
+
+
+def run_curve(spec: CurveSpec) -> dict[str, Any]:
+    """Pretrain, evaluate every snapshot, write ``<results>/curves/<stem>.csv`` (+ ``.json`` metadata, ``.png``)."""
+    plans = validate_curve(spec)
+    epochs = sorted({0, *spec.epochs})
+    first = plans[(spec.run.method, spec.seeds[0])]
+    root = Path(spec.run.data_root) if spec.run.data_root else default_root()
+    out = ResultStore(spec.run.results_dir).root / "curves"
+    stem = curve_stem(spec, first.modality)
+    rows, metas = [], {}
+    for (name, seed), plan in plans.items():
+        series = "curve" if name == spec.run.method else "baseline"
+        part, meta = _evaluate_series(plan, epochs if series == "curve" else [0], spec.split, out / stem, series, root)
+        rows += part
+        metas[str(seed)] = meta
+    frame = pd.DataFrame(rows)
+    csv_path = out / f"{stem}.csv"
+    atomic_write_text(csv_path, frame.to_csv(index=False))
+    knees = {m: choose_knee(frame, m) for m in sorted(frame["metric"].unique())} if spec.split == "val" else {}
+    atomic_write_json(out / f"{stem}.json", {"method": spec.run.method, "task": spec.run.task, "epochs": epochs,
+                                             "seeds": list(spec.seeds), "baseline": spec.baseline,
+                                             "knee_tolerance": KNEE_TOLERANCE, "knees": knees, "splits": metas})
+    from ssl3d.bench.plots import curve_plot
+
+    plot = curve_plot(frame, out / f"{stem}.png")
+    return {"csv": csv_path, "plot": plot, "knees": knees, "frame": frame}
+
+
+def choose_knee(frame: pd.DataFrame, metric: str, tolerance: float = KNEE_TOLERANCE) -> int:
+    """The smallest budget whose validation mean (over seeds) of ``metric`` is within ``tolerance`` of the best.
+
+    Reads only ``series == "curve"`` rows and refuses any row not on the validation split: a budget is never
+    chosen on test labels. Higher is better for every metric the protocols report.
+    """
+    rows = frame[(frame["metric"] == metric) & (frame.get("series", "curve") == "curve")]
+    if rows.empty:
+        raise ValueError(f"choose_knee: no curve rows for metric {metric!r}")
+    if set(rows["split"]) != {"val"}:
+        raise ValueError(f"choose_knee: rows on split(s) {sorted(set(rows['split']) - {'val'})}; a budget is chosen "
+                         "on the validation split only (bench curve --split val)")
+    means = rows.groupby("epoch")["value"].mean()
+    return int(min(e for e, m in means.items() if m >= means.max() - tolerance))

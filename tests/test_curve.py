@@ -1,0 +1,142 @@
+"""Budget curves: snapshots at the asked epochs, cache key unchanged, resume, no selection on the test split."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ssl3d.bench import curve as curve_mod
+from ssl3d.bench.curve import CurveSpec, carve_validation, choose_knee, run_curve
+from ssl3d.bench.runner import RunSpec, pretrain_key, validate_run
+from ssl3d.core.config import ConfigError
+from ssl3d.datasets import default_root
+from ssl3d.methods import RunContext
+from ssl3d.methods.checkpoint import load_checkpoint
+from ssl3d.methods.trainer import snapshot_path
+from tests.conftest import TINY_SYNTH
+
+FAST = {**TINY_SYNTH, "train.max_steps_per_epoch": "2"}
+
+
+def _spec(**overrides: str) -> RunSpec:
+    return RunSpec(method="parae-pointnet", task="synth-svm", device="cpu", overrides={**FAST, **overrides},
+                   progress=False)
+
+
+def _pretrain(tmp_path, name: str, **overrides: str):
+    plan = validate_run(_spec(**overrides))
+    plan.pre_data.prepare()
+    folder = tmp_path / name
+    plan.method.pretrain(plan.pre_data, RunContext(seed=0, checkpoint_dir=folder, progress=False))
+    return plan, folder
+
+
+def test_snapshots_change_neither_key_nor_weights(tmp_path):
+    plain, _ = _pretrain(tmp_path, "plain", **{"train.epochs": "3"})
+    snap, folder = _pretrain(tmp_path, "snap", **{"train.epochs": "3", "train.snapshot_epochs": "0,2,3"})
+    settings = {g: plain.pre_data.settings(g) for g in plain.pre_data.groups()}
+    assert pretrain_key(plain.method, "synth", settings, 0) == pretrain_key(snap.method, "synth", settings, 0)
+    final_a, final_b = plain.method.model.state_dict(), snap.method.model.state_dict()
+    assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
+    assert sorted(p.name for p in folder.glob("epoch-*.pt")) == ["epoch-0.pt", "epoch-2.pt", "epoch-3.pt"]
+    last = load_checkpoint(snapshot_path(folder, 3))["model"]
+    assert all(torch.equal(last[k], final_b[k]) for k in final_b)
+    first = load_checkpoint(snapshot_path(folder, 0))["model"]
+    assert not all(torch.equal(first[k], final_b[k]) for k in final_b)  # epoch 0 is the untrained network
+
+
+def test_snapshot_epochs_are_range_checked():
+    with pytest.raises(ConfigError, match="train.snapshot_epochs"):
+        validate_run(_spec(**{"train.snapshot_epochs": "1,-2"}))
+
+
+def test_carve_validation_is_stratified_seeded_and_disjoint():
+    labels = np.repeat([0, 1, 2], [10, 5, 2])
+    fit, val = carve_validation(labels, 0.2, seed=3)
+    assert np.bincount(labels[val]).tolist() == [2, 1, 1]  # round(0.2 n), at least one, never the whole class
+    assert np.intersect1d(fit, val).size == 0 and len(fit) + len(val) == len(labels)
+    again, _ = carve_validation(labels, 0.2, seed=3)
+    assert np.array_equal(fit, again)
+    assert any(not np.array_equal(val, carve_validation(labels, 0.2, seed=s)[1]) for s in range(4, 8))
+
+
+def test_choose_knee_known_answer_and_refuses_test_rows():
+    means = {0: 50.0, 1: 70.0, 2: 79.5, 4: 80.0}
+    rows = [{"series": "curve", "epoch": e, "seed": s, "metric": "acc", "value": m + d, "split": "val"}
+            for e, m in means.items() for s, d in ((0, -1.0), (1, 1.0))]
+    frame = pd.DataFrame(rows)
+    assert choose_knee(frame, "acc", tolerance=1.0) == 2
+    assert choose_knee(frame, "acc", tolerance=0.1) == 4
+    with pytest.raises(ValueError, match="validation split only"):
+        choose_knee(pd.concat([frame, frame.assign(split="test")]), "acc")
+
+
+class _Untouchable:
+    """Stands in for the test split: any use of it fails the test."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the test split was read ({name}) while choosing on validation")
+
+    def __len__(self):
+        raise AssertionError("the test split was read (len)")
+
+
+def _curve(results, epochs, seeds=(0,), **kw) -> dict:
+    run = dataclasses.replace(_spec(), results_dir=str(results))
+    return run_curve(CurveSpec(run, tuple(epochs), tuple(seeds), **kw))
+
+
+def test_curve_on_val_never_reads_the_test_split(tmp_path, monkeypatch):
+    real = curve_mod.validate_run
+
+    def no_test(spec):
+        plan = real(spec)
+        plan.test_data = _Untouchable()
+        return plan
+
+    monkeypatch.setattr(curve_mod, "validate_run", no_test)
+    out = _curve(tmp_path / "r", [1, 2], seeds=(0, 1), baseline="random-pointnet")
+    frame = pd.read_csv(out["csv"])
+    curve = frame[frame["series"] == "curve"]
+    assert sorted(curve["epoch"].unique()) == [0, 1, 2] and sorted(curve["seed"].unique()) == [0, 1]
+    assert set(frame["split"]) == {"val"} and set(frame[frame["series"] == "baseline"]["epoch"]) == {0}
+    assert (curve["n_score"] == 4).all() and (curve["n_fit"] == 20).all()  # 4 classes x 6: one val shape each
+    assert out["knees"]["overall_acc"] == choose_knee(frame, "overall_acc")
+    assert out["plot"].stat().st_size > 0
+
+
+def test_curve_resumes_and_replays_missing_snapshots(tmp_path, monkeypatch):
+    first = _curve(tmp_path / "r", [2])
+    frame = first["frame"]
+    # rerun of the same curve: nothing is pretrained or evaluated again
+    with monkeypatch.context() as patch:  # not monkeypatch.undo(): that would also drop the isolated data folder
+        patch.setattr(curve_mod, "snapshot_files", lambda *a: pytest.fail("resume pretrained again"))
+        again = _curve(tmp_path / "r", [2])
+    pd.testing.assert_frame_equal(again["frame"], frame)
+    # a new budget after the pretraining finished: replayed beside the cache, same weights as the first run
+    more = _curve(tmp_path / "r", [1, 2])
+    assert sorted(more["frame"]["epoch"].unique()) == [0, 1, 2]
+    folders = list((default_root() / "pretrain" / "parae-pointnet").iterdir())
+    folder = next(f for f in folders if (f / curve_mod.REPLAY).is_dir())
+    a = load_checkpoint(snapshot_path(folder, 2))["model"]
+    b = load_checkpoint(snapshot_path(folder / curve_mod.REPLAY, 2))["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_curve_refuses_bad_specs_before_writing(tmp_path):
+    with pytest.raises(ConfigError, match="--split"):
+        _curve(tmp_path / "r", [1], split="train")
+    with pytest.raises(ConfigError, match="--epochs"):
+        _curve(tmp_path / "r", [-1])
+    assert not (tmp_path / "r").exists()
+
+
+def test_snapshot_epochs_do_not_split_leaderboard_groups():
+    from ssl3d.bench.results import settings_label
+
+    # snapshots change no number, so a curve's runs share a row group with plain runs of the same settings
+    assert settings_label({"train.snapshot_epochs": "1,2", "train.epochs": "4"}) == settings_label({"train.epochs": "4"})
