@@ -3,14 +3,16 @@
     bench run --method M --task T [--preset quick|paper] [--seed S | --seeds S ...]
               [--device auto|cpu|cuda] [--set key=value ...] [--data-root DIR]
               [--results-dir DIR] [--modality X] [--pretrain-data NAME] [--nproc N]
-              [--progress | --no-progress]
+              [--progress | --no-progress] [--log csv|tensorboard|mlflow]
     bench curve --method M --task T --epochs 0 1 2 4 ... [--seeds S ...] [--split val|test]
                 [--baseline METHOD] [run's --preset/--device/--set/--data-root/--results-dir/--modality]
     bench suite [--preset quick] [--seeds 0 1 2] [--methods PATTERN] [--tasks PATTERN] [--dry-run]
-                [--progress | --no-progress]
+                [--progress | --no-progress] [--launcher local|slurm|ray] [--status] [--ray-address ADDR]
+                [--partition P] [--time-min M] [--gpus G] [--cpus C] [--mem-gb GB] [--parallel N] [--retries R]
     bench perf [--methods PATTERN] [--presets quick paper] [--device cpu|cuda] [--steps K]
     bench list [--json]
     bench leaderboard [--results-dir DIR] [--plot]
+    bench reproduce TASK/METHOD[/MODALITY] [--reference NAME|DIR] [--preset P] [--settings S] [--device D]
     bench prepare NAME [--from PATH ...] [--no-download] [--data-root DIR] [--split S ...]
                   [--modalities M ...] [--set data.KEY=VALUE ...] [--progress | --no-progress]
     bench --version
@@ -37,6 +39,8 @@ import traceback
 from importlib import metadata
 from typing import Callable, Sequence
 
+from ssl3d.bench.cli_launch import add_launch_flags
+from ssl3d.bench.tracking import TRACKERS
 from ssl3d.core.config import ConfigError, check_range, parse_set_args
 from ssl3d.core.errors import UserError, log_path_of
 
@@ -77,6 +81,11 @@ def _progress(args: argparse.Namespace) -> bool:
     return sys.stderr.isatty() if args.progress is None else args.progress
 
 
+def _add_log_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log", choices=TRACKERS, default="csv",
+                        help="experiment tracker (default csv: runs/<id>/scalars.csv; the others are extras)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench", description="ssl3d-bench: benchmark self-supervised 3D representations.")
     parser.add_argument("--version", action="version", version=f"ssl3d-bench {_version()}")
@@ -98,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--modality", default=None, help="modality to evaluate (default: the task's first the method embeds)")
     run.add_argument("--pretrain-data", default=None, help="dataset to pretrain on (default: the task's dataset)")
     _add_progress_flags(run)
+    _add_log_flag(run)
     run.add_argument("--nproc", type=_int_in("--nproc", "[1, inf)"), default=1,
                      help="pretrain with N processes (DDP via torchrun; one per GPU, or gloo on CPU)")
 
@@ -122,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--seeds", type=_int_in("--seeds", "[0, inf)"), nargs="+", default=[0, 1, 2],
                        help="seeds (default 0 1 2)")
     suite.add_argument("--methods", default="*", help="method name pattern with wildcards (default *)")
-    suite.add_argument("--tasks", default="synth-*", help="task name pattern with wildcards (default synth-*)")
+    suite.add_argument("--tasks", default="synth-*",
+                       help="task name pattern with wildcards (default synth-*: the embedded synth dataset's tasks)")
     suite.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
     suite.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a setting for every run (repeatable)")
@@ -130,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--results-dir", default=None, help="results folder (default $SSL3D_RESULTS or ./results)")
     suite.add_argument("--dry-run", action="store_true", help="list what would run and what is skipped, run nothing")
     _add_progress_flags(suite)
+    _add_log_flag(suite)
+    add_launch_flags(suite, _int_in)
 
     perf = sub.add_parser("perf", help="throughput and peak memory of methods and of the data pipeline")
     perf.add_argument("--methods", default="*", help="method name pattern (default *)")
@@ -149,6 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--reference", default=None, metavar="NAME|DIR",
                        help="also show a committed reference leaderboard (e.g. synth-quick = leaderboards/synth-quick); "
                             "read only")
+
+    rep = sub.add_parser("reproduce", help="rerun a committed leaderboard cell's seeds here and compare (docs/protocols.md)")
+    rep.add_argument("cell", help="TASK/METHOD[/MODALITY], e.g. synth-svm/random-pointnet")
+    rep.add_argument("--reference", default="synth-quick", help="committed leaderboard NAME|DIR (default synth-quick)")
+    rep.add_argument("--preset", default=None, help="the cell's preset (needed when the cell has several)")
+    rep.add_argument("--settings", default="", help="the cell's settings column, e.g. 'svm.kernel=rbf' (default: none)")
+    for flag, text in (("--device", "auto, cpu or cuda[:i]"), ("--data-root", "data and cache folder"),
+                       ("--results-dir", "where the reruns go (default $SSL3D_RESULTS or ./results)")):
+        rep.add_argument(flag, default="auto" if flag == "--device" else None, help=text)
+    _add_progress_flags(rep)
 
     prep = sub.add_parser("prepare", help="generate / download / preprocess a dataset into the cache")
     prep.add_argument("name", help="dataset name (see `bench list`)")
@@ -189,7 +212,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for seed in seeds:
         spec = RunSpec(method=args.method, task=args.task, preset=args.preset, seed=seed, device=args.device,
                        overrides=overrides, modality=args.modality, pretrain_data=args.pretrain_data,
-                       data_root=args.data_root, results_dir=args.results_dir, progress=_progress(args))
+                       data_root=args.data_root, results_dir=args.results_dir, progress=_progress(args), log=args.log)
         result = execute(spec)
         if not result:  # a non-zero rank of a distributed run: rank 0 reports
             continue
@@ -215,11 +238,23 @@ def cmd_curve(args: argparse.Namespace) -> int:
 
 
 def cmd_suite(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ssl3d.bench.cli_launch import launch_config
+    from ssl3d.bench.results import ResultStore
     from ssl3d.bench.suite import run_suite
 
+    folder = Path(args.sweep_dir) if args.sweep_dir else ResultStore(args.results_dir).root / "sweep"
+    if args.status:
+        from ssl3d.bench.sweep import status_lines
+
+        print("\n".join(status_lines(folder)))
+        return 0
+    launch = launch_config(args, folder) if args.launcher else None
     outcome = run_suite(methods=args.methods, tasks=args.tasks, preset=args.preset, seeds=tuple(args.seeds),
                         device=args.device, overrides=parse_set_args(args.overrides), data_root=args.data_root,
-                        results_dir=args.results_dir, progress=_progress(args), dry_run=args.dry_run)
+                        results_dir=args.results_dir, progress=_progress(args), dry_run=args.dry_run, launch=launch,
+                        log=args.log)
     return 1 if outcome["failures"] else 0
 
 
@@ -266,12 +301,27 @@ def _grouped_by_reason(unsupported: dict[str, str]) -> dict[str, list[str]]:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from ssl3d.bench.leaderboard import reference_markdown, write_leaderboard
+    from ssl3d.bench.results import ResultStore
 
     reference = reference_markdown(args.reference) if args.reference else ""  # a bad name fails before any write
+    store = ResultStore(args.results_dir)
+    if (store.root / "runs").is_dir():  # sweep jobs write only result.json: their rows are added here
+        store.sync_leaderboard(only_if_missing=True)
     summary, markdown = write_leaderboard(args.results_dir, plot=args.plot)
     print(markdown)
     if reference:
         print(reference)
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from ssl3d.bench.reproduce import report_markdown, reproduce_cell, write_report
+
+    comparisons, facts = reproduce_cell(args.reference, args.cell, args.preset, args.settings, args.device,
+                                        args.data_root, args.results_dir, _progress(args))
+    markdown = report_markdown(comparisons, facts)
+    print(markdown)
+    print(f"report: {write_report(markdown, args.results_dir, args.cell)}")
     return 0
 
 
@@ -301,7 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "run" and args.nproc > 1:
         return _relaunch_with_torchrun(list(argv) if argv is not None else sys.argv[1:], args.nproc)
-    handlers = {"perf": cmd_perf, "suite": cmd_suite, "run": cmd_run, "curve": cmd_curve, "list": cmd_list, "leaderboard": cmd_leaderboard, "prepare": cmd_prepare}
+    handlers = {"perf": cmd_perf, "suite": cmd_suite, "run": cmd_run, "curve": cmd_curve, "list": cmd_list,
+                "leaderboard": cmd_leaderboard, "prepare": cmd_prepare, "reproduce": cmd_reproduce}
     try:
         status = handlers[args.command](args)
         sys.stdout.flush()  # a reader that went away shows here, not at exit where Python can only complain about it

@@ -10,6 +10,14 @@ The result files are the source of truth: a ``leaderboard.csv`` whose header
 is not a leaderboard header is kept as a backup and rebuilt from them, never
 rewritten; a line that is not a valid row is skipped with its file and line
 number, and the rows around it still count.
+
+On a shared filesystem (NFS, Lustre: sweeps on several nodes) a lock on one CSV
+is not to be trusted, so jobs of ``bench suite --launcher ...`` call
+``save(result, leaderboard=False)``: each writes only its own ``result.json``,
+by atomic rename, and nothing else. :meth:`ResultStore.sync_leaderboard`
+(``bench leaderboard``, and the sweep's driver when it finishes) then writes the
+CSV from the result files plus the CSV rows that have no result file; it is
+idempotent, and no number of concurrent writers can lose a row.
 """
 
 from __future__ import annotations
@@ -176,12 +184,78 @@ class ResultStore:
     def _lock(self) -> FileLock:
         return FileLock(str(self.leaderboard_path) + ".lock", timeout=120)
 
-    def save(self, result: dict[str, Any]) -> Path:
-        """Write ``result.json`` and append its metric rows to the leaderboard."""
+    def save(self, result: dict[str, Any], leaderboard: bool = True) -> Path:
+        """Write ``result.json`` and (with ``leaderboard``) append its metric rows to the leaderboard.
+
+        ``leaderboard=False`` is for jobs on shared filesystems: the CSV is left to :meth:`sync_leaderboard`.
+        """
         path = self.run_dir(result["run_id"]) / "result.json"
         atomic_write_json(path, result)
-        self.append_rows(leaderboard_rows(result))
+        if leaderboard:
+            self.append_rows(leaderboard_rows(result))
         return path
+
+    def read_results(self) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
+        """Every readable ``runs/*/result.json`` (oldest first) and the unreadable ones with the reason."""
+        results, unreadable = [], []
+        for result_path in sorted(self.root.glob("runs/*/result.json")):
+            try:
+                result = json.loads(result_path.read_text(encoding="utf-8"))
+                if not isinstance(result, dict) or not isinstance(result.get("metrics"), dict):
+                    raise ValueError("no 'metrics' mapping")
+                results.append(result)
+            except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+                log.warning("%s: unreadable result file, skipped: %s", result_path, exc)
+                unreadable.append((result_path, str(exc)))
+        results.sort(key=lambda r: (str(r.get("created_at") or ""), str(r.get("run_id") or "")))
+        return results, unreadable
+
+    def merged_rows(self) -> tuple[list[dict[str, Any]], ParsedLeaderboard | None, list[tuple[Path, str]]]:
+        """Rows of every result file plus the CSV's rows whose run has no result file; nothing is written.
+
+        Returns (rows sorted by creation time and run id, the parsed CSV or None when it is absent or has
+        no leaderboard header, the unreadable result files). The union is what :meth:`sync_leaderboard` writes.
+        """
+        results, unreadable = self.read_results()
+        parsed = None
+        path = self.leaderboard_path
+        if path.exists():
+            try:
+                parsed = parse_leaderboard(path, path.read_text(encoding="utf-8-sig"))
+            except LeaderboardFormatError as exc:
+                log.warning("%s", exc)
+        rows: list[dict[str, Any]] = [row for result in results for row in leaderboard_rows(result)]
+        known = {str(r.get("run_id")) for r in results}
+        orphans = [row for row in (parsed.rows if parsed else []) if row["run_id"] not in known]
+        order = {id(row): i for i, row in enumerate([*rows, *orphans])}  # stable within a run: metric order
+        merged = sorted([*rows, *orphans], key=lambda r: (str(r.get("created_at") or ""), str(r["run_id"]),
+                                                          order[id(r)]))
+        return merged, parsed, unreadable
+
+    def sync_leaderboard(self, only_if_missing: bool = False) -> RebuildReport:
+        """Make ``leaderboard.csv`` hold every result file's rows (and keep rows that have none); idempotent.
+
+        Written only when its text would change (with ``only_if_missing``: only when some result file has no
+        row yet). Lines that could not be parsed (or a file without a leaderboard header) are kept in a
+        ``leaderboard-backup-*.csv`` copy before the rewrite.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._lock():
+            rows, parsed, unreadable = self.merged_rows()
+            text = _csv_text(rows, header=True)
+            path, backup = self.leaderboard_path, None
+            old = path.read_bytes() if path.exists() else None
+            listed = {r["run_id"] for r in parsed.rows} if parsed else set()
+            missing = any(str(r["run_id"]) not in listed for r in rows)
+            if old != text.encode("utf-8") and (missing or not only_if_missing):
+                if old is not None and (parsed is None or parsed.skipped):
+                    backup = self._backup_path()
+                    with atomic_path(backup) as tmp:
+                        shutil.copyfile(path, tmp)
+                    log.warning("%s had unreadable lines; the previous file is kept as %s", path, backup)
+                atomic_write_text(path, text)
+            return RebuildReport(runs=len({r["run_id"] for r in rows}), rows=len(rows), unreadable=unreadable,
+                                 backup=backup)
 
     def append_rows(self, rows: list[dict[str, Any]]) -> None:
         """Append rows to ``leaderboard.csv`` under a lock, rewriting it atomically.
@@ -224,17 +298,7 @@ class ResultStore:
             return self._rebuild_locked()
 
     def _rebuild_locked(self, extra_rows: Iterable[dict[str, Any]] = ()) -> RebuildReport:
-        results, unreadable = [], []
-        for result_path in sorted(self.root.glob("runs/*/result.json")):
-            try:
-                result = json.loads(result_path.read_text(encoding="utf-8"))
-                if not isinstance(result, dict) or not isinstance(result.get("metrics"), dict):
-                    raise ValueError("no 'metrics' mapping")
-                results.append(result)
-            except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
-                log.warning("%s: unreadable result file, skipped: %s", result_path, exc)
-                unreadable.append((result_path, str(exc)))
-        results.sort(key=lambda r: (str(r.get("created_at") or ""), str(r.get("run_id") or "")))
+        results, unreadable = self.read_results()
         rows = [row for result in results for row in leaderboard_rows(result)]
         known = {str(row["run_id"]) for row in rows}
         rows += [row for row in extra_rows if str(row.get("run_id")) not in known]  # not saved as result.json

@@ -15,15 +15,13 @@ records the exception with its traceback (:func:`run_log_of` gives the path).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-import platform
 import secrets
-import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,9 @@ from ssl3d.core.config import (
     ConfigError, apply_overrides, build_preset, check_range, config_hash, flat_keys, to_dict,
 )
 from ssl3d.core.io import atomic_path
+from ssl3d.bench.pretrain_lock import KeyLock
+from ssl3d.bench.provenance import environment, git_commit
+from ssl3d.bench.tracking import check_tracker, flat_params, tracking
 from ssl3d.bench.protocols import PROTOCOLS, EvalContext, offered_modalities, usable_modalities
 from ssl3d.bench.results import ResultStore, settings_label
 from ssl3d.bench.tasks import TASKS, Task, compatibility, get_task
@@ -62,6 +63,8 @@ class RunSpec:
     data_root: str | None = None
     results_dir: str | None = None
     progress: bool = True
+    leaderboard: bool = True  # False: write only result.json (sweep jobs; the CSV is rebuilt from the files)
+    log: str = "csv"  # experiment tracker: csv | tensorboard | mlflow (bench/tracking.py)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -149,19 +152,26 @@ def pretrain_or_load(method: Method, dataset, seed: int, device: torch.device, c
     folder = cache_root / "pretrain" / method.name / key
     final = folder / "final.pt"
     # a damaged final.pt is moved aside; last.pt holds the same weights, so pretraining again only reloads it
-    state = load_or_move_aside(final, "cpu", log, then="; pretraining again (resuming from last.pt if intact)")
-    if state is not None:
-        method.load_state_dict(state).to(device)
-        log.info("pretraining cache hit: %s", final)
-        return {"cached": True, "key": key, "path": str(final)}
-    folder.mkdir(parents=True, exist_ok=True)
-    method.pretrain(dataset, RunContext(device=device, seed=seed, checkpoint_dir=folder, progress=progress))
-    if dist_info().is_main:
-        save_checkpoint(final, method.state_dict())
-        # final.pt and last.pt are two good copies now; the older state is no longer needed
-        previous_checkpoint(folder / "last.pt").unlink(missing_ok=True)
-    barrier()
-    return {"cached": False, "key": key, "path": str(final)}
+    then = "; pretraining again (resuming from last.pt if intact)"
+    state = load_or_move_aside(final, "cpu", log, then=then)
+    if state is None:
+        folder.mkdir(parents=True, exist_ok=True)
+        # one job trains a key at a time (sweeps on shared filesystems); a waiter then loads its final.pt
+        with KeyLock(folder / "pretrain.lock", what=f"the pretraining {method.name}/{key}") if dist_info().is_main \
+                else contextlib.nullcontext():
+            barrier()  # the other ranks look for final.pt only once rank 0 holds the lock
+            state = load_or_move_aside(final, "cpu", log, then=then)
+            if state is None:
+                method.pretrain(dataset, RunContext(device=device, seed=seed, checkpoint_dir=folder, progress=progress))
+                if dist_info().is_main:
+                    save_checkpoint(final, method.state_dict())
+                    # final.pt and last.pt are two good copies now; the older state is no longer needed
+                    previous_checkpoint(folder / "last.pt").unlink(missing_ok=True)
+                barrier()
+                return {"cached": False, "key": key, "path": str(final)}
+    method.load_state_dict(state).to(device)
+    log.info("pretraining cache hit: %s", final)
+    return {"cached": True, "key": key, "path": str(final)}
 
 
 def data_key(data_config: Any, dataset) -> str:
@@ -171,30 +181,6 @@ def data_key(data_config: Any, dataset) -> str:
     """
     payload = {k: v for k, v in to_dict(data_config).items() if k != "workers"}  # speed only
     return config_hash({**payload, **dataset.raw_identity()}, length=8)
-
-
-def git_commit() -> str:
-    """The commit of the ssl3d-bench checkout (``+dirty`` when modified), or ``unknown``."""
-    here = Path(__file__).resolve().parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        if sha.returncode != 0:
-            return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return sha.stdout.strip()[:12] + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def environment() -> dict[str, Any]:
-    versions = {}
-    for pkg in ("ssl3d-bench", "torch", "torchvision", "numpy", "scikit-learn", "trimesh", "torch-geometric"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions}
 
 
 def new_run_id(spec: RunSpec) -> str:
@@ -229,6 +215,7 @@ def validate_run(spec: RunSpec) -> ValidatedRun:
     building a cache. Nothing is written: no run folder, no log, no cache.
     """
     check_range("--seed", spec.seed, "[0, inf)")
+    check_tracker(spec.log)
     task = get_task(spec.task)
     method_cls = METHODS.get(spec.method)
     protocol_cls = PROTOCOLS.get(task.protocol)
@@ -245,6 +232,7 @@ def validate_run(spec: RunSpec) -> ValidatedRun:
     device = resolve_device(spec.device)
     root = Path(spec.data_root) if spec.data_root else default_root()
     data_config = build_data_config(dataset_cls, task.data_options, method, data_o)
+    protocol.check_run(method, data_config)
     pre_config = build_data_config(pre_cls, task.data_options if pre_name == task.dataset else {}, method, data_o)
     eval_modalities = protocol.dataset_modalities(modality)
     train = dataset_cls("train", eval_modalities, data_config, root, progress=spec.progress, prepare=False)
@@ -284,9 +272,16 @@ def run_validated(plan: ValidatedRun) -> dict[str, Any]:
     run_id = new_run_id(spec)
     run_dir = store.run_dir(run_id)
     handler = _attach_log_file(run_dir / "run.log") if info.is_main else logging.NullHandler()
+    stack = contextlib.ExitStack()
     try:
         log.info("run %s: method=%s preset=%s task=%s modality=%s seed=%d device=%s",
                  run_id, spec.method, spec.preset, spec.task, plan.modality, spec.seed, device)
+        tracker = stack.enter_context(tracking(spec.log, store.root, run_id)) if info.is_main else None
+        if tracker is not None:
+            tracker.params(flat_params({"method": to_dict(method.config), "data": to_dict(plan.data_config),
+                                        plan.task.protocol: to_dict(protocol.config)}),
+                           {"method": method.name, "task": plan.task.name, "modality": plan.modality, "seed": str(spec.seed),
+                            "preset": spec.preset, "pretrain_data": plan.pre_name, "git_commit": git_commit()})
         t0 = time.perf_counter()
         seed_everything(spec.seed)
         train, test = plan.train_data, plan.test_data
@@ -329,7 +324,10 @@ def run_validated(plan: ValidatedRun) -> dict[str, Any]:
             with atomic_path(run_dir / "artifacts.npz") as tmp:
                 with open(tmp, "wb") as fh:
                     np.savez_compressed(fh, **outcome.artifacts)
-        path = store.save(result)
+        path = store.save(result, leaderboard=spec.leaderboard)
+        for name, value in result["metrics"].items():
+            tracker.scalar(f"{plan.task.name}/{name}", value, 0)
+        tracker.params({"data_key": result["data_key"], "pretrain_key": str(pretrain_info.get("key"))}, {})
         log.info("metrics: %s", result["metrics"])
         log.info("result written to %s", path)
         return result
@@ -339,6 +337,7 @@ def run_validated(plan: ValidatedRun) -> dict[str, Any]:
             attach_log_path(exc, run_dir / "run.log")
         raise
     finally:
+        stack.close()
         logging.getLogger("ssl3d").removeHandler(handler)
         handler.close()
 

@@ -12,6 +12,13 @@ Before each epoch the loop calls ``method.on_epoch_start(epoch, run seed)``,
 then sets the learning rate from ``method.lr_factor(epoch)``; a resumed run
 starts with the first epoch it has not finished.
 
+After each epoch the loop logs one INFO line whose record carries the epoch's
+scalars (``extra={"ssl3d_epoch": ...}``: loss terms, lr, seconds, items/s) for
+experiment trackers to pick up (``bench/tracking.py`` listens; this layer never
+imports it). Without progress bars, or when stderr is not a terminal, it also
+prints one plain line per epoch to stderr, so a run in the background (a
+SLURM job, ``nohup``) can be followed with ``tail -f``.
+
 The loop sees a method through :class:`TrainableMethod`, the part of
 :class:`~ssl3d.methods.base.Method` it uses, so this module does not import
 the base class (which imports this module for ``Method.pretrain``).
@@ -24,6 +31,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -69,6 +77,20 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("train.precision=fp16 needs CUDA; use bf16 or fp32 on the CPU")
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def _console_shows(logger: logging.Logger, level: int) -> bool:
+    """Whether a record of ``level`` from ``logger`` already reaches a terminal stream (then no plain line too)."""
+    if not logger.isEnabledFor(level):
+        return False
+    node: logging.Logger | None = logger
+    while node is not None:
+        for handler in node.handlers:
+            if (type(handler) is logging.StreamHandler and handler.level <= level
+                    and getattr(handler, "stream", None) in (sys.stderr, sys.stdout)):
+                return True
+        node = node.parent if node.propagate else None
+    return False
 
 
 def _trace(run: RunContext, info: DistInfo, epoch: int, indices: list[int], record: dict) -> None:
@@ -157,7 +179,7 @@ def fit(method: TrainableMethod, data: Dataset, run: RunContext) -> None:
             group["lr"] = base * factor
         model.train()
         sums: dict[str, float] = defaultdict(float)
-        n_batches = 0
+        n_batches = n_items = 0
         bar = tqdm(total=steps_per_epoch, desc=f"pretrain {method.name} {epoch + 1}/{train.epochs}",
                    disable=not run.progress or not info.is_main, leave=False, dynamic_ncols=True)
         for batch_idx, batch in enumerate(loader):
@@ -190,18 +212,25 @@ def fit(method: TrainableMethod, data: Dataset, run: RunContext) -> None:
             for key, value in terms.items():
                 sums[key] += float(value.detach())
             n_batches += 1
+            n_items += len(next(iter(batch.values())))
             step += 1
             bar.update(1)
             if batch_idx % train.log_every == 0:
                 bar.set_postfix(loss=f"{sums['loss'] / n_batches:.4g}")
         bar.close()
-        seconds += time.perf_counter() - t0
+        epoch_s = time.perf_counter() - t0
+        seconds += epoch_s
         record = all_reduce_mean({k: v / max(1, n_batches) for k, v in sums.items()}, run.device)
         record.update(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"], seconds=round(seconds, 3))
         history.append(record)
         _trace(run, info, epoch, seen, record)
+        rate = n_items * info.world_size / epoch_s if epoch_s > 0 else 0.0  # every rank reads its own shard
         log.info("%s epoch %d/%d: %s", method.name, epoch + 1, train.epochs,
-                 ", ".join(f"{k}={v:.5g}" for k, v in record.items() if k not in ("epoch",)))
+                 ", ".join(f"{k}={v:.5g}" for k, v in record.items() if k not in ("epoch",)),
+                 extra={"ssl3d_epoch": {**record, "epoch_seconds": epoch_s, "items_per_s": rate}})
+        if info.is_main and (not run.progress or not sys.stderr.isatty()) and not _console_shows(log, logging.INFO):
+            print(f"pretrain {method.name} epoch {epoch + 1}/{train.epochs}: loss {record['loss']:.5g}, "
+                  f"{epoch_s:.1f}s, {rate:.1f} items/s", file=sys.stderr, flush=True)
         if ckpt_path is not None and info.is_main:  # one writer; every rank holds the same weights
             _save_checkpoint(ckpt_path, model, optimizer, config_json, epoch + 1, history, seconds, step)
         if epoch + 1 in snapshots:

@@ -107,3 +107,13 @@ def test_every_source_file_stays_under_the_line_budget():
     long = {str(p.relative_to(ROOT)): n for p in MODULES.values()
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
     assert not long, f"files over {MAX_LINES} lines: {long}"
+
+
+def test_every_package_folder_is_installed():
+    """A sub-package missing from pyproject's ``packages`` works in a checkout and breaks every wheel install."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    folders = {f"{LAYERS[p.relative_to(ROOT).parts[0]]}{''.join('.' + q for q in p.parent.relative_to(ROOT).parts[1:])}"
+               for folder in LAYERS for p in (ROOT / folder).rglob("__init__.py")}
+    assert sorted(folders - set(config["packages"])) == []
