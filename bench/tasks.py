@@ -150,3 +150,63 @@ register_task(Task(
     "pix3d-ibsr", "pix3d", "ibsr", ("image",), data_options={"image_size": 224},
     description="Pix3D (CMIC protocol: bed, chair, sofa, table): real photo -> shape retrieval (top-1/10, category)",
 ))
+
+# -- supervised classification and few-shot (issue 18; protocols defined in docs/protocols.md) --------------------
+# Task options are CPU budgets: the protocols' defaults are the documented settings, and `--set classification.*` /
+# `--set fewshot.*` restore paper-scale values (e.g. classification.epochs=300, classification.votes=10).
+register_task(Task(
+    # synth-cls must finish in well under a minute on 2 CPU cores with the quick presets: 3 votes, not 10
+    "synth-cls", "synth", "classification", SHAPE_MODALITIES + ("image",), protocol_options={"votes": 3},
+    description="synth: supervised classification, frozen linear/MLP head or fine-tuned (accuracy, voting beside)",
+))
+register_task(Task(
+    "modelnet10-cls", "modelnet10", "classification", ("points", "voxels", "views", "image"),
+    description="ModelNet10: supervised classification, frozen linear/MLP head, fine-tuned or from scratch",
+))
+register_task(Task(
+    "modelnet40-cls", "modelnet40-h5", "classification", ("points",),
+    data_options={"n_points": 1024, "point_order": "first"},
+    description="ModelNet40 (PointNet h5, first 1024 points): supervised classification, linear/MLP/fine-tune/scratch",
+))
+register_task(Task(
+    "scanobjectnn-cls", "scanobjectnn", "classification", ("points",),
+    description="ScanObjectNN (--set data.variant=obj_only / obj_bg / pb_t50_rs): supervised classification",
+))
+register_task(Task(
+    "synth-fewshot", "synth", "fewshot", SHAPE_MODALITIES + ("image",),
+    description="synth: N-way K-shot on frozen features over 10 checksummed folds (linear SVM, nearest class mean)",
+))
+register_task(Task(
+    "modelnet10-fewshot", "modelnet10", "fewshot", ("points", "voxels", "views", "image"),
+    description="ModelNet10: N-way K-shot on frozen features over 10 checksummed folds (SVM, nearest class mean)",
+))
+register_task(Task(
+    "modelnet40-fewshot", "modelnet40-h5", "fewshot", ("points",), data_options={"n_points": 1024, "point_order": "first"},
+    description="ModelNet40 (PointNet h5): N-way K-shot on frozen features over 10 checksummed folds (Point-BERT's setting)",
+))
+register_task(Task(
+    "scanobjectnn-fewshot", "scanobjectnn", "fewshot", ("points",),
+    description="ScanObjectNN (data.variant): N-way K-shot on frozen features over 10 checksummed folds",
+))
+
+# -- scene semantic segmentation (docs/scenes.md): areas are the splits, data.test_area (default 5) is held out --
+# semseg-areas is ParAE Table 3 (Sec. 4.4): per training area, fine-tuned minus from-scratch mIoU / accuracy on
+# Area 5; the pretraining is the runner's, on the unlabelled train split (Areas 1-4 and 6). The DGCNN takes the
+# 9-channel block input with `--set method.in_channels=9`. synth-scenes epochs are a 2-core CPU budget.
+register_task(Task(
+    "synth-scenes-semseg", "synth-scenes", "semseg", ("points",), protocol_options={"epochs": 4, "batch_size": 8},
+    description="synth-scenes: scene segmentation on area 5 (semseg.mode, semseg.train_areas) (mIoU, accuracy)",
+))
+register_task(Task(
+    "synth-scenes-semseg-areas", "synth-scenes", "semseg-areas", ("points",),
+    protocol_options={"epochs": 4, "batch_size": 8},
+    description="synth-scenes: ParAE Table 3 analogue, per training area fine-tuned minus scratch on area 5",
+))
+register_task(Task(
+    "s3dis-semseg", "s3dis", "semseg", ("points",),
+    description="S3DIS: scene segmentation on Area 5, 1 m blocks of 4096 points, 9 channels (mIoU, accuracy)",
+))
+register_task(Task(
+    "s3dis-semseg-areas", "s3dis", "semseg-areas", ("points",),
+    description="S3DIS: ParAE Table 3, per training area fine-tuned minus from-scratch DGCNN on Area 5",
+))

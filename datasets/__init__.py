@@ -21,6 +21,9 @@ from ssl3d.datasets import modelnet as _modelnet  # noqa: F401  (modelnet40, mod
 from ssl3d.datasets import shapenetpart as _shapenetpart  # noqa: F401  (shapenetpart)
 from ssl3d.datasets import r2n2 as _r2n2  # noqa: F401  (r2n2)
 from ssl3d.datasets import pix3d as _pix3d  # noqa: F401  (pix3d)
+from ssl3d.datasets import synth_scenes as _synth_scenes  # noqa: F401  (synth-scenes)
+from ssl3d.datasets import s3dis as _s3dis  # noqa: F401  (s3dis)
+from ssl3d.datasets import scanobjectnn as _scanobjectnn  # noqa: F401  (scanobjectnn)
 
 
 def get_dataset(name: str) -> type[ShapeDataset]:

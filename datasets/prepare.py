@@ -99,7 +99,7 @@ def _fetch(cls: type[RealShapeDataset], root: Path, from_paths: Sequence[str], d
         echo(f"{cls.name}: raw files in {raw} (from {', '.join(from_paths)})")
     elif cls.is_prepared(root):
         echo(f"{cls.name}: raw files in {cls.check_prepared(root)}")
-    elif not download:
+    elif not download or not getattr(cls, "auto_download", True):  # distributed on request: never fetched unasked
         cls.check_prepared(root)  # raises DatasetNotPreparedError with how to prepare
     else:
         echo(f"{cls.name}: downloading {', '.join(cls.urls())} into {root / cls.name / 'downloads'}")

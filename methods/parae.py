@@ -107,20 +107,27 @@ class ParAEConfig(MethodConfig):
     transform_reg_weight: float = field(default=1e-3, metadata={"range": "[0, inf)"})  # PointNet: weight of the feature-transform orthogonality loss (Qi et al.)
     k: int = field(default=20, metadata={"range": "[1, inf)"})  # DGCNN: neighbours per point in every EdgeConv
     head_dropout: float = field(default=0.5, metadata={"range": "[0, 1)"})  # DGCNN: dropout in the segmentation head
+    in_channels: int = field(default=3, metadata={"range": "[3, inf)"})  # channels per input point: 3 = xyz; 9 = the S3DIS block input (xyz, rgb, normalised room xyz); the GMM uses the first 3
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
         "quick": {"pretrain_points": 512, "input_transform": False, "feature_transform": False,
                   "train.epochs": 4},
+        # quick's architecture at the knee of its ModelNet10 budget curve (validation split; 16 epochs, ~19 min
+        # per seed on a 2-core CPU: docs/leaderboard-modelnet10.md)
+        "cpu": {"pretrain_points": 512, "input_transform": False, "feature_transform": False,
+                "train.epochs": 16},
     }
 
     def __post_init__(self) -> None:
         if self.backbone not in ("pointnet", "dgcnn"):
             raise ValueError(f"backbone must be 'pointnet' or 'dgcnn'; got {self.backbone!r}")
-        for key in ("num_partitions", "global_dim", "pretrain_points", "k"):
+        for key in ("num_partitions", "global_dim", "pretrain_points", "k", "in_channels"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{key} must be a positive integer; got {value!r}")
+        if self.in_channels < 3:
+            raise ValueError(f"in_channels must be >= 3 (xyz first); got {self.in_channels!r}")
         if not self.covariance_eps >= 0:
             raise ValueError(f"covariance_eps must be >= 0; got {self.covariance_eps}")
         if not self.transform_reg_weight >= 0:
@@ -216,10 +223,11 @@ class ParAE(Method):
             raise ValueError(f"{self.name} uses backbone {expected!r}; got backbone={cfg.backbone!r} "
                              f"(use the method registered for {cfg.backbone!r} instead)")
         if cfg.backbone == "pointnet":
-            backbone = PointNet(global_dim=cfg.global_dim, num_point_outputs=cfg.num_partitions,
-                                input_transform=cfg.input_transform, feature_transform=cfg.feature_transform)
+            backbone = PointNet(in_channels=cfg.in_channels, global_dim=cfg.global_dim,
+                                num_point_outputs=cfg.num_partitions, input_transform=cfg.input_transform,
+                                feature_transform=cfg.feature_transform)
         else:
-            backbone = DGCNN.from_preset("parae", k=cfg.k, global_dim=cfg.global_dim,
+            backbone = DGCNN.from_preset("parae", in_channels=cfg.in_channels, k=cfg.k, global_dim=cfg.global_dim,
                                          num_point_outputs=cfg.num_partitions, dropout=cfg.head_dropout)
         return ParAENet(backbone)
 
@@ -239,7 +247,7 @@ class ParAE(Method):
         cfg: ParAEConfig = self.config
         points = random_point_subset(batch["points"], cfg.pretrain_points)
         out, logits = self.model(points)
-        nll = self._loss(points, logits)
+        nll = self._loss(points[..., :3], logits)  # the mixture models the geometry (Sec. 3.3); extra channels are input only
         terms = {"nll": nll}
         loss = nll
         if out.feature_transform is not None and cfg.transform_reg_weight > 0:
@@ -305,6 +313,7 @@ class RandomDGCNNConfig(MethodConfig):
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
         "quick": {"k": ParAEDGCNNConfig.PRESETS["quick"]["k"]},
+        "cpu": {"k": ParAEDGCNNConfig.PRESETS["quick"]["k"]},
     }
 
 

@@ -162,7 +162,7 @@ def test_every_real_dataset_declares_its_archives():
     assert set(archives) == {
         "ModelNet40.zip", "ModelNet10.zip", "modelnet40_ply_hdf5_2048.zip", "modelnet40_normal_resampled.zip",
         "shapenetcore_partanno_segmentation_benchmark_v0_normal.zip", "ShapeNetRendering.tgz", "ShapeNetVox32.tgz",
-        "pix3d.zip",
+        "pix3d.zip", "h5_files.zip", "indoor3d_sem_seg_hdf5_data.zip",
     }
 
 

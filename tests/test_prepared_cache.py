@@ -19,7 +19,7 @@ def test_runs_on_views_voxels_and_images_read_the_prepared_cache(tmp_path):
     env = {**subprocess_env(), "SSL3D_DATA": str(tmp_path / "data")}
     # the settings of the runs below: switchvae quick (first8 views at 64 px, voxels) and cmic quick
     # (ring12 views at 32 px, photos at 32 px)
-    prep = [("views", "voxels"), ("image", "views")]
+    prep = [("views", "voxels"), ("image", "views", "points", "voxels")]  # ibsr also reads the shapes' points/voxels
     sets = [["--set", "data.view_rig=first8", "--set", "data.view_size=64"],
             ["--set", "data.view_rig=ring12", "--set", "data.view_size=32", "--set", "data.image_size=32"]]
     for modalities, extra in zip(prep, sets):

@@ -105,6 +105,13 @@ class Protocol:
             return f"{what}, not {modality}"
         return None
 
+    def check_run(self, method: Method, data_config: Any) -> None:
+        """Checks that need the resolved method and data settings (``--set`` included); raise ``ConfigError``.
+
+        Called by ``bench run``'s validation before anything is written, cached or pretrained; ``supports``
+        answers for the class and the task alone (what ``bench list`` and ``bench suite`` plan with).
+        """
+
     def dataset_modalities(self, modality: str) -> tuple[str, ...]:
         """Modalities the protocol reads from the evaluation splits."""
         return (modality,)

@@ -67,6 +67,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from ssl3d.bench.protocols.head_training import check_labels, cross_entropy_step
 from ssl3d.bench.protocols.base import EvalContext, Protocol, ProtocolResult, register_protocol
 from ssl3d.bench.protocols.seg_metrics import segmentation_metrics
 from ssl3d.bench.protocols.svm import class_balanced_subset
@@ -358,17 +359,9 @@ class SegmentationProtocol(Protocol):
         total, count = 0.0, 0
         for batch in loader:
             target = batch["point_labels"].to(device)
-            if int(target.min()) < 0 or int(target.max()) >= num_parts:
-                raise ValueError(f"point_labels outside [0, {num_parts}): min {int(target.min())}, "
-                                 f"max {int(target.max())}")
+            check_labels(target, num_parts, "point_labels")
             logits = head(source.of_batch(batch, train=True), batch["label"].to(device))
-            loss = F.cross_entropy(logits.reshape(-1, num_parts), target.reshape(-1))
-            if not torch.isfinite(loss):
-                raise FloatingPointError("segmentation training loss is not finite")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(target)
+            total += cross_entropy_step(optimizer, logits, target, "segmentation") * len(target)
             count += len(target)
         return total / max(count, 1)
 

@@ -17,7 +17,9 @@ The kernel ``rbf`` with ``gamma="auto"`` (= 1/D) is SwitchVAE's setting
 (official code: ``SVC(kernel="rbf")`` on the latent means); ``linear`` with
 ``c_grid=(1.0,)`` and no standardisation is the fixed-C protocol of point
 cloud pretext papers (OcCo). The seed controls the CV folds and the
-``label_fraction`` subset (low-shot).
+``label_fraction`` subset (low-shot; ParAE's semi-supervised 20% / 50% /
+100%), whose train-split positions are recorded in the result
+(``protocol.details.labelled_indices``; None when every shape is labelled).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from sklearn.svm import SVC
 
 from ssl3d.bench.features import extract_features
 from ssl3d.bench.protocols.base import EvalContext, Protocol, ProtocolResult, register_protocol
+from ssl3d.bench.protocols.splits import class_balanced_subset  # noqa: F401  (also imported from here)
 
 
 @dataclass(frozen=True)
@@ -44,18 +47,6 @@ class SVMConfig:
     gamma: Literal["scale", "auto"] = "scale"  # rbf width; "auto" = 1/D, SwitchVAE's setting
     standardize: bool = True  # zero-mean/unit-variance features, fitted on train only
     label_fraction: float = field(default=1.0, metadata={"range": "(0, 1]"})  # fraction of train labels kept per class (low-shot); >= 1 shape per class
-
-
-def class_balanced_subset(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """Sorted indices keeping ``fraction`` of each class (at least one shape per class)."""
-    if not 0 < fraction <= 1:
-        raise ValueError(f"label_fraction must be in (0, 1], got {fraction}")
-    keep = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        k = max(1, int(round(fraction * len(idx))))
-        keep.append(rng.choice(idx, size=k, replace=False))
-    return np.sort(np.concatenate(keep))
 
 
 def accuracy_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -166,11 +157,13 @@ class SVMProtocol(Protocol):
         """The protocol on precomputed features (also used by tests)."""
         cfg = self.config
         rng = np.random.default_rng(seed)
+        labelled = None  # None: every training shape is labelled
         if cfg.label_fraction < 1.0:
             keep = class_balanced_subset(y_train, cfg.label_fraction, rng)
             x_train, y_train = x_train[keep], y_train[keep]
+            labelled = keep.tolist()  # positions in the train split, so the subset can be audited and redrawn
         model, details = fit_svm(x_train, y_train, cfg, seed)
         metrics = accuracy_metrics(y_test, model.predict(x_test))
         details.update(n_train=int(len(y_train)), n_test=int(len(y_test)), feature_dim=int(x_train.shape[1]),
-                       kernel=cfg.kernel)
+                       kernel=cfg.kernel, label_fraction=cfg.label_fraction, labelled_indices=labelled)
         return ProtocolResult(metrics, details)
