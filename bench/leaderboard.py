@@ -22,7 +22,9 @@ import numpy as np
 import pandas as pd
 
 from ssl3d.bench.claims import check_claims, claims_markdown
+from ssl3d.bench.protocols import PROTOCOLS
 from ssl3d.bench.stats import ci95_halfwidth
+from ssl3d.bench.untrained import gains_markdown, pretraining_gains
 from ssl3d.core.io import atomic_write_text
 from ssl3d.bench.results import LeaderboardFormatError, ResultStore, SkippedLine, text_columns
 from ssl3d.core.errors import UserError
@@ -59,7 +61,9 @@ def to_markdown(summary: pd.DataFrame) -> str:
                 "(the committed reference: `bench leaderboard --reference synth-quick`)._\n")
     out = []
     for task, group in summary.groupby("task", sort=True):
-        metrics = sorted(group["metric"].unique())
+        # per-category metrics (``top1_acc:chair``) would make one column per category: they stay in summary.csv
+        metrics = sorted(m for m in group["metric"].unique() if ":" not in m)
+        per_category = group["metric"].str.contains(":", regex=False).any()
         out.append(f"### {task}\n")
         out.append("| method | modality | preset | settings | data | " + " | ".join(metrics) + " |")
         out.append("|---|---|---|---|---|" + "---|" * len(metrics))
@@ -71,6 +75,8 @@ def to_markdown(summary: pd.DataFrame) -> str:
                 cells.append(_cell(hit.iloc[0]) if len(hit) else "")
             label = f"`{settings}`" if settings else ""
             out.append(f"| {method} | {modality} | {preset} | {label} | {data_key} | " + " | ".join(cells) + " |")
+        if per_category:
+            out.append("\nPer-category metrics (`metric:category`) are in `summary.csv`.")
         out.append("")
     out.append("Cells: mean ± 95% CI half-width (Student t) over seeds, (n) = number of seeds; "
                "settings = the run's `--set` overrides (empty: the preset as it is); "
@@ -111,20 +117,73 @@ def compare_with_reported(summary: pd.DataFrame, reported: pd.DataFrame) -> pd.D
     """Our mean beside each reported number of the same (task, method, metric[, modality])."""
     if summary.empty or reported.empty:
         return pd.DataFrame(columns=["task", "method", "modality", "settings", "metric", "ours", "ci95", "n",
-                                     "reported", "difference", "source"])
+                                     "reported", "difference", "source", "setting_differences"])
     rep = reported.copy()
     rep["modality"] = rep["modality"].fillna("")
+    rep["setting"] = rep["setting"].fillna("").astype(str)
     rows = []
     for r in summary.itertuples():
+        settings = str(getattr(r, "settings", ""))
         hits = rep[(rep["task"] == r.task) & (rep["method"] == r.method) & (rep["metric"] == r.metric)
                    & ((rep["modality"] == r.modality) | (rep["modality"] == ""))]
+        hits = hits[[settings_agree(h.setting, settings, getattr(h, "protocol", "")) for h in hits.itertuples()]]
         for h in hits.itertuples():
-            setting = f", {h.setting}" if isinstance(h.setting, str) and h.setting else ""
+            setting = f", {h.setting}" if h.setting else ""
             rows.append({"task": r.task, "method": r.method, "modality": r.modality,
                          "settings": getattr(r, "settings", ""), "metric": r.metric,
                          "ours": r.mean, "ci95": r.ci95, "n": r.n, "reported": float(h.value),
-                         "difference": r.mean - float(h.value), "source": f"{h.paper} {h.table}{setting}"})
+                         "difference": r.mean - float(h.value), "source": f"{h.paper} {h.table}{setting}",
+                         "setting_differences": _setting_differences(r, h.setting)})
     return pd.DataFrame(rows)
+
+
+_REPORTED_MODES = {"finetune": "finetune", "from scratch": "scratch", "frozen": "frozen"}
+
+
+def _our_setting(settings: str, suffix: str) -> str | None:
+    """The value of the first ``<section>.<suffix>=VALUE`` among our ``--set`` overrides, if any."""
+    for token in settings.split():
+        key, _, value = token.partition("=")
+        if key.endswith("." + suffix):
+            return value
+    return None
+
+
+def settings_agree(reported_setting: str, settings: str, protocol: str = "") -> bool:
+    """Whether a reported cell and one of ours were made under the same protocol settings.
+
+    Compared where both sides say it: the SVM kernel (``svm=rbf`` vs ``svm.kernel=rbf``), the label
+    fraction (``label_fraction=0.5``; 1 when unsaid), an unseen-shape gallery (``unseen shapes`` vs
+    ``ibsr.gallery_dataset=...``) and the training mode (``finetune`` / ``from scratch`` / ``frozen`` vs
+    ``<protocol>.mode``, or the protocol's default mode when we did not set one). Anything else printed in
+    the setting (pretraining data, views) is a known difference shown beside the numbers, not a filter.
+    """
+    reported_setting = reported_setting or ""
+    tokens = [t.strip() for t in reported_setting.split(";")]
+    if ("svm=rbf" in tokens) != (_our_setting(settings, "kernel") == "rbf"):
+        return False
+    fraction = next((t.split("=", 1)[1] for t in tokens if t.startswith("label_fraction=")), "1")
+    if float(fraction) != float(_our_setting(settings, "label_fraction") or 1):
+        return False
+    if ("unseen shapes" in reported_setting) != (_our_setting(settings, "gallery_dataset") is not None):
+        return False
+    mode = next((_REPORTED_MODES[t] for t in tokens if t in _REPORTED_MODES), None)
+    if mode is not None:
+        ours = _our_setting(settings, "mode")
+        if ours is None and protocol in PROTOCOLS:
+            ours = getattr(PROTOCOLS.get(protocol).Config(), "mode", None)
+        if ours != mode:
+            return False
+    return True
+
+
+def _setting_differences(ours, reported_setting: str) -> str:
+    """What is known to differ between our cell and the paper's: pretraining data and budget."""
+    pretrain = getattr(ours, "pretrain_data", "") or str(ours.task).split("-", 1)[0]
+    notes = [f"ours: pretrained on {pretrain} train, preset {ours.preset}"]
+    if "pretrained on" in reported_setting:
+        notes.append("paper: " + reported_setting.split(";")[0].strip())
+    return "; ".join(notes)
 
 
 def comparison_markdown(comparison: pd.DataFrame) -> str:
@@ -132,13 +191,14 @@ def comparison_markdown(comparison: pd.DataFrame) -> str:
         return ("### Reproduced vs reported\n\nNo run matches a (task, method, metric) printed by the papers yet "
                 "(the papers do not use synth); their numbers are in `bench/reference/reported.csv`.\n")
     lines = ["### Reproduced vs reported\n",
-             "| task | method | modality | our settings | metric | ours | reported | difference | source |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| task | method | modality | our settings | metric | ours | reported | difference | source | "
+             "known differences |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in comparison.itertuples():
         ci = "" if np.isnan(r.ci95) else f" ± {r.ci95:.2f}"
         settings = f"`{r.settings}`" if r.settings else ""
         lines.append(f"| {r.task} | {r.method} | {r.modality} | {settings} | {r.metric} | {r.ours:.2f}{ci} ({r.n}) | "
-                     f"{r.reported:.2f} | {r.difference:+.2f} | {r.source} |")
+                     f"{r.reported:.2f} | {r.difference:+.2f} | {r.source} | {r.setting_differences} |")
     return "\n".join(lines) + "\n"
 
 
@@ -161,14 +221,20 @@ def write_leaderboard(results_dir: str | os.PathLike[str] | None = None, plot: b
     presets = sorted(runs["preset"].astype(str).unique()) if not runs.empty else []
     claims = pd.concat([check_claims(runs, preset=p) for p in presets], ignore_index=True) if presets else pd.DataFrame()
     claims = claims[claims["verdict"] != "not run"] if not claims.empty else claims
-    markdown = skipped_note(store.leaderboard_path, skipped) + to_markdown(summary) + "\n" + comparison_markdown(comparison)
+    gains = pretraining_gains(runs)
+    markdown = (skipped_note(store.leaderboard_path, skipped) + to_markdown(summary) + "\n"
+                + comparison_markdown(comparison))
+    if not gains.empty:
+        markdown += "\n" + gains_markdown(gains)
     if not claims.empty:
         markdown += "\n" + claims_markdown(claims)
+    markdown += curves_markdown(Path(store.root))
     root = Path(store.root)
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / "summary.csv", summary.to_csv(index=False))
     atomic_write_text(root / "comparison.csv", comparison.to_csv(index=False))
     atomic_write_text(root / "claims.csv", claims.to_csv(index=False))
+    atomic_write_text(root / "pretraining_gains.csv", gains.to_csv(index=False))
     atomic_write_text(root / "leaderboard.md", "# ssl3d-bench leaderboard\n\n" + markdown)
     if plot and not summary.empty:
         from ssl3d.bench.plots import write_plots
@@ -176,6 +242,17 @@ def write_leaderboard(results_dir: str | os.PathLike[str] | None = None, plot: b
         for path in write_plots(root, summary, runs):
             markdown += f"\nplot: {path}"
     return summary, markdown
+
+
+def curves_markdown(root: Path) -> str:
+    """Links to the budget curves kept beside a leaderboard (``<root>/curves/*.png``, from ``bench curve``)."""
+    pngs = sorted((root / "curves").glob("*.png"))
+    if not pngs:
+        return ""
+    lines = ["\n### Budget curves\n", "Metric vs pretraining epochs (mean ± 95% CI over seeds); the split each was "
+             "scored on is in its file name (`val`: a validation part carved from train, used to choose budgets).\n"]
+    lines += [f"![{p.stem}](curves/{p.name})" for p in pngs]
+    return "\n".join(lines) + "\n"
 
 
 def skipped_note(path: Path, skipped: list[SkippedLine]) -> str:

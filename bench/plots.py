@@ -12,6 +12,7 @@ import pandas as pd
 from ssl3d.core.io import atomic_path
 from ssl3d.bench.results import text_columns
 from ssl3d.bench.stats import ci95_halfwidth
+from ssl3d.bench.tasks import TASKS
 
 
 def _pyplot():
@@ -26,6 +27,10 @@ def _pyplot():
 MODALITY_COLOURS = {"points": "#4c72b0", "voxels": "#dd8452", "views": "#55a868", "image": "#c44e52"}
 
 
+# (protocol, metric) pairs reported as fractions, not percentages: CMIC's shape distances d_HAU and d_IoU
+FRACTION_METRICS = frozenset({("ibsr", "hau"), ("ibsr", "iou")})
+
+
 def bar_chart(summary: pd.DataFrame, task: str, path: str | os.PathLike[str]) -> Path:
     """One panel per metric of ``task``: a horizontal bar per row group, whiskers = 95% CI, n in the label.
 
@@ -34,6 +39,8 @@ def bar_chart(summary: pd.DataFrame, task: str, path: str | os.PathLike[str]) ->
     """
     plt = _pyplot()
     rows = text_columns(summary[summary["task"] == task], ("preset", "settings", "data_key"))
+    rows = rows[~rows["metric"].str.contains(":", regex=False)]  # per-category metrics: one panel each is unreadable
+    protocol = TASKS.get(task).protocol if task in TASKS else ""
     metrics = sorted(rows["metric"].unique())
     keys = ["method", "modality", "preset", "settings", "data_key"]
     groups = rows.drop_duplicates(keys).sort_values(keys)[keys].itertuples(index=False)
@@ -60,11 +67,12 @@ def bar_chart(summary: pd.DataFrame, task: str, path: str | os.PathLike[str]) ->
         err = np.nan_to_num(np.array([part["ci95"].get(g, np.nan) for g in groups], dtype=float))
         colours = [MODALITY_COLOURS.get(g[1], "#8c8c8c") for g in groups]
         ax.barh(y, np.nan_to_num(mean), xerr=err, capsize=3, color=colours, edgecolor="black", linewidth=0.4)
-        ax.set_xlabel(f"{metric} (%)")
+        # shape distances (CMIC's d_HAU and d_IoU) are fractions; every other metric is a percentage
+        ax.set_xlabel(metric if (protocol, metric) in FRACTION_METRICS else f"{metric} (%)")
         ax.set_title(metric, fontsize=10)
         ax.grid(axis="x", alpha=0.3)
         top = float(np.nanmax(mean + err)) if np.isfinite(mean).any() else 1.0
-        ax.set_xlim(0, min(100.0, top * 1.08) if top <= 100 else top * 1.08)
+        ax.set_xlim(0, top * 1.08 if (protocol, metric) in FRACTION_METRICS or top > 100 else min(100.0, top * 1.08))
     axes[0][0].set_yticks(y, labels, fontsize=8)
     axes[0][0].invert_yaxis()
     present = [m for m in MODALITY_COLOURS if m in set(rows["modality"])]

@@ -25,7 +25,7 @@ class RandomPointNetConfig(MethodConfig):
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=0))  # no pretraining
     global_dim: int = field(default=1024, metadata={"range": "[1, inf)"})  # width of the max-pooled global feature (the common SVM protocol's 1024-d)
 
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "quick": {}}
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "quick": {}, "cpu": {}}
 
 
 class _RandomPointBackbone(Method):

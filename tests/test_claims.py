@@ -74,3 +74,20 @@ def test_every_claim_names_a_pair_the_suite_runs(claim):
     protocol = PROTOCOLS.get(task.protocol).for_task(task)
     for name in (claim.better, claim.worse):
         assert protocol.supports(METHODS.get(name), task, claim.modality) is None, (name, claim.task, claim.modality)
+
+
+def test_default_claims_are_checked_on_every_dataset_with_the_protocols_task():
+    from ssl3d.bench.claims import claims_on_datasets
+
+    moved = claims_on_datasets((CLAIM,), {"synth-svm", "modelnet10-svm", "modelnet10-ibsr"})
+    assert sorted(c.task for c in moved) == ["modelnet10-svm", "synth-svm"]
+    assert all(c.better == "a" and c.metric == "overall_acc" for c in moved)
+    assert claims_on_datasets((CLAIM,), {"modelnet10-recon"}) == ()
+
+
+def test_default_claims_on_real_rows_without_synth_rows():
+    rows = [{**r, "task": "modelnet10-svm", "modality": "voxels"} for r in
+            _rows("switchvae", [90.0, 91.0, 90.5]) + _rows("voxel-vae", [85.0, 86.0, 85.5])]
+    table = check_claims(pd.DataFrame(rows))
+    row = table[(table["better"] == "switchvae") & (table["worse"] == "voxel-vae")].iloc[0]
+    assert row["task"] == "modelnet10-svm" and row["verdict"] == "holds" and set(table["task"]) == {"modelnet10-svm"}

@@ -1,0 +1,89 @@
+"""Does pretraining help? Every pretrained cell beside the same network untrained.
+
+The benchmark's first question for any method is whether its pretext task beats
+its own network at random initialisation (``--set train.epochs=0``: same
+architecture, same data, same protocol, no pretraining). The papers' claims
+(:mod:`ssl3d.bench.claims`) ask it for a few hand-picked cells; this table asks
+it for every cell of a leaderboard that has both runs, with the difference of
+the means, its 95% Welch confidence interval and the two-sided Welch p-value.
+It is the benchmark's answer, not a target: a negative difference is reported
+as plainly as a positive one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ssl3d.bench.claims import UNTRAINED
+from ssl3d.bench.results import text_columns
+
+__all__ = ["pretraining_gains", "gains_markdown"]
+
+_CELL = ["task", "method", "modality", "preset", "data_key", "metric"]
+
+
+def _welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(95% CI half-width of mean(a) - mean(b), two-sided p) by Welch's t; nan when undefined."""
+    if len(a) < 2 or len(b) < 2 or np.ptp(np.concatenate([a, b])) == 0:
+        return float("nan"), float("nan")
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = np.sqrt(va + vb)
+    if se == 0:
+        return 0.0, float("nan")
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return float(stats.t.ppf(0.975, dof) * se), p
+
+
+def pretraining_gains(runs: pd.DataFrame, metrics: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """One row per cell run both pretrained (no ``--set``) and untrained (``train.epochs=0``).
+
+    Args:
+        runs: ``leaderboard.csv`` rows (one per run and metric; a seed run twice counts once, latest).
+        metrics: metrics to compare (default: all).
+
+    Columns: the cell, ``pretrained``/``untrained`` means and n, ``difference`` (pretrained - untrained),
+    ``ci95`` (Welch half-width of the difference) and ``p_value`` (two-sided Welch).
+    """
+    columns = _CELL + ["pretrained", "n_pretrained", "untrained", "n_untrained", "difference", "ci95", "p_value"]
+    if runs.empty:
+        return pd.DataFrame(columns=columns)
+    runs = text_columns(runs, ("preset", "settings", "data_key"))
+    runs = runs[runs["settings"].isin(["", UNTRAINED])]
+    if metrics is not None:
+        runs = runs[runs["metric"].isin(metrics)]
+    latest = runs.sort_values("created_at").drop_duplicates(_CELL + ["settings", "seed"], keep="last")
+    rows = []
+    for key, group in latest.groupby(_CELL, sort=True):
+        a = group.loc[group["settings"] == "", "value"].to_numpy(dtype=float)
+        b = group.loc[group["settings"] == UNTRAINED, "value"].to_numpy(dtype=float)
+        if not len(a) or not len(b):
+            continue
+        ci, p = _welch(a, b)
+        rows.append({**dict(zip(_CELL, key)), "pretrained": a.mean(), "n_pretrained": len(a), "untrained": b.mean(),
+                     "n_untrained": len(b), "difference": a.mean() - b.mean(), "ci95": ci, "p_value": p})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def gains_markdown(gains: pd.DataFrame) -> str:
+    """The table as markdown, with how many cells pretraining helps, hurts or leaves undecided (alpha 0.05)."""
+    if gains.empty:
+        return ""
+    lines = ["### Pretrained vs the same network untrained\n",
+             "Untrained = `--set train.epochs=0` (same architecture, data and protocol). Difference = pretrained - "
+             "untrained, ± Welch 95% CI; p = two-sided Welch t-test over seeds.\n",
+             "| task | method | modality | metric | pretrained (n) | untrained (n) | difference | p |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in gains.itertuples():
+        ci = "" if np.isnan(r.ci95) else f" ± {r.ci95:.2f}"
+        p = "" if np.isnan(r.p_value) else f"{r.p_value:.3f}"
+        lines.append(f"| {r.task} | {r.method} | {r.modality} | {r.metric} | {r.pretrained:.2f} ({r.n_pretrained}) | "
+                     f"{r.untrained:.2f} ({r.n_untrained}) | {r.difference:+.2f}{ci} | {p} |")
+    significant = gains["p_value"] < 0.05
+    helps = int((significant & (gains["difference"] > 0)).sum())
+    hurts = int((significant & (gains["difference"] < 0)).sum())
+    lines.append(f"\npretraining helps in {helps}, hurts in {hurts}, undecided (p >= 0.05 or n < 2) in "
+                 f"{len(gains) - helps - hurts} of {len(gains)} cells\n")
+    return "\n".join(lines)

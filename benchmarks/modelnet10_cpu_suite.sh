@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The real ModelNet10 leaderboard (docs/leaderboard.md, "Real ModelNet10"): every method at its `cpu` preset,
+# seeds 0 1 2, into leaderboards/modelnet10-cpu/. A maintainer's job, never CI's: about 8 hours on a 2-core CPU.
+#
+#   SSL3D_DATA=/path/to/cache bash benchmarks/modelnet10_cpu_suite.sh            # needs `bench prepare modelnet10`
+#   COMMIT=1 nohup bash benchmarks/modelnet10_cpu_suite.sh > suite.log 2>&1 &     # commit as each method finishes
+#
+# Resumable at every level: rerun the same command after an interruption. Pretrainings resume from their last
+# epoch (cache under $SSL3D_DATA/pretrain), finished curve points and leaderboard rows are skipped.
+# Per family, the main method's 3-seed `cpu` pretrainings are made by `bench curve`, which keeps snapshot
+# checkpoints at the listed epochs (the committed 3-seed curves, on the validation split carved from train);
+# `bench suite` then reuses those same pretrainings (the snapshot list is not part of the cache key) for every
+# task, the untrained network (`--set train.epochs=0`) and, for SwitchVAE's family, the paper's RBF SVM.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-leaderboards/modelnet10-cpu}
+SEEDS=(0 1 2)
+TASKS='modelnet10-[sri]*'  # svm, retrieval, recon, ibsr (the issue's four protocols)
+mkdir -p "$OUT"
+
+epochs_of() {  # the cpu preset's train.epochs of a method
+  python -c "import sys; from ssl3d.methods import METHODS; print(METHODS.get(sys.argv[1]).from_preset('cpu').config.train.epochs)" "$1"
+}
+
+snapshots_up_to() {  # 1 2 4 ... below the knee, then the knee itself
+  local knee=$1 e=1 out=()
+  while (( e < knee )); do out+=("$e"); e=$(( e * 2 )); done
+  echo "${out[@]}" "$knee"
+}
+
+commit() {  # commit this leaderboard folder only (never the rest of the working tree)
+  [[ "${COMMIT:-0}" == 1 ]] || return 0
+  bench leaderboard --results-dir "$OUT" --plot > /dev/null
+  git add -- "$OUT"
+  flock /tmp/ssl3d-git.lock git commit --only -m "modelnet10-cpu leaderboard: $1 (seeds ${SEEDS[*]})" -- "$OUT" || true
+}
+
+timed() {  # run a command, appending its wall time to $OUT/timings.csv (what, seconds, exit)
+  local what=$1; shift
+  local start; start=$(date +%s)
+  local rc=0; "$@" || rc=$?
+  echo "$what,$(( $(date +%s) - start )),$rc" >> "$OUT/timings.csv"
+  return 0
+}
+
+suite() {  # method [extra bench suite args]
+  local method=$1; shift
+  timed "suite $method $*" bench suite --preset cpu --methods "$method" --tasks "$TASKS" --seeds "${SEEDS[@]}" \
+    --results-dir "$OUT" --no-progress "$@"
+}
+
+family() {  # main-method modality baseline(- for none: a random-init baseline must embed the same modality) members...
+  local main=$1 modality=$2 baseline=$3; shift 3
+  local knee; knee=$(epochs_of "$main")
+  local extra=(); [[ "$baseline" == - ]] || extra=(--baseline "$baseline")
+  timed "curve $main $modality" bench curve --preset cpu --method "$main" --task modelnet10-svm --modality "$modality" \
+    --epochs $(snapshots_up_to "$knee") --seeds "${SEEDS[@]}" "${extra[@]}" --results-dir "$OUT" --no-progress
+  for method in "$main" "$@"; do
+    suite "$method"
+    # the untrained network on the protocols the claims test it on (SVM; CMIC's ibsr), not on every task:
+    # evaluation, not pretraining, dominates the suite's time
+    suite "$method" --set train.epochs=0 --tasks 'modelnet10-[si]*'
+    commit "$method"
+  done
+}
+
+[[ -f "$OUT/timings.csv" ]] || echo "what,seconds,exit" > "$OUT/timings.csv"
+for baseline in random-pointnet random-dgcnn; do suite "$baseline"; done
+commit "random baselines"
+family voxel-vae voxels -
+family switchvae voxels - switchvae-nocontrast image-vae
+for method in switchvae voxel-vae image-vae; do  # SwitchVAE Table 2's SVM: RBF, gamma = 1/D
+  suite "$method" --tasks modelnet10-svm --set svm.kernel=rbf --set svm.gamma=auto
+done
+commit "SwitchVAE family, RBF SVM"
+family parae-pointnet points random-pointnet
+family parae-dgcnn points random-dgcnn
+family cmcv views - cm
+family cmic views - cmic-noncat
+bench leaderboard --results-dir "$OUT" --plot
+commit "all methods"

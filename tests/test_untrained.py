@@ -1,0 +1,45 @@
+"""The pretrained-vs-untrained table: every cell with both runs, Welch CI and p against scipy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from ssl3d.bench.untrained import gains_markdown, pretraining_gains
+
+
+def _rows(method, values, settings="", metric="overall_acc", task="modelnet10-svm"):
+    return [{"task": task, "modality": "points", "metric": metric, "method": method, "preset": "cpu",
+             "settings": settings, "data_key": "d", "seed": seed, "value": v, "created_at": f"2026-01-0{seed + 1}"}
+            for seed, v in enumerate(values)]
+
+
+def test_difference_ci_and_p_match_a_hand_welch_computation():
+    a, b = np.array([90.0, 91.0, 92.5]), np.array([85.0, 84.0, 86.5])
+    runs = pd.DataFrame(_rows("m", a) + _rows("m", b, "train.epochs=0") + _rows("other", [1.0, 2.0]))
+    gains = pretraining_gains(runs)
+    assert len(gains) == 1  # `other` has no untrained run
+    row = gains.iloc[0]
+    va, vb = a.var(ddof=1) / 3, b.var(ddof=1) / 3
+    dof = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 2)
+    assert row["difference"] == pytest.approx(a.mean() - b.mean())
+    assert row["ci95"] == pytest.approx(stats.t.ppf(0.975, dof) * np.sqrt(va + vb))
+    assert row["p_value"] == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    assert "helps in 1, hurts in 0" in gains_markdown(gains)
+
+
+def test_a_loss_is_reported_as_plainly_as_a_gain():
+    runs = pd.DataFrame(_rows("m", [80.0, 80.5, 81.0]) + _rows("m", [88.0, 89.0, 88.5], "train.epochs=0"))
+    gains = pretraining_gains(runs)
+    assert gains.iloc[0]["difference"] < 0
+    assert "helps in 0, hurts in 1" in gains_markdown(gains)
+
+
+def test_other_overrides_and_single_seeds_do_not_count_as_evidence():
+    runs = pd.DataFrame(_rows("m", [80.0]) + _rows("m", [70.0], "train.epochs=0")
+                        + _rows("m", [99.0, 99.0], "svm.kernel=rbf"))
+    row = pretraining_gains(runs).iloc[0]
+    assert row["pretrained"] == 80.0 and np.isnan(row["p_value"]) and np.isnan(row["ci95"])
+    assert "undecided (p >= 0.05 or n < 2) in 1 of 1" in gains_markdown(pretraining_gains(runs))
