@@ -19,6 +19,7 @@ evaluates only what is missing, then rewrites the CSV and the plot.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -31,12 +32,13 @@ from ssl3d.bench.protocols import EvalContext
 from ssl3d.bench.protocols.splits import SplitView, carve_validation  # noqa: F401  (re-exported)
 from ssl3d.bench.results import ResultStore
 from ssl3d.bench.runner import RunSpec, ValidatedRun, pretrain_key, pretrain_or_load, validate_run
-from ssl3d.core.config import ConfigError, check_range
+from ssl3d.core.config import ConfigError, check_range, to_dict
 from ssl3d.core.io import atomic_write_json, atomic_write_text
 from ssl3d.core.seeding import seed_everything
 from ssl3d.datasets import default_root
 from ssl3d.methods import RunContext
 from ssl3d.methods.checkpoint import load_checkpoint
+from ssl3d.methods.config import weights_config
 from ssl3d.methods.trainer import snapshot_path
 
 log = logging.getLogger("ssl3d.curve")
@@ -148,19 +150,28 @@ def _evaluate_series(plan: ValidatedRun, epochs: Sequence[int], split: str, fold
     spec, method = plan.spec, plan.method
     fit_data, score_data, meta = _views(plan, split, spec.seed)
     done = {k: folder / f"{method.name}-s{spec.seed}-e{k}.json" for k in epochs}
-    if not all(p.exists() for p in done.values()):
+    identity = evaluation_identity(plan, split)
+
+    def finished(path: Path) -> bool:  # an evaluation of other settings under the same file name is redone
+        try:
+            return path.exists() and json.loads(path.read_text()).get("identity") == identity
+        except (OSError, ValueError):
+            return False
+
+    if not all(finished(p) for p in done.values()):
         seed_everything(spec.seed)
         if plan.pre_data is not None:
             plan.pre_data.prepare()
         files = snapshot_files(plan, epochs, root)
         for k, path in files.items():
-            if done[k].exists():
+            if finished(done[k]):
                 continue
             if path is not None:
                 method.require_pretrained().load_state_dict(load_checkpoint(path)["model"])
             ctx = EvalContext(seed=spec.seed, device=str(plan.device), progress=spec.progress)
             outcome = plan.protocol.evaluate(method, fit_data, score_data, plan.modality, ctx)
-            atomic_write_json(done[k], {"epoch": k, "metrics": {m: float(v) for m, v in outcome.metrics.items()}})
+            atomic_write_json(done[k], {"epoch": k, "identity": identity,
+                                        "metrics": {m: float(v) for m, v in outcome.metrics.items()}})
     rows = []
     for k, path in done.items():
         for metric, value in json.loads(path.read_text())["metrics"].items():
@@ -168,6 +179,20 @@ def _evaluate_series(plan: ValidatedRun, epochs: Sequence[int], split: str, fold
                          "epoch": k, "seed": spec.seed, "metric": metric, "value": value, "split": split,
                          "n_fit": len(fit_data), "n_score": len(score_data)})
     return rows, meta
+
+
+def evaluation_identity(plan: ValidatedRun, split: str) -> str:
+    """A hash of everything a (seed, epoch) evaluation depends on besides the epoch.
+
+    The method and its weight-determining config (the final budget included: with a cosine schedule a
+    snapshot depends on it), the protocol's and the data's settings, the split, modality and seed. A
+    finished evaluation is reused only under the same identity, so rerunning a curve with other ``--set``
+    values under the same file names never mixes in stale numbers.
+    """
+    described = {"method": plan.method.name, "version": getattr(plan.method, "version", None),
+                 "config": weights_config(plan.method.config), "protocol": to_dict(plan.protocol.config),
+                 "data": to_dict(plan.data_config), "split": split, "modality": plan.modality, "seed": plan.spec.seed}
+    return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def run_curve(spec: CurveSpec) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
@@ -140,3 +141,19 @@ def test_snapshot_epochs_do_not_split_leaderboard_groups():
 
     # snapshots change no number, so a curve's runs share a row group with plain runs of the same settings
     assert settings_label({"train.snapshot_epochs": "1,2", "train.epochs": "4"}) == settings_label({"train.epochs": "4"})
+
+
+def test_a_curve_rerun_with_other_settings_never_reuses_stale_evaluations(tmp_path, monkeypatch):
+    first = _curve(tmp_path / "r", [1])
+    stem = tmp_path / "r" / "curves" / "parae-pointnet-synth-svm-points-val"
+    before = json.loads((stem / "parae-pointnet-s0-e1.json").read_text())
+    calls = []
+    real = curve_mod.snapshot_files
+    with monkeypatch.context() as patch:
+        patch.setattr(curve_mod, "snapshot_files", lambda *a: calls.append(1) or real(*a))
+        # the same file names, another protocol setting
+        run = dataclasses.replace(_spec(**{"svm.c_grid": "1.0"}), results_dir=str(tmp_path / "r"))
+        other = run_curve(CurveSpec(run, (1,), (0,)))
+    after = json.loads((stem / "parae-pointnet-s0-e1.json").read_text())
+    assert calls and after["identity"] != before["identity"]
+    assert len(first["frame"]) == len(other["frame"])

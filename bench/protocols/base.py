@@ -113,8 +113,8 @@ class Protocol:
         """
 
     def dataset_modalities(self, modality: str) -> tuple[str, ...]:
-        """Modalities the protocol reads from the evaluation splits."""
-        return (modality,)
+        """Modalities the protocol reads from the evaluation splits: the embedded one (a photo with its mask)."""
+        return (modality, "mask") if modality == "image" else (modality,)  # image encoders read RGB + mask
 
     def evaluate(self, method, train_data, test_data, modality: str, ctx: EvalContext) -> ProtocolResult:
         raise NotImplementedError

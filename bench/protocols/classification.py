@@ -145,9 +145,6 @@ class ClassificationProtocol(Protocol):
     Config = ClassificationConfig
     needs = "embed"
 
-    def dataset_modalities(self, modality: str) -> tuple[str, ...]:
-        return (modality, "mask") if modality == "image" else (modality,)  # photos come with their masks
-
     def evaluate(self, method, train_data, test_data, modality: str, ctx: EvalContext) -> ProtocolResult:
         cfg: ClassificationConfig = self.config
         device = torch.device(ctx.device)

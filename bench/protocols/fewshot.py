@@ -94,9 +94,6 @@ class FewShotProtocol(Protocol):
     Config = FewShotConfig
     needs = "embed"
 
-    def dataset_modalities(self, modality: str) -> tuple[str, ...]:
-        return (modality, "mask") if modality == "image" else (modality,)  # photos come with their masks
-
     def folds(self, train_data, test_data, root: Path | None = None) -> tuple[list[dict], list[dict[str, str]], str]:
         """The fold files of this setting for these splits (created when missing); (folds, file records, digest)."""
         cfg: FewShotConfig = self.config

@@ -140,9 +140,6 @@ class SVMProtocol(Protocol):
     name = "svm"
     Config = SVMConfig
 
-    def dataset_modalities(self, modality: str) -> tuple[str, ...]:
-        return (modality, "mask") if modality == "image" else (modality,)  # photos come with their masks
-
     def evaluate(self, method, train_data, test_data, modality: str, ctx: EvalContext) -> ProtocolResult:
         x_train, y_train = extract_features(method, train_data, modality, batch_size=ctx.batch_size,
                                             progress=ctx.progress, desc=f"embed train ({modality})")
