@@ -188,8 +188,9 @@ def _setting_differences(ours, reported_setting: str) -> str:
 
 def comparison_markdown(comparison: pd.DataFrame) -> str:
     if comparison.empty:
-        return ("### Reproduced vs reported\n\nNo run matches a (task, method, metric) printed by the papers yet "
-                "(the papers do not use synth); their numbers are in `bench/reference/reported.csv`.\n")
+        return ("### Reproduced vs reported\n\nNo run matches a cell printed by the papers under the same settings "
+                "(task, method, metric, modality, SVM kernel, label fraction, gallery, training mode; the papers do not "
+                "use synth); their numbers are in `bench/reference/reported.csv`.\n")
     lines = ["### Reproduced vs reported\n",
              "| task | method | modality | our settings | metric | ours | reported | difference | source | "
              "known differences |",
