@@ -226,7 +226,10 @@ def choose_knee(frame: pd.DataFrame, metric: str, tolerance: float = KNEE_TOLERA
     """The smallest budget whose validation mean (over seeds) of ``metric`` is within ``tolerance`` of the best.
 
     Reads only ``series == "curve"`` rows and refuses any row not on the validation split: a budget is never
-    chosen on test labels. Higher is better for every metric the protocols report.
+    chosen on test labels. Higher is better for every metric the protocols report. Epoch 0 (the untrained
+    network) is the reference the curve is read against, not a candidate: where pretraining first lowers the
+    metric (CM-CV's point features on ModelNet10), the knee is still a pretraining budget, and the curve and
+    the leaderboard's untrained rows show the loss.
     """
     rows = frame[(frame["metric"] == metric) & (frame.get("series", "curve") == "curve")]
     if rows.empty:
@@ -235,4 +238,6 @@ def choose_knee(frame: pd.DataFrame, metric: str, tolerance: float = KNEE_TOLERA
         raise ValueError(f"choose_knee: rows on split(s) {sorted(set(rows['split']) - {'val'})}; a budget is chosen "
                          "on the validation split only (bench curve --split val)")
     means = rows.groupby("epoch")["value"].mean()
+    if (means.index > 0).any():
+        means = means[means.index > 0]
     return int(min(e for e, m in means.items() if m >= means.max() - tolerance))

@@ -74,6 +74,11 @@ def test_choose_knee_known_answer_and_refuses_test_rows():
     assert choose_knee(frame, "acc", tolerance=0.1) == 4
     with pytest.raises(ValueError, match="validation split only"):
         choose_knee(pd.concat([frame, frame.assign(split="test")]), "acc")
+    # pretraining that first hurts: the untrained network is the reference, the knee a pretraining budget
+    hurt = pd.DataFrame([{"series": "curve", "epoch": e, "seed": 0, "metric": "acc", "value": v, "split": "val"}
+                         for e, v in {0: 91.7, 1: 87.7, 2: 87.7, 4: 89.0}.items()])
+    assert choose_knee(hurt, "acc") == 4
+    assert choose_knee(hurt[hurt["epoch"] == 0], "acc") == 0  # nothing else measured
 
 
 class _Untouchable:
