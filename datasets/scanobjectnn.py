@@ -56,6 +56,7 @@ import numpy as np
 from ssl3d.datasets.base import DataConfig, ShapeInfo, register_dataset
 from ssl3d.datasets.cache import CacheReport
 from ssl3d.datasets.errors import DataFileError, DatasetNotPreparedError
+from ssl3d.datasets.formats.h5arrays import read_h5_arrays
 from ssl3d.datasets.modalities.points import subsample_points
 from ssl3d.datasets.real import RawPart, RealShapeDataset
 
@@ -93,20 +94,11 @@ def read_scanobjectnn_h5(path: str | os.PathLike[str], num_classes: int = len(SC
             [N, P, 3] / [N] (or [N, 1]), non-integer or out-of-range labels, or non-finite coordinates;
             the message names the file and the key.
     """
-    import h5py
-
     path = Path(path)
     if not path.is_file():
         raise DataFileError(path, "file not found (the scanobjectnn variant asked for needs it)")
-    try:
-        with h5py.File(path, "r") as h5:
-            for key in ("data", "label"):
-                if key not in h5:
-                    raise DataFileError(path, f"missing dataset {key!r} (has: {', '.join(h5.keys()) or 'nothing'})")
-            points = np.asarray(h5["data"][...])
-            labels = np.asarray(h5["label"][...])
-    except OSError as exc:
-        raise DataFileError(path, f"not a readable HDF5 file: {exc}") from None
+    arrays = read_h5_arrays(path, ("data", "label"))
+    points, labels = arrays["data"], arrays["label"]
     if points.ndim != 3 or points.shape[2] != 3 or points.shape[1] == 0:
         raise DataFileError(path, f"'data' must have shape [N, P, 3] with P > 0, got {list(points.shape)}")
     if labels.ndim == 2 and labels.shape[1] == 1:

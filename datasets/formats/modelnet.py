@@ -46,6 +46,7 @@ import torch
 import trimesh
 
 from ssl3d.datasets.errors import DataFileError
+from ssl3d.datasets.formats.h5arrays import read_h5_arrays
 from ssl3d.datasets.formats.records import ShapeRecord
 
 __all__ = [
@@ -252,8 +253,6 @@ def read_modelnet_h5(root: str | os.PathLike[str], split: str) -> tuple[np.ndarr
         - **points:** ``[S, P, 3]`` with ``P = 2048``.
         - **labels:** ``[S]``.
     """
-    import h5py
-
     _check_split(split)
     root = Path(root)
     class_names = _read_lines(root / "shape_names.txt")
@@ -263,15 +262,8 @@ def read_modelnet_h5(root: str | os.PathLike[str], split: str) -> tuple[np.ndarr
     for path in _h5_file_list(root, split):
         if not path.is_file():
             raise DataFileError(path, "file not found (listed in the split's file list)")
-        try:
-            with h5py.File(path, "r") as h5:
-                for key in ("data", "label"):
-                    if key not in h5:
-                        raise DataFileError(path, f"missing dataset {key!r} (has: {', '.join(h5.keys())})")
-                points = np.asarray(h5["data"][...])
-                labels = np.asarray(h5["label"][...])
-        except OSError as exc:
-            raise DataFileError(path, f"not a readable HDF5 file: {exc}") from None
+        arrays = read_h5_arrays(path, ("data", "label"))
+        points, labels = arrays["data"], arrays["label"]
         if points.ndim != 3 or points.shape[2] != 3:
             raise DataFileError(path, f"'data' must have shape [S, P, 3], got {list(points.shape)}")
         if labels.ndim == 2 and labels.shape[1] == 1:
