@@ -120,7 +120,7 @@ def compare_with_reported(summary: pd.DataFrame, reported: pd.DataFrame) -> pd.D
                                      "reported", "difference", "source", "setting_differences"])
     rep = reported.copy()
     rep["modality"] = rep["modality"].fillna("")
-    rep["setting"] = rep["setting"].fillna("").astype(str)
+    rep["setting"] = ["" if pd.isna(v) else str(v) for v in rep["setting"]]  # an all-empty column reads as float
     rows = []
     for r in summary.itertuples():
         settings = str(getattr(r, "settings", ""))
