@@ -145,6 +145,9 @@ class ParAEDGCNNConfig(ParAEConfig):
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
         "quick": {"pretrain_points": 512, "k": 10, "train.epochs": 2},
+        # quick's architecture at the knee of its ModelNet10 budget curve (validation split, overall accuracy:
+        # 92.3 after 1 epoch, 92.6 after 4, within the 0.5-point tolerance; ~7 min per epoch on one core)
+        "cpu": {"pretrain_points": 512, "k": 10, "train.epochs": 1},
     }
 
 
