@@ -16,6 +16,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-leaderboards/modelnet10-cpu}
 SEEDS=(0 1 2)
 TASKS='modelnet10-[sri]*'  # svm, retrieval, recon, ibsr (the four protocols)
+bench --version > /dev/null || { echo "bench is not installed here: pip install -e '.[test]'" >&2; exit 2; }
 mkdir -p "$OUT"
 
 epochs_of() {  # the cpu preset's train.epochs of a method
