@@ -237,6 +237,7 @@ def validate_run(spec: RunSpec) -> ValidatedRun:
     eval_modalities = protocol.dataset_modalities(modality)
     train = dataset_cls("train", eval_modalities, data_config, root, progress=spec.progress, prepare=False)
     test = dataset_cls("test", eval_modalities, data_config, root, progress=spec.progress, prepare=False)
+    protocol.check_data(train, test)
     pre_data = None
     if method.pretrain_modalities and method.config.train.epochs > 0:
         pre_modalities = sorted(method.pretrain_modalities)

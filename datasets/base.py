@@ -218,8 +218,7 @@ class ShapeDataset(Dataset):
                 desc=f"{self.name}/{self.split} {'+'.join(groups)}",
             )
             self.reports.update(reports)
-            for shape_name, reason in next(iter(reports.values())).skipped.items():
-                log.warning("%s/%s: skipped %s: %s", self.name, self.split, shape_name, reason)
+            self._warn_skipped(next(iter(reports.values())).skipped)
             for g in groups:
                 self._readers[g] = H5Reader(self.cache_path(g))
         valid = np.ones(len(self.shapes), dtype=bool)
@@ -227,6 +226,17 @@ class ShapeDataset(Dataset):
             valid &= reader.valid
         self._valid = np.flatnonzero(valid)
         return self.reports
+
+    def _warn_skipped(self, skipped: dict[str, str], shown: int = 5) -> None:
+        """One warning per reason, not per shape: every run loading a cached split repeats it."""
+        by_reason: dict[str, list[str]] = {}
+        for shape_name, reason in skipped.items():
+            # the reason names the shape's file first; group on what follows it
+            by_reason.setdefault(reason.split(": ", 1)[-1], []).append(shape_name)
+        for reason, names in by_reason.items():
+            more = f" and {len(names) - shown} more" if len(names) > shown else ""
+            log.warning("%s/%s: skipped %d shape(s), %s: %s%s (`bench prepare %s` lists each file)", self.name,
+                        self.split, len(names), reason, ", ".join(names[:shown]), more, self.name)
 
     def mesh(self, shape: ShapeInfo) -> tuple[trimesh.Trimesh, np.ndarray | None]:
         """:meth:`load_mesh`, memoised for the last shape, so several groups share one load."""

@@ -112,6 +112,13 @@ class Protocol:
         answers for the class and the task alone (what ``bench list`` and ``bench suite`` plan with).
         """
 
+    def check_data(self, train_data: Any, test_data: Any) -> None:
+        """Checks that need the indexed splits (built with ``prepare=False``: no cache yet); raise ``ConfigError``.
+
+        Called at the end of ``bench run``'s validation, so that a setting the data cannot serve (a few-shot
+        setting with too few classes, a missing gallery dataset) fails before the pretraining, not after it.
+        """
+
     def dataset_modalities(self, modality: str) -> tuple[str, ...]:
         """Modalities the protocol reads from the evaluation splits: the embedded one (a photo with its mask)."""
         return (modality, "mask") if modality == "image" else (modality,)  # image encoders read RGB + mask

@@ -41,7 +41,7 @@ import torch
 from ssl3d.bench.features import extract_features
 from ssl3d.bench.protocols.base import EvalContext, Protocol, ProtocolResult, register_protocol
 from ssl3d.bench.protocols.fewshot_finetune import finetune_fold
-from ssl3d.bench.protocols.fewshot_folds import load_or_make_fold, split_digest
+from ssl3d.bench.protocols.fewshot_folds import eligible_classes, load_or_make_fold, split_digest
 from ssl3d.bench.protocols.splits import SplitView, stream_seed
 from ssl3d.bench.protocols.svm import SVMConfig, fit_svm
 from ssl3d.bench.stats import ci95_halfwidth
@@ -93,6 +93,13 @@ class FewShotProtocol(Protocol):
     name = "fewshot"
     Config = FewShotConfig
     needs = "embed"
+
+    def check_data(self, train_data, test_data) -> None:
+        """Before any pretraining: the indexed splits hold enough classes for this setting (the cache may later
+        skip a damaged shape, which the fold drawing then reports the same way)."""
+        cfg: FewShotConfig = self.config
+        labels = [np.array([s.label for s in data.shapes], dtype=np.int64) for data in (train_data, test_data)]
+        eligible_classes(train_data.name, len(train_data.class_names), *labels, cfg.way, cfg.shot, cfg.queries)
 
     def folds(self, train_data, test_data, root: Path | None = None) -> tuple[list[dict], list[dict[str, str]], str]:
         """The fold files of this setting for these splits (created when missing); (folds, file records, digest)."""

@@ -34,7 +34,7 @@ import numpy as np
 from ssl3d.core.errors import UserError
 from ssl3d.core.io import atomic_write_text, move_aside
 
-__all__ = ["FOLD_FORMAT", "FewShotError", "fold_path", "fold_seed", "load_or_make_fold", "make_fold", "split_digest"]
+__all__ = ["FOLD_FORMAT", "FewShotError", "eligible_classes", "fold_path", "fold_seed", "load_or_make_fold", "make_fold", "split_digest"]
 
 log = logging.getLogger("ssl3d.fewshot")
 
@@ -62,18 +62,25 @@ def fold_seed(dataset: str, digest: str, way: int, shot: int, queries: int, fold
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
 
 
-def make_fold(dataset: str, digest: str, class_names: Sequence[str], train_labels: np.ndarray,
-              test_labels: np.ndarray, way: int, shot: int, queries: int, fold: int) -> dict[str, Any]:
-    """One fold (without its checksum): ``way`` classes among those with >= ``shot`` train and >= ``queries``
-    test shapes, then ``shot`` support (train) and ``queries`` query (test) shapes of each, without replacement."""
+def eligible_classes(dataset: str, n_classes: int, train_labels: np.ndarray, test_labels: np.ndarray, way: int,
+                     shot: int, queries: int) -> list[int]:
+    """The classes with >= ``shot`` train and >= ``queries`` test shapes; FewShotError when fewer than ``way``."""
     train_labels, test_labels = np.asarray(train_labels), np.asarray(test_labels)
-    eligible = [c for c in range(len(class_names))
-                if np.sum(train_labels == c) >= shot and np.sum(test_labels == c) >= queries]
+    eligible = [c for c in range(n_classes) if np.sum(train_labels == c) >= shot and np.sum(test_labels == c) >= queries]
     if len(eligible) < way:
         raise FewShotError(
             f"{dataset}: {way}-way {shot}-shot with {queries} queries per class needs {way} classes with at least "
             f"{shot} train and {queries} test shapes; {len(eligible)} qualify (lower fewshot.way, fewshot.shot "
             "or fewshot.queries)")
+    return eligible
+
+
+def make_fold(dataset: str, digest: str, class_names: Sequence[str], train_labels: np.ndarray,
+              test_labels: np.ndarray, way: int, shot: int, queries: int, fold: int) -> dict[str, Any]:
+    """One fold (without its checksum): ``way`` classes among those with >= ``shot`` train and >= ``queries``
+    test shapes, then ``shot`` support (train) and ``queries`` query (test) shapes of each, without replacement."""
+    train_labels, test_labels = np.asarray(train_labels), np.asarray(test_labels)
+    eligible = eligible_classes(dataset, len(class_names), train_labels, test_labels, way, shot, queries)
     rng = np.random.default_rng(fold_seed(dataset, digest, way, shot, queries, fold))
     classes = sorted(int(c) for c in rng.choice(eligible, size=way, replace=False))
     support = [sorted(int(i) for i in rng.choice(np.flatnonzero(train_labels == c), size=shot, replace=False))

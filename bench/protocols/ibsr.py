@@ -159,13 +159,22 @@ class IBSRProtocol(Protocol):
         gallery = () if self.config.gallery_dataset else (self.config.gallery_modality,)
         return tuple(dict.fromkeys((modality, *extra, *gallery, *shapes)))
 
-    def unseen_gallery(self, test_data: ShapeDataset, progress: bool) -> ShapeDataset:
-        """The test shapes of ``ibsr.gallery_dataset``, with the query dataset's pipeline settings."""
+    def check_data(self, train_data: ShapeDataset, test_data: ShapeDataset) -> None:
+        """Before any pretraining: the unseen gallery's test split is there (indexing it checks its raw files)."""
+        if self.config.gallery_dataset:
+            self._gallery_dataset(test_data, progress=False)
+
+    def _gallery_dataset(self, test_data: ShapeDataset, progress: bool) -> ShapeDataset:
         cls = DATASETS.get(self.config.gallery_dataset)
         common = {f.name: getattr(test_data.config, f.name) for f in dataclasses.fields(DataConfig)}
         config = dataclasses.replace(cls.Config(), **common)
         modalities = (self.config.gallery_modality, *SHAPE_MODALITIES)
-        data = cls("test", modalities, config, test_data.root, progress=progress, prepare=False)
+        return cls("test", modalities, config, test_data.root, progress=progress, prepare=False)
+
+    def unseen_gallery(self, test_data: ShapeDataset, progress: bool) -> ShapeDataset:
+        """The test shapes of ``ibsr.gallery_dataset``, with the query dataset's pipeline settings."""
+        modalities = (self.config.gallery_modality, *SHAPE_MODALITIES)
+        data = self._gallery_dataset(test_data, progress)
         shapes = data.gallery_split(modalities)  # a dataset whose items are photos (Pix3D): its unique shapes
         return data if shapes is None else shapes
 
