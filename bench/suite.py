@@ -30,6 +30,7 @@ from ssl3d.bench.launch_config import LaunchConfig
 from ssl3d.bench.results import ResultStore, settings_label
 from ssl3d.bench.runner import RunSpec, execute, run_log_of
 from ssl3d.bench.tasks import TASKS, compatibility
+from ssl3d.datasets import DATASETS
 from ssl3d.methods import METHODS
 
 
@@ -43,11 +44,27 @@ class PlannedRun:
 DEFAULT_TASKS = "synth-*"  # with the default, only the embedded synth dataset's own tasks (not synth-scenes-*)
 
 
-def plan_suite(methods: str = "*", tasks: str = DEFAULT_TASKS) -> tuple[list[PlannedRun], list[tuple[str, str, str]]]:
+def _pretraining_problem(method_name: str, dataset_name: str, preset: str, overrides: dict[str, str]) -> str | None:
+    """Why the method cannot pretrain on the task's dataset (a points-only release for a multi-modal method)."""
+    method_cls = METHODS.get(method_name)
+    method_o = {k.removeprefix("method."): v for k, v in overrides.items() if k.startswith(("method.", "train."))}
+    if not method_cls.pretrain_modalities or method_cls.from_preset(preset, method_o).config.train.epochs == 0:
+        return None
+    provided = DATASETS.get(dataset_name).available_modalities
+    lacking = sorted(set(method_cls.pretrain_modalities) - set(provided))
+    if not lacking:
+        return None
+    return (f"{method_name} pretrains on {', '.join(sorted(method_cls.pretrain_modalities))} but {dataset_name} "
+            f"provides {', '.join(sorted(provided))} (bench run --pretrain-data NAME pretrains elsewhere)")
+
+
+def plan_suite(methods: str = "*", tasks: str = DEFAULT_TASKS, preset: str = "quick",
+               overrides: dict[str, str] | None = None) -> tuple[list[PlannedRun], list[tuple[str, str, str]]]:
     """(compatible runs, skipped (method, task, reason)) for the name patterns.
 
     The default pattern plans the tasks of the embedded ``synth`` dataset: the scene tasks of ``synth-scenes``
-    need a point method configured for their 9-channel blocks, so they are asked for by name.
+    need a point method configured for their 9-channel blocks, so they are asked for by name. A method that
+    would pretrain on a dataset lacking one of its pretraining modalities is skipped with the reason.
     """
     planned, skipped = [], []
     task_names = TASKS.names(tasks)
@@ -61,8 +78,12 @@ def plan_suite(methods: str = "*", tasks: str = DEFAULT_TASKS) -> tuple[list[Pla
     for task_name in task_names:
         supported, unsupported = compatibility(TASKS.get(task_name), method_names)
         for method_name in method_names:
+            problem = None if method_name in unsupported else \
+                _pretraining_problem(method_name, TASKS.get(task_name).dataset, preset, dict(overrides or {}))
             if method_name in unsupported:
                 skipped.append((method_name, task_name, f"{method_name} {unsupported[method_name]}"))
+            elif problem:
+                skipped.append((method_name, task_name, problem))
             else:
                 planned.extend(PlannedRun(method_name, task_name, m) for m in supported[method_name])
     return planned, skipped
@@ -76,7 +97,7 @@ def run_suite(*, methods: str = "*", tasks: str = DEFAULT_TASKS, preset: str = "
 
     ``launch`` runs it as a job graph on submitit or Ray; ``job_fn`` replaces what a job does (tests).
     """
-    planned, skipped = plan_suite(methods, tasks)
+    planned, skipped = plan_suite(methods, tasks, preset, overrides)
     store = ResultStore(results_dir)
     rows = store.merged_rows()[0]  # result files (a sweep's jobs write only those) and the CSV's rows
     done = {(str(r["task"]), str(r["method"]), str(r["modality"] or ""), str(r["preset"] or ""),

@@ -35,6 +35,18 @@ def test_suite_runs_then_resumes_without_rerunning(tmp_path):
     assert other["todo"] == 2
 
 
+def test_a_method_that_cannot_pretrain_on_the_tasks_dataset_is_skipped_with_the_reason():
+    # modelnet40-svm reads the points-only h5 release: CM-CV pretrains on views and points, ParAE on points
+    planned, skipped = plan_suite("cmcv", "modelnet40-svm")
+    assert not planned
+    assert skipped == [("cmcv", "modelnet40-svm", "cmcv pretrains on points, views but modelnet40-h5 provides "
+                        "points (bench run --pretrain-data NAME pretrains elsewhere)")]
+    assert [p.method for p in plan_suite("parae-pointnet", "modelnet40-svm")[0]] == ["parae-pointnet"]
+    # untrained, it needs no pretraining data
+    untrained, skipped = plan_suite("cmcv", "modelnet40-svm", overrides={"train.epochs": "0"})
+    assert [(p.method, p.modality) for p in untrained] == [("cmcv", "points")] and not skipped
+
+
 def test_bad_pattern_is_a_user_error():
     with pytest.raises(ConfigError, match=r"no method matches 'nope-\*'"):
         plan_suite("nope-*", "synth-*")
