@@ -32,6 +32,7 @@ snapshots_up_to() {  # 1 2 4 ... below the knee, then the knee itself
 commit() {  # commit this leaderboard folder only (never the rest of the working tree)
   [[ "${COMMIT:-0}" == 1 ]] || return 0
   bench leaderboard --results-dir "$OUT" --plot > /dev/null
+  python -m ssl3d.bench.cost "$OUT" > /dev/null  # cost.csv: pretraining and evaluation minutes per method
   git add -- "$OUT"
   flock /tmp/ssl3d-git.lock git commit --only -m "modelnet10-cpu leaderboard: $1 (seeds ${SEEDS[*]})" -- "$OUT" || true
 }

@@ -1,0 +1,109 @@
+"""What a suite cost: pretraining time per seed and evaluation time, per method, from its result files.
+
+``python -m ssl3d.bench.cost RESULTS_DIR`` writes ``RESULTS_DIR/cost.csv`` and prints it as markdown.
+
+* **Pretraining** is read from each run's ``result.json`` (``pretraining.seconds``): the trainer keeps the
+  seconds in its checkpoints, so a pretraining interrupted and resumed across sessions is counted whole, and
+  a run that found it cached reports the same number. Each (method, pretraining key) is counted once.
+* **Evaluation** is the sum of ``timings.data_s + timings.eval_s`` over the method's runs (untrained runs
+  included: they are the method's evaluation cost).
+* **Logged wall time** is the sum of the ``timings.csv`` lines a maintainer script appends per step
+  (``benchmarks/modelnet10_cpu_suite.sh``): budget-curve evaluations included, but a step killed before it
+  finished left no line, so this column is a lower bound.
+
+The run folders (``runs/``) stay local; the committed ``cost.csv`` is this module's output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from ssl3d.core.io import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["method", "pretrain_epochs", "pretrainings", "pretrain_min_per_seed", "pretrain_min", "eval_runs",
+           "eval_min", "total_min", "logged_wall_min"]
+
+
+def _result_rows(root: Path) -> list[dict]:
+    rows = []
+    for path in sorted((root / "runs").glob("*/result.json")):
+        try:
+            result = json.loads(path.read_text())
+            pre, timings = result.get("pretraining") or {}, result.get("timings") or {}
+            rows.append({"method": str(result["method"]), "key": pre.get("key"), "epochs": int(pre.get("epochs") or 0),
+                         "pretrain_s": float(pre.get("seconds") or 0.0),
+                         "eval_s": float(timings.get("data_s") or 0.0) + float(timings.get("eval_s") or 0.0)})
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged file is named, never fatal
+            log.warning("%s: skipped, not a readable result (%s)", path, exc)
+    return rows
+
+
+def _logged_wall(root: Path) -> dict[str, float]:
+    """Seconds per method from ``timings.csv`` (``what,seconds,exit``; ``what`` = "<step> <method> ...")."""
+    path = root / "timings.csv"
+    if not path.exists():
+        return {}
+    frame = pd.read_csv(path)
+    frame["method"] = frame["what"].astype(str).str.split().str[1]
+    return frame.groupby("method")["seconds"].sum().astype(float).to_dict()
+
+
+def cost_table(results_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """One row per method and a ``total`` row; minutes, rounded to 0.1."""
+    root = Path(results_dir)
+    runs = pd.DataFrame(_result_rows(root), columns=["method", "key", "epochs", "pretrain_s", "eval_s"])
+    wall = _logged_wall(root)
+    table = []
+    for method in sorted(set(runs["method"]) | set(wall)):
+        mine = runs[runs["method"] == method]
+        trained = mine[mine["key"].notna() & (mine["pretrain_s"] > 0)].drop_duplicates("key")
+        table.append({
+            "method": method,
+            "pretrain_epochs": int(trained["epochs"].max()) if len(trained) else 0,
+            "pretrainings": len(trained),
+            "pretrain_min_per_seed": round(trained["pretrain_s"].mean() / 60, 1) if len(trained) else 0.0,
+            "pretrain_min": round(trained["pretrain_s"].sum() / 60, 1),
+            "eval_runs": len(mine),
+            "eval_min": round(mine["eval_s"].sum() / 60, 1),
+            "logged_wall_min": round(wall.get(method, 0.0) / 60, 1),
+        })
+    frame = pd.DataFrame(table, columns=[c for c in COLUMNS if c != "total_min"])
+    frame["total_min"] = (frame["pretrain_min"] + frame["eval_min"]).round(1)
+    total = {"method": "total", "pretrain_epochs": None, "pretrainings": int(frame["pretrainings"].sum()),
+             "pretrain_min_per_seed": None, **{c: round(float(frame[c].sum()), 1) for c in
+                                               ("pretrain_min", "eval_min", "total_min", "logged_wall_min")},
+             "eval_runs": int(frame["eval_runs"].sum())}
+    return pd.concat([frame, pd.DataFrame([total])], ignore_index=True)[COLUMNS]
+
+
+def cost_markdown(table: pd.DataFrame) -> str:
+    header = ("| method | `cpu` epochs | pretrainings | pretraining min/seed | pretraining min | evaluated runs "
+              "| evaluation min | total min | logged wall min |\n|---|---|---|---|---|---|---|---|---|\n")
+    def fmt(value) -> str:
+        return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+    return header + "".join("| " + " | ".join(fmt(row[c]) for c in COLUMNS) + " |\n" for _, row in table.iterrows())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ssl3d.bench.cost", description=__doc__.splitlines()[0])
+    parser.add_argument("results_dir", help="a results folder with runs/*/result.json (and timings.csv)")
+    args = parser.parse_args(argv)
+    root = Path(args.results_dir)
+    if not (root / "runs").is_dir():
+        parser.error(f"{root / 'runs'}: no such folder (the run folders stay on the machine that ran the suite)")
+    table = cost_table(root)
+    atomic_write_text(root / "cost.csv", table.to_csv(index=False))
+    print(cost_markdown(table), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
