@@ -7,15 +7,24 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ssl3d.bench.feature_cache import cached_features
+
 
 def extract_features(
     method, dataset: Dataset, modality: str, *, batch_size: int = 32, progress: bool = True, desc: str = "embed"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``method.embed`` over a whole split, in order.
+    """``method.embed`` over a whole split, in order; reused from the feature cache when the same weights
+    already embedded the same shapes (bench/feature_cache.py).
 
     Returns:
         (features float32 [S, D], labels int64 [S]).
     """
+    return cached_features(method, dataset, modality,
+                           lambda data: _embed_all(method, data, modality, batch_size, progress, desc))
+
+
+def _embed_all(method, dataset: Dataset, modality: str, batch_size: int, progress: bool,
+               desc: str) -> tuple[np.ndarray, np.ndarray]:
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     feats, labels = [], []
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True):

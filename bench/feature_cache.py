@@ -1,0 +1,131 @@
+"""Frozen features kept on disk, so protocols and runs that embed the same split with the same weights embed once.
+
+A suite embeds the same shapes with the same network many times: the budget curve scores a snapshot on
+the validation part of train, then ``svm`` embeds train and test with the same final weights,
+``retrieval`` embeds test again, the RBF SVM repeats the linear one, and an untrained run uses the
+weights of the curve's epoch-0 snapshot. On the 2-core CPU a DGCNN pass over ModelNet10 takes minutes.
+
+**Key.** A feature file is reused only when everything ``embed`` reads is the same:
+
+* the method's name, version and config without ``train`` (training settings reach ``embed`` only
+  through the weights), and a SHA-256 of every weight tensor (``weights_digest``);
+* the dataset's name, split, requested modalities, the shapes it keeps (its valid indices) and each of
+  its cache files' path, size and modification time (a rebuilt cache makes new keys);
+* the embedded modality.
+
+Only whole splits of a :class:`~ssl3d.datasets.base.ShapeDataset` and views of one (``SplitView``) are
+cached, and only for ``points``, ``voxels`` and ``views``, which the data contract reads straight from the
+cache (photos come with masks and renders: not cached). A view of at least half a split computes and
+keeps the whole split (the curve's 80% fit part then serves the 20% validation part and the later
+``svm`` run); a smaller view (few-shot supports) is embedded alone unless its split is already cached.
+
+Files: ``<data root>/features/<method>/<key>.npz`` (``features`` float32 [S, D], ``labels`` int64 [S]),
+written atomically; a damaged file is named in a warning, moved aside (``.corrupt``) and recomputed.
+``SSL3D_FEATURE_CACHE=0`` turns the cache off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ssl3d.core.config import to_dict
+from ssl3d.core.io import atomic_path
+from ssl3d.datasets.base import ShapeDataset
+
+log = logging.getLogger(__name__)
+
+ENV = "SSL3D_FEATURE_CACHE"
+CACHED_MODALITIES = frozenset({"points", "voxels", "views"})
+MIN_FRACTION = 0.5  # a view this large computes (and keeps) its whole split
+
+Features = tuple[np.ndarray, np.ndarray]
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 over every parameter and buffer: name, dtype, shape and bytes, in ``state_dict`` order."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def feature_key(method: Any, data: ShapeDataset, modality: str) -> str:
+    files = []
+    for group in data.groups():
+        path = data.cache_path(group)
+        stat = path.stat()
+        files.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
+    config = {k: v for k, v in to_dict(method.config).items() if k != "train"}
+    valid = np.ascontiguousarray(data._valid, dtype=np.int64)
+    payload = {"method": method.name, "version": getattr(method, "version", None), "config": config,
+               "weights": weights_digest(method.model), "dataset": data.name, "split": data.split,
+               "modalities": list(data.modalities), "valid": hashlib.sha256(valid.tobytes()).hexdigest(),
+               "files": files, "modality": modality}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _load(path: Path, n_shapes: int) -> Features | None:
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            features, labels = stored["features"], stored["labels"]
+        if features.ndim != 2 or len(features) != n_shapes or labels.shape != (n_shapes,) \
+                or not np.isfinite(features).all():
+            raise ValueError(f"features {features.shape}, labels {labels.shape} for a split of {n_shapes} shapes")
+        return features, labels
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        aside = path.with_name(path.name + ".corrupt")
+        log.warning("%s: damaged feature cache (%s); moved to %s, embedding again", path, exc, aside.name)
+        os.replace(path, aside)
+        return None
+
+
+def _save(path: Path, features: np.ndarray, labels: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:  # a file object: np.savez would append ".npz" to a path
+            np.savez(handle, features=features, labels=labels)
+
+
+def _cacheable(method: Any, dataset: Any, modality: str) -> tuple[ShapeDataset, np.ndarray | None] | None:
+    if os.environ.get(ENV, "1") == "0" or modality not in CACHED_MODALITIES:
+        return None
+    if not isinstance(getattr(method, "model", None), torch.nn.Module):
+        return None
+    if isinstance(dataset, ShapeDataset):
+        return dataset, None
+    parent = dataset.__dict__.get("parent") if hasattr(dataset, "__dict__") else None
+    if isinstance(parent, ShapeDataset) and isinstance(dataset.__dict__.get("indices"), np.ndarray):
+        return parent, dataset.indices
+    return None
+
+
+def cached_features(method: Any, dataset: Any, modality: str, compute: Callable[[Any], Features]) -> Features:
+    """``compute(dataset)``, or the same arrays from the feature cache (see the module docstring)."""
+    source = _cacheable(method, dataset, modality)
+    if source is None:
+        return compute(dataset)
+    split, indices = source
+    split._ensure_ready()
+    path = Path(split.root) / "features" / method.name / f"{feature_key(method, split, modality)}.npz"
+    stored = _load(path, len(split))
+    if stored is None:
+        if indices is not None and len(indices) < MIN_FRACTION * len(split):
+            return compute(dataset)
+        stored = compute(split)
+        _save(path, *stored)
+    else:
+        log.info("features of %s/%s (%s) from %s", split.name, split.split, modality, path)
+    features, labels = stored
+    return (features, labels) if indices is None else (features[indices], labels[indices])

@@ -1,0 +1,125 @@
+"""The feature cache: reused only for the same weights and shapes, views served from their split, damage named."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from ssl3d.bench.feature_cache import ENV
+from ssl3d.bench.features import extract_features
+from ssl3d.bench.protocols.splits import SplitView
+from ssl3d.bench.runner import RunSpec, execute
+from ssl3d.datasets import DATASETS, DataConfig
+from ssl3d.methods import METHODS
+
+from conftest import TINY_SYNTH
+
+
+@pytest.fixture
+def split(tmp_path):
+    config = DataConfig(n_points=64, workers=1)
+    data = DATASETS.get("synth")("train", ("points",), DATASETS.get("synth").Config(
+        n_classes=3, train_per_class=6, test_per_class=2, n_points=64, workers=1), tmp_path, progress=False)
+    assert config.n_points == data.config.n_points
+    return data
+
+
+def _method(calls: list[int], seed: int = 0):
+    torch.manual_seed(seed)
+    method = METHODS.get("random-pointnet").from_preset("quick", {"global_dim": "8"})
+    method.pretrain(None)  # random-init baseline: builds the seeded network
+    embed = method.embed_batch
+
+    def counting(batch, modality):
+        calls.append(len(batch["label"]))
+        return embed(batch, modality)
+
+    method.embed_batch = counting
+    return method
+
+
+def _embed(method, data):
+    return extract_features(method, data, "points", batch_size=4, progress=False)
+
+
+def _files(root):
+    return sorted(p.name for p in (root / "features").rglob("*") if p.is_file())
+
+
+def test_a_second_embedding_with_the_same_weights_is_read_back(split, tmp_path):
+    calls: list[int] = []
+    method = _method(calls)
+    first = _embed(method, split)
+    assert sum(calls) == len(split) == 18 and len(_files(tmp_path)) == 1
+    again = _embed(method, split)
+    assert sum(calls) == 18  # nothing embedded again
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+
+
+def test_other_weights_are_embedded_again(split, tmp_path):
+    calls: list[int] = []
+    method = _method(calls)
+    first = _embed(method, split)
+    with torch.no_grad():
+        next(method.model.parameters()).add_(0.5)
+    second = _embed(method, split)
+    assert sum(calls) == 36 and len(_files(tmp_path)) == 2
+    assert not np.allclose(first[0], second[0])
+
+
+def test_a_large_view_keeps_its_whole_split_and_serves_the_rest(split, tmp_path, monkeypatch):
+    calls: list[int] = []
+    method = _method(calls)
+    fit, val = SplitView(split, np.arange(4, 18), "fit"), SplitView(split, np.array([3, 0, 2]), "val")
+    _embed(method, fit)
+    assert sum(calls) == 18  # the whole split, once
+    served = _embed(method, val)
+    assert sum(calls) == 18
+    monkeypatch.setenv(ENV, "0")
+    direct = _embed(method, val)
+    np.testing.assert_allclose(served[0], direct[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(served[1], direct[1])
+    np.testing.assert_array_equal(served[1], split.labels[[3, 0, 2]])
+
+
+def test_a_small_view_of_an_uncached_split_is_embedded_alone(split, tmp_path):
+    calls: list[int] = []
+    _embed(_method(calls), SplitView(split, np.array([1, 5]), "support"))
+    assert sum(calls) == 2 and not (tmp_path / "features").exists()
+
+
+def test_a_damaged_file_is_named_moved_aside_and_recomputed(split, tmp_path, caplog):
+    calls: list[int] = []
+    method = _method(calls)
+    first = _embed(method, split)
+    (path,) = (tmp_path / "features").rglob("*.npz")
+    path.write_bytes(path.read_bytes()[:50])
+    with caplog.at_level(logging.WARNING):
+        again = _embed(method, split)
+    assert f"{path}: damaged feature cache" in caplog.text and sum(calls) == 36
+    assert path.with_name(path.name + ".corrupt").exists() and path.exists()
+    np.testing.assert_array_equal(first[0], again[0])
+
+
+def test_the_cache_can_be_turned_off(split, tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV, "0")
+    calls: list[int] = []
+    method = _method(calls)
+    _embed(method, split)
+    _embed(method, split)
+    assert sum(calls) == 36 and not (tmp_path / "features").exists()
+
+
+def test_runs_reading_cached_features_give_the_same_metrics(tmp_path, monkeypatch):
+    spec = dict(method="random-pointnet", task="synth-svm", overrides=TINY_SYNTH, progress=False,
+                data_root=str(tmp_path / "data"))
+    fresh = execute(RunSpec(**spec, results_dir=str(tmp_path / "a")))
+    assert len(list((tmp_path / "data" / "features").rglob("*.npz"))) == 2  # train and test
+    cached = execute(RunSpec(**spec, results_dir=str(tmp_path / "b")))
+    monkeypatch.setenv(ENV, "0")
+    uncached = execute(RunSpec(**spec, results_dir=str(tmp_path / "c")))
+    assert fresh["metrics"] == cached["metrics"] == uncached["metrics"]
