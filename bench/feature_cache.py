@@ -103,11 +103,12 @@ def _cacheable(method: Any, dataset: Any, modality: str) -> tuple[ShapeDataset, 
         return None
     if not isinstance(getattr(method, "model", None), torch.nn.Module):
         return None
+    from ssl3d.bench.protocols.splits import SplitView  # here: the protocols import this module
+
     if isinstance(dataset, ShapeDataset):
         return dataset, None
-    parent = dataset.__dict__.get("parent") if hasattr(dataset, "__dict__") else None
-    if isinstance(parent, ShapeDataset) and isinstance(dataset.__dict__.get("indices"), np.ndarray):
-        return parent, dataset.indices
+    if type(dataset) is SplitView and isinstance(dataset.parent, ShapeDataset):  # not other wrappers (FirstViews)
+        return dataset.parent, dataset.indices
     return None
 
 
