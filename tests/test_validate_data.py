@@ -18,12 +18,18 @@ def _written(root) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
-def test_an_impossible_fewshot_setting_fails_before_pretraining(tmp_path):
+@pytest.mark.parametrize("method, task, overrides, error, message", [
     # TINY_SYNTH has 4 classes: a 5-way setting cannot be drawn; parae-pointnet would pretrain first
-    overrides = {**TINY_SYNTH, "fewshot.way": "5", "fewshot.shot": "2", "fewshot.queries": "2"}
-    spec = RunSpec(method="parae-pointnet", task="synth-fewshot", overrides=overrides, progress=False,
+    ("parae-pointnet", "synth-fewshot", {"fewshot.way": "5", "fewshot.shot": "2", "fewshot.queries": "2"},
+     FewShotError, "5-way 2-shot with 2 queries per class needs 5 classes.*4 qualify"),
+    # modelnet10's raw files are not under this data root: the run stops in validation, naming the dataset
+    ("cmic", "synth-ibsr", {"ibsr.gallery_dataset": "modelnet10", "ibsr.shape_distances": "true"},
+     UserError, "modelnet10"),
+])
+def test_what_the_data_cannot_serve_fails_before_pretraining(tmp_path, method, task, overrides, error, message):
+    spec = RunSpec(method=method, task=task, overrides={**TINY_SYNTH, **overrides}, progress=False,
                    data_root=str(tmp_path / "data"), results_dir=str(tmp_path / "results"))
-    with pytest.raises(FewShotError, match="5-way 2-shot with 2 queries per class needs 5 classes.*4 qualify"):
+    with pytest.raises(error, match=message):
         execute(spec)
     assert not (tmp_path / "results").exists()
     assert not [f for f in _written(tmp_path / "data") if "pretrain" in f or f.endswith(".h5")]
@@ -33,17 +39,6 @@ def test_a_fewshot_setting_that_fits_passes_validation(tmp_path):
     overrides = {**TINY_SYNTH, "fewshot.way": "4", "fewshot.shot": "6", "fewshot.queries": "3"}
     validate_run(RunSpec(method="parae-pointnet", task="synth-fewshot", overrides=overrides, progress=False,
                          data_root=str(tmp_path)))  # exactly 6 train and 3 test shapes per class: fits
-
-
-def test_a_missing_unseen_gallery_fails_before_pretraining(tmp_path):
-    # modelnet10's raw files are not under this data root: the run must stop in validation, naming the dataset
-    overrides = {**TINY_SYNTH, "ibsr.gallery_dataset": "modelnet10", "ibsr.shape_distances": "true"}
-    spec = RunSpec(method="cmic", task="synth-ibsr", overrides=overrides, progress=False,
-                   data_root=str(tmp_path / "data"), results_dir=str(tmp_path / "results"))
-    with pytest.raises(UserError, match="modelnet10"):
-        execute(spec)
-    assert not (tmp_path / "results").exists()
-    assert not [f for f in _written(tmp_path / "data") if "pretrain" in f or f.endswith(".h5")]
 
 
 def test_skipped_shapes_are_summarised_once_per_reason(tmp_path, caplog):
