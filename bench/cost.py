@@ -3,10 +3,12 @@
 ``python -m ssl3d.bench.cost RESULTS_DIR`` writes ``RESULTS_DIR/cost.csv`` and prints it as markdown.
 
 * **Pretraining** is read from each run's ``result.json`` (``pretraining.seconds``): the trainer keeps the
-  seconds in its checkpoints, so a pretraining interrupted and resumed across sessions is counted whole, and
-  a run that found it cached reports the same number. Each (method, pretraining key) is counted once.
+  seconds of completed epochs in its checkpoints, so a pretraining resumed across sessions is counted over
+  all its epochs (a killed partial epoch, setup and checkpoint writes are not: a slight lower bound), and a
+  run that found it cached reports the same number. Each (method, pretraining key) is counted once.
 * **Evaluation** is the sum of ``timings.data_s + timings.eval_s`` over the method's runs (untrained runs
-  included: they are the method's evaluation cost).
+  included: they are the method's evaluation cost). Runs that found their features in the feature cache
+  (bench/feature_cache.py) cost less than the first run that embedded them, so it depends on run order.
 * **Logged wall time** is the sum of the ``timings.csv`` lines a maintainer script appends per step
   (``benchmarks/modelnet10_cpu_suite.sh``): budget-curve evaluations included, but a step killed before it
   finished left no line, so this column is a lower bound.

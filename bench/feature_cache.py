@@ -9,24 +9,31 @@ weights of the curve's epoch-0 snapshot. On the 2-core CPU a DGCNN pass over Mod
 
 * the method's name, version and config without ``train`` (training settings reach ``embed`` only
   through the weights), and a SHA-256 of every weight tensor (``weights_digest``);
+* the code that embeds: a SHA-256 of the source files of the method's classes, of every module class in
+  its network and of the modality's tensor builder (``code_digest``), so an edit to a ``forward`` or to
+  ``embed_batch`` never meets features of the old code (random baselines have no other guard: their
+  weights depend on the seed only), and the device type (GPU convolutions may use TF32);
 * the dataset's name, split, requested modalities, the shapes it keeps (its valid indices) and each of
   its cache files' path, size and modification time (a rebuilt cache makes new keys);
 * the embedded modality.
 
-Only whole splits of a :class:`~ssl3d.datasets.base.ShapeDataset` and views of one (``SplitView``) are
-cached, and only for ``points``, ``voxels`` and ``views``, which the data contract reads straight from the
-cache (photos come with masks and renders: not cached). A view of at least half a split computes and
+Only whole splits of a :class:`~ssl3d.datasets.base.ShapeDataset`, views of one (``SplitView``) and
+``FirstViews`` that keeps every view (retrieval's default) are cached, and only for ``points``, ``voxels``
+and ``views``, which the data contract reads straight from the cache (photos come with masks and
+renders: not cached). A view of at least half a split computes and
 keeps the whole split (the curve's 80% fit part then serves the 20% validation part and the later
 ``svm`` run); a smaller view (few-shot supports) is embedded alone unless its split is already cached.
 
 Files: ``<data root>/features/<method>/<key>.npz`` (``features`` float32 [S, D], ``labels`` int64 [S]),
-written atomically; a damaged file is named in a warning, moved aside (``.corrupt``) and recomputed.
+written atomically; a damaged file is named in a warning, moved aside (``.corrupt-<time>``) and
+recomputed. A data root that cannot be written only loses the cache (a warning), never the run.
 ``SSL3D_FEATURE_CACHE=0`` turns the cache off.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -38,12 +45,14 @@ import numpy as np
 import torch
 
 from ssl3d.core.config import to_dict
-from ssl3d.core.io import atomic_path
+from ssl3d.core.io import atomic_path, move_aside
 from ssl3d.datasets.base import ShapeDataset
+from ssl3d.datasets.modalities.registry import group_of
 
 log = logging.getLogger(__name__)
 
 ENV = "SSL3D_FEATURE_CACHE"
+FORMAT = 1  # bump when the key or the file layout changes
 CACHED_MODALITIES = frozenset({"points", "voxels", "views"})
 MIN_FRACTION = 0.5  # a view this large computes (and keeps) its whole split
 
@@ -60,6 +69,28 @@ def weights_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def _source_file(obj: Any) -> str | None:
+    try:
+        return inspect.getsourcefile(obj)
+    except TypeError:  # built-in: nothing to read
+        return None
+
+
+def code_digest(method: Any, modality: str) -> str:
+    """SHA-256 of the source files defining the method's classes, its network's modules and the modality builder."""
+    objects = [cls for cls in type(method).__mro__ if cls is not object]
+    objects += [type(m) for m in method.model.modules()]
+    objects.append(group_of(modality).modalities[modality])
+    files = sorted({f for f in map(_source_file, objects) if f})
+    digest = hashlib.sha256()
+    for name in files:
+        if "site-packages" in name and "ssl3d" not in name:  # torch's own modules: its version is enough
+            continue
+        digest.update(name.encode() + b"|" + Path(name).read_bytes())
+    digest.update(f"torch {torch.__version__}".encode())
+    return digest.hexdigest()
+
+
 def feature_key(method: Any, data: ShapeDataset, modality: str) -> str:
     files = []
     for group in data.groups():
@@ -68,8 +99,10 @@ def feature_key(method: Any, data: ShapeDataset, modality: str) -> str:
         files.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
     config = {k: v for k, v in to_dict(method.config).items() if k != "train"}
     valid = np.ascontiguousarray(data._valid, dtype=np.int64)
-    payload = {"method": method.name, "version": getattr(method, "version", None), "config": config,
-               "weights": weights_digest(method.model), "dataset": data.name, "split": data.split,
+    device = next(method.model.parameters(), torch.empty(0)).device.type
+    payload = {"format": FORMAT, "method": method.name, "version": getattr(method, "version", None),
+               "config": config, "weights": weights_digest(method.model), "code": code_digest(method, modality),
+               "device": device, "dataset": data.name, "split": data.split,
                "modalities": list(data.modalities), "valid": hashlib.sha256(valid.tobytes()).hexdigest(),
                "files": files, "modality": modality}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
@@ -86,16 +119,19 @@ def _load(path: Path, n_shapes: int) -> Features | None:
             raise ValueError(f"features {features.shape}, labels {labels.shape} for a split of {n_shapes} shapes")
         return features, labels
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        aside = path.with_name(path.name + ".corrupt")
-        log.warning("%s: damaged feature cache (%s); moved to %s, embedding again", path, exc, aside.name)
-        os.replace(path, aside)
+        aside = move_aside(path)  # None when another process moved it first
+        log.warning("%s: damaged feature cache (%s); %s, embedding again", path, exc,
+                    f"moved to {aside.name}" if aside else "already moved aside")
         return None
 
 
 def _save(path: Path, features: np.ndarray, labels: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:  # a file object: np.savez would append ".npz" to a path
-            np.savez(handle, features=features, labels=labels)
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as handle:  # a file object: np.savez would append ".npz" to a path
+                np.savez(handle, features=features, labels=labels)
+    except OSError as exc:  # a read-only or full data root loses the cache, not the run
+        log.warning("%s: feature cache not written (%s)", path, exc)
 
 
 def _cacheable(method: Any, dataset: Any, modality: str) -> tuple[ShapeDataset, np.ndarray | None] | None:
@@ -104,7 +140,10 @@ def _cacheable(method: Any, dataset: Any, modality: str) -> tuple[ShapeDataset, 
     if not isinstance(getattr(method, "model", None), torch.nn.Module):
         return None
     from ssl3d.bench.protocols.splits import SplitView  # here: the protocols import this module
+    from ssl3d.bench.protocols.views import FirstViews
 
+    if type(dataset) is FirstViews and (dataset.n_views == 0 or modality != "views"):
+        dataset = dataset.dataset  # every view kept, or another modality: the items are the split's own
     if isinstance(dataset, ShapeDataset):
         return dataset, None
     if type(dataset) is SplitView and isinstance(dataset.parent, ShapeDataset):  # not other wrappers (FirstViews)

@@ -26,6 +26,7 @@ from typing import Any, Callable
 from tqdm.auto import tqdm
 
 from ssl3d.core.config import ConfigError
+from ssl3d.core.errors import UserError
 from ssl3d.bench.launch_config import LaunchConfig
 from ssl3d.bench.results import ResultStore, settings_label
 from ssl3d.bench.runner import RunSpec, execute, run_log_of
@@ -47,8 +48,13 @@ DEFAULT_TASKS = "synth-*"  # with the default, only the embedded synth dataset's
 def _pretraining_problem(method_name: str, dataset_name: str, preset: str, overrides: dict[str, str]) -> str | None:
     """Why the method cannot pretrain on the task's dataset (a points-only release for a multi-modal method)."""
     method_cls = METHODS.get(method_name)
+    if not method_cls.pretrain_modalities:
+        return None
     method_o = {k.removeprefix("method."): v for k, v in overrides.items() if k.startswith(("method.", "train."))}
-    if not method_cls.pretrain_modalities or method_cls.from_preset(preset, method_o).config.train.epochs == 0:
+    try:
+        if method_cls.from_preset(preset, method_o).config.train.epochs == 0:
+            return None
+    except (UserError, ValueError):  # a preset or key this method lacks: its own run reports that, not the plan
         return None
     provided = DATASETS.get(dataset_name).available_modalities
     lacking = sorted(set(method_cls.pretrain_modalities) - set(provided))

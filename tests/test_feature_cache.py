@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from ssl3d.bench.feature_cache import ENV
+from ssl3d.bench import feature_cache
+from ssl3d.bench.feature_cache import ENV, code_digest
 from ssl3d.bench.features import extract_features
 from ssl3d.bench.protocols.splits import SplitView
+from ssl3d.bench.protocols.views import FirstViews
 from ssl3d.bench.runner import RunSpec, execute
 from ssl3d.datasets import DATASETS, DataConfig
 from ssl3d.methods import METHODS
@@ -101,7 +103,7 @@ def test_a_damaged_file_is_named_moved_aside_and_recomputed(split, tmp_path, cap
     with caplog.at_level(logging.WARNING):
         again = _embed(method, split)
     assert f"{path}: damaged feature cache" in caplog.text and sum(calls) == 36
-    assert path.with_name(path.name + ".corrupt").exists() and path.exists()
+    assert len(list(path.parent.glob(path.name + ".corrupt-*"))) == 1 and path.exists()
     np.testing.assert_array_equal(first[0], again[0])
 
 
@@ -123,3 +125,33 @@ def test_runs_reading_cached_features_give_the_same_metrics(tmp_path, monkeypatc
     monkeypatch.setenv(ENV, "0")
     uncached = execute(RunSpec(**spec, results_dir=str(tmp_path / "c")))
     assert fresh["metrics"] == cached["metrics"] == uncached["metrics"]
+
+
+def test_retrievals_all_views_wrapper_is_served_but_a_cut_is_not(split, tmp_path):
+    calls: list[int] = []
+    method = _method(calls)
+    _embed(method, split)
+    _embed(method, FirstViews(split, 0))  # every view kept (retrieval's default): the split's own items
+    assert sum(calls) == 18
+    views = DATASETS.get("synth")("train", ("views",), split.config, tmp_path, progress=False, prepare=False)
+    assert feature_cache._cacheable(method, FirstViews(views, 2), "views") is None
+    assert feature_cache._cacheable(method, FirstViews(views, 0), "views")[0] is views
+
+
+def test_other_code_is_embedded_again(split, tmp_path, monkeypatch):
+    calls: list[int] = []
+    method = _method(calls)
+    assert code_digest(method, "points") == code_digest(method, "points")
+    _embed(method, split)
+    monkeypatch.setattr(feature_cache, "code_digest", lambda method, modality: "an edited forward")
+    _embed(method, split)
+    assert sum(calls) == 36 and len(_files(tmp_path)) == 2
+
+
+def test_an_unwritable_data_root_loses_the_cache_not_the_run(split, tmp_path, caplog):
+    (tmp_path / "features").write_text("a file where the folder should be")
+    calls: list[int] = []
+    with caplog.at_level(logging.WARNING):
+        features, labels = _embed(_method(calls), split)
+    assert features.shape == (18, 8) and sum(calls) == 18
+    assert "feature cache not written" in caplog.text
