@@ -37,11 +37,18 @@ commit() {  # commit this leaderboard folder only (never the rest of the working
   flock /tmp/ssl3d-git.lock git commit --only -m "modelnet10-cpu leaderboard: $1 (seeds ${SEEDS[*]})" -- "$OUT" || true
 }
 
+STEP= STEP_START=
+on_stop() {  # a step killed mid-way (a session's end) still logs the time it used, with exit 143
+  [[ -n "$STEP" ]] && echo "$STEP (interrupted),$(( $(date +%s) - STEP_START )),143" >> "$OUT/timings.csv"
+  STEP=
+}
+trap 'on_stop; exit 143' TERM INT HUP
+
 timed() {  # run a command, appending its wall time to $OUT/timings.csv (what, seconds, exit)
-  local what=$1; shift
-  local start; start=$(date +%s)
+  STEP=$1 STEP_START=$(date +%s); shift
   local rc=0; "$@" || rc=$?
-  echo "$what,$(( $(date +%s) - start )),$rc" >> "$OUT/timings.csv"
+  echo "$STEP,$(( $(date +%s) - STEP_START )),$rc" >> "$OUT/timings.csv"
+  STEP=
   return 0
 }
 
