@@ -98,3 +98,17 @@ def test_rbf_grid_search_on_the_kernel_matrix_matches_sklearn(gamma):
 def test_unfitted_kernel_svc_says_so():
     with pytest.raises(RuntimeError, match="not fitted"):
         KernelSVC().predict(np.zeros((2, 3)))
+
+
+def test_a_fit_that_reaches_max_iter_is_recorded_and_converged_fits_are_unchanged(caplog):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 6)), np.repeat(np.arange(3), 20)  # labels unrelated to the features
+    capped = SVMProtocol(SVMConfig(max_iter=3)).evaluate_features(x, y, x[:9], y[:9], seed=0)
+    assert set(capped.details["cv_fits_at_max_iter"]) == {"0.01", "0.1", "1.0", "10.0", "100.0"}
+    assert capped.details["final_fit_converged"] is False
+    assert "reached svm.max_iter=3 iterations" in caplog.text
+    # a generous cap changes nothing: same choice of C and the same predictions as libsvm without a cap
+    default = SVMProtocol(SVMConfig()).evaluate_features(x, y, x[:9], y[:9], seed=0)
+    uncapped = SVMProtocol(SVMConfig(max_iter=10**9)).evaluate_features(x, y, x[:9], y[:9], seed=0)
+    assert default.details["cv_fits_at_max_iter"] == {} and default.details["final_fit_converged"] is True
+    assert default.metrics == uncapped.metrics and default.details["chosen_C"] == uncapped.details["chosen_C"]

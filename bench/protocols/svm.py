@@ -24,10 +24,13 @@ cloud pretext papers (OcCo). The seed controls the CV folds and the
 
 from __future__ import annotations
 
+import logging
+import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
@@ -35,6 +38,8 @@ from sklearn.svm import SVC
 from ssl3d.bench.features import extract_features
 from ssl3d.bench.protocols.base import EvalContext, Protocol, ProtocolResult, register_protocol
 from ssl3d.bench.protocols.splits import class_balanced_subset  # noqa: F401  (also imported from here)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class SVMConfig:
     gamma: Literal["scale", "auto"] = "scale"  # rbf width; "auto" = 1/D, SwitchVAE's setting
     standardize: bool = True  # zero-mean/unit-variance features, fitted on train only
     label_fraction: float = field(default=1.0, metadata={"range": "(0, 1]"})  # fraction of train labels kept per class (low-shot); >= 1 shape per class
+    max_iter: int = field(default=1_000_000, metadata={"range": "[1, inf)"})  # libsvm iterations per one-vs-one pair; a fit that reaches it is recorded as not converged
 
 
 def accuracy_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -96,8 +102,8 @@ class KernelSVC:
         sq = (z * z).sum(1)[:, None] + (self.z_train_ * self.z_train_).sum(1)[None, :] - 2.0 * dots
         return np.exp(-self.gamma_ * np.maximum(sq, 0.0))
 
-    def fit(self, x_train: np.ndarray, y_train: np.ndarray, c: float) -> "KernelSVC":
-        self.svc_ = SVC(kernel="precomputed", C=c).fit(self.prepare(x_train), y_train)
+    def fit(self, x_train: np.ndarray, y_train: np.ndarray, c: float, max_iter: int = -1) -> "KernelSVC":
+        self.svc_ = fit_precomputed(self.prepare(x_train), y_train, c, max_iter)
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -109,6 +115,20 @@ class KernelSVC:
         return self.scaler_.transform(x) if self.scaler_ is not None else x
 
 
+def fit_precomputed(gram: np.ndarray, y: np.ndarray, c: float, max_iter: int) -> SVC:
+    """``SVC(kernel="precomputed")``; ``converged_`` is False when a one-vs-one pair reached ``max_iter``.
+
+    The cap matters on nearly inseparable features (untrained image encoders): there libsvm spends up to its
+    own limit of 10^7 iterations on each of the 45 pairs at large C, half an hour per fit, for a C that the
+    cross-validation then rejects. Fits that converge are unchanged by it.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # recorded below instead of printed per fit
+        svc = SVC(kernel="precomputed", C=c, max_iter=max_iter).fit(gram, y)
+    svc.converged_ = max_iter < 0 or bool(np.all(np.asarray(svc.n_iter_) < max_iter))
+    return svc
+
+
 def fit_svm(x_train: np.ndarray, y_train: np.ndarray, config: SVMConfig, seed: int) -> tuple[KernelSVC, dict]:
     """Select C by stratified CV on the training set and refit on all of it; returns (model, details)."""
     grid = sorted(config.c_grid)
@@ -116,6 +136,7 @@ def fit_svm(x_train: np.ndarray, y_train: np.ndarray, config: SVMConfig, seed: i
         raise ValueError("svm.c_grid is empty")
     folds = min(config.folds, int(np.bincount(y_train)[np.unique(y_train)].min()))  # every fold needs every class
     cv_scores: dict[str, float] = {}
+    capped: dict[str, int] = {}  # C -> CV fits that reached max_iter
     if len(grid) > 1 and folds >= 2:
         accs: dict[float, list[float]] = {c: [] for c in grid}
         for tr, va in StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(x_train, y_train):
@@ -123,14 +144,20 @@ def fit_svm(x_train: np.ndarray, y_train: np.ndarray, config: SVMConfig, seed: i
             fold = KernelSVC(config.kernel, config.gamma, config.standardize)
             k_train, k_val = fold.prepare(x_train[tr]), fold.gram(x_train[va])
             for c in grid:
-                pred = SVC(kernel="precomputed", C=c).fit(k_train, y_train[tr]).predict(k_val)
-                accs[c].append(float(np.mean(pred == y_train[va])))
+                svc = fit_precomputed(k_train, y_train[tr], c, config.max_iter)
+                accs[c].append(float(np.mean(svc.predict(k_val) == y_train[va])))
+                if not svc.converged_:
+                    capped[repr(c)] = capped.get(repr(c), 0) + 1
         cv_scores = {repr(c): 100.0 * float(np.mean(accs[c])) for c in grid}
         best_c = max(grid, key=lambda c: (cv_scores[repr(c)], -c))  # ties -> smaller C
     else:
         best_c = grid[0]
-    model = KernelSVC(config.kernel, config.gamma, config.standardize).fit(x_train, y_train, best_c)
-    return model, {"chosen_C": best_c, "cv_acc_by_C": cv_scores, "cv_folds": folds if cv_scores else 0}
+    model = KernelSVC(config.kernel, config.gamma, config.standardize).fit(x_train, y_train, best_c, config.max_iter)
+    if not model.svc_.converged_:
+        log.warning("svm: the final fit (C=%s) reached svm.max_iter=%d iterations before converging", best_c,
+                    config.max_iter)
+    return model, {"chosen_C": best_c, "cv_acc_by_C": cv_scores, "cv_folds": folds if cv_scores else 0,
+                   "cv_fits_at_max_iter": capped, "final_fit_converged": bool(model.svc_.converged_)}
 
 
 @register_protocol("svm")
