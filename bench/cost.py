@@ -10,8 +10,8 @@
   included: they are the method's evaluation cost). Runs that found their features in the feature cache
   (bench/feature_cache.py) cost less than the first run that embedded them, so it depends on run order.
 * **Logged wall time** is the sum of the ``timings.csv`` lines a maintainer script appends per step
-  (``benchmarks/modelnet10_cpu_suite.sh``): budget-curve evaluations included, but a step killed before it
-  finished left no line, so this column is a lower bound.
+  (``benchmarks/modelnet10_cpu_suite.sh``): budget-curve evaluations included; a step killed mid-way logs
+  its time as "(interrupted)", but one killed by SIGKILL leaves no line, so this column is a lower bound.
 
 The run folders (``runs/``) stay local; the committed ``cost.csv`` is this module's output.
 """

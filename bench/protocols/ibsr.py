@@ -173,9 +173,8 @@ class IBSRProtocol(Protocol):
 
     def unseen_gallery(self, test_data: ShapeDataset, progress: bool) -> ShapeDataset:
         """The test shapes of ``ibsr.gallery_dataset``, with the query dataset's pipeline settings."""
-        modalities = (self.config.gallery_modality, *SHAPE_MODALITIES)
         data = self._gallery_dataset(test_data, progress)
-        shapes = data.gallery_split(modalities)  # a dataset whose items are photos (Pix3D): its unique shapes
+        shapes = data.gallery_split(data.modalities)  # a dataset whose items are photos (Pix3D): its unique shapes
         return data if shapes is None else shapes
 
     def evaluate(self, method, train_data, test_data, modality: str, ctx: EvalContext) -> ProtocolResult:
