@@ -13,8 +13,10 @@ weights of the curve's epoch-0 snapshot. On the 2-core CPU a DGCNN pass over Mod
   its network and of the modality's tensor builder (``code_digest``), so an edit to a ``forward`` or to
   ``embed_batch`` never meets features of the old code (random baselines have no other guard: their
   weights depend on the seed only), and the device type (GPU convolutions may use TF32);
-* the dataset's name, split, requested modalities, the shapes it keeps (its valid indices) and each of
-  its cache files' path, size and modification time (a rebuilt cache makes new keys);
+* the dataset's name, split, requested modalities, its whole config but ``workers`` (settings applied when
+  reading, such as a scene's block cutting or a photo split's gallery views, are in no cache file's
+  name), the shapes it keeps (its valid indices) and each of its cache files' path, size and
+  modification time (a rebuilt cache makes new keys);
 * the embedded modality.
 
 Only whole splits of a :class:`~ssl3d.datasets.base.ShapeDataset`, views of one (``SplitView``) and
@@ -52,7 +54,7 @@ from ssl3d.datasets.modalities.registry import group_of
 log = logging.getLogger(__name__)
 
 ENV = "SSL3D_FEATURE_CACHE"
-FORMAT = 1  # bump when the key or the file layout changes
+FORMAT = 2  # bump when the key or the file layout changes
 CACHED_MODALITIES = frozenset({"points", "voxels", "views"})
 MIN_FRACTION = 0.5  # a view this large computes (and keeps) its whole split
 
@@ -98,11 +100,12 @@ def feature_key(method: Any, data: ShapeDataset, modality: str) -> str:
         stat = path.stat()
         files.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
     config = {k: v for k, v in to_dict(method.config).items() if k != "train"}
+    data_config = {k: v for k, v in to_dict(data.config).items() if k != "workers"}  # workers never change arrays
     valid = np.ascontiguousarray(data._valid, dtype=np.int64)
     device = next(method.model.parameters(), torch.empty(0)).device.type
     payload = {"format": FORMAT, "method": method.name, "version": getattr(method, "version", None),
                "config": config, "weights": weights_digest(method.model), "code": code_digest(method, modality),
-               "device": device, "dataset": data.name, "split": data.split,
+               "device": device, "dataset": data.name, "split": data.split, "data_config": data_config,
                "modalities": list(data.modalities), "valid": hashlib.sha256(valid.tobytes()).hexdigest(),
                "files": files, "modality": modality}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -71,6 +72,22 @@ def test_other_weights_are_embedded_again(split, tmp_path):
     second = _embed(method, split)
     assert sum(calls) == 36 and len(_files(tmp_path)) == 2
     assert not np.allclose(first[0], second[0])
+
+
+def test_read_time_settings_key_the_features_but_worker_counts_do_not(split, tmp_path):
+    # a scene's block cutting or a photo split's gallery views are applied when reading: no cache file names them
+    synth = DATASETS.get("synth")
+    method = _method([])
+
+    def twin(**changes):
+        config = dataclasses.replace(split.config, **changes)
+        data = synth("train", ("points",), config, tmp_path, progress=False)
+        assert [data.cache_path(g) for g in data.groups()] == [split.cache_path(g) for g in split.groups()]
+        return feature_cache.feature_key(method, data, "points")
+
+    base = feature_cache.feature_key(method, split, "points")
+    assert twin(workers=2) == base
+    assert twin(view_size=split.config.view_size + 1) != base
 
 
 def test_a_large_view_keeps_its_whole_split_and_serves_the_rest(split, tmp_path, monkeypatch):
