@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
 from ssl3d.bench.protocols import EvalContext
@@ -71,7 +72,12 @@ def _plan(spec: CurveSpec, method: str, seed: int, epochs: Sequence[int]) -> Val
     overrides = dict(spec.run.overrides)
     if max(epochs) > 0:
         overrides.update({"train.epochs": str(max(epochs)), "train.snapshot_epochs": ",".join(map(str, epochs))})
-    return validate_run(dataclasses.replace(spec.run, method=method, seed=seed, overrides=overrides))
+    plan = validate_run(dataclasses.replace(spec.run, method=method, seed=seed, overrides=overrides))
+    if spec.split == "val":  # the protocol will see the carved parts of train, not the test split: check those too
+        labels = np.array([shape.label for shape in plan.train_data.shapes], dtype=np.int64)
+        fit_idx, val_idx = carve_validation(labels, VAL_FRACTION, seed)
+        plan.protocol.check_data(SplitView(plan.train_data, fit_idx, "fit"), SplitView(plan.train_data, val_idx, "val"))
+    return plan
 
 
 def validate_curve(spec: CurveSpec) -> dict[tuple[str, int], ValidatedRun]:

@@ -12,6 +12,7 @@ import torch
 
 from ssl3d.bench import curve as curve_mod
 from ssl3d.bench.curve import CurveSpec, carve_validation, choose_knee, run_curve
+from ssl3d.bench.protocols.fewshot_folds import FewShotError
 from ssl3d.bench.runner import RunSpec, pretrain_key, validate_run
 from ssl3d.core.config import ConfigError
 from ssl3d.datasets import default_root
@@ -139,6 +140,17 @@ def test_curve_refuses_bad_specs_before_writing(tmp_path):
     with pytest.raises(ConfigError, match="--epochs"):
         _curve(tmp_path / "r", [-1])
     assert not (tmp_path / "r").exists()
+
+
+def test_a_val_curve_checks_the_carved_parts_before_pretraining(tmp_path):
+    # 2 queries per class: the test split holds 3 per class, the validation part of train only 1
+    fewshot = {**FAST, "fewshot.way": "2", "fewshot.shot": "1", "fewshot.queries": "2", "fewshot.folds": "1"}
+    run = RunSpec(method="parae-pointnet", task="synth-fewshot", device="cpu", overrides=fewshot, progress=False,
+                  results_dir=str(tmp_path / "r"), data_root=str(tmp_path / "data"))
+    assert curve_mod.validate_curve(CurveSpec(run, (1,), split="test"))  # reporting on test: possible
+    with pytest.raises(FewShotError, match="2 queries per class"):
+        curve_mod.validate_curve(CurveSpec(run, (1,), split="val"))
+    assert not (tmp_path / "r").exists() and not (tmp_path / "data" / "pretrain").exists()
 
 
 def test_snapshot_epochs_do_not_split_leaderboard_groups():

@@ -83,5 +83,13 @@ class SplitView(Dataset):
     def labels(self) -> np.ndarray:
         return self.parent.labels[self.indices]
 
+    @property
+    def shapes(self) -> list:
+        """The index entries of these shapes; before the parent is prepared, positions are index positions
+        (what :meth:`Protocol.check_data` reads before any side effect)."""
+        valid = getattr(self.parent, "_valid", None)
+        positions = self.indices if valid is None else np.asarray(valid)[self.indices]
+        return [self.parent.shapes[int(i)] for i in positions]
+
     def shape_name(self, index: int) -> str:
         return self.parent.shape_name(int(self.indices[index]))
