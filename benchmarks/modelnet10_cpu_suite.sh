@@ -23,6 +23,10 @@ epochs_of() {  # the cpu preset's train.epochs of a method
   python -c "import sys; from ssl3d.methods import METHODS; print(METHODS.get(sys.argv[1]).from_preset('cpu').config.train.epochs)" "$1"
 }
 
+twin_of() {  # the method whose untrained network is bitwise this one's (Method.untrained_network_of), or nothing
+  python -c "import sys; from ssl3d.methods import METHODS; print(METHODS.get(sys.argv[1]).untrained_network_of)" "$1"
+}
+
 snapshots_up_to() {  # 1 2 4 ... below the knee, then the knee itself
   local knee=$1 e=1 out=()
   while (( e < knee )); do out+=("$e"); e=$(( e * 2 )); done
@@ -67,8 +71,10 @@ family() {  # main-method modality baseline(- for none: a random-init baseline m
   for method in "$main" "$@"; do
     suite "$method"
     # the untrained network on every task: its train features are the curve's epoch-0 ones (feature cache),
-    # so this costs the test split's embedding and the decoder's reconstructions
-    suite "$method" --set train.epochs=0
+    # so this costs the test split's embedding and the decoder's reconstructions. An ablation whose untrained
+    # network is bitwise the main method's (tested) is not evaluated again: the leaderboard's
+    # pretrained-vs-untrained table uses the main method's runs for it (bench/untrained.py)
+    [[ -n "$(twin_of "$method")" ]] || suite "$method" --set train.epochs=0
     commit "$method"
   done
 }

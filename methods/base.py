@@ -59,6 +59,11 @@ class Method:
     reconstruct_modalities: ClassVar[frozenset[str]] = frozenset()
     #: whether ibsr_similarity_batch() is implemented (query-conditioned shape embedding)
     query_conditioned: ClassVar[bool] = False
+    #: a registered method whose untrained network (``train.epochs=0``: the seeded initialisation) is bitwise
+    #: this one's, with the same embeddings: an ablation that changes only the pretext loss or augmentation.
+    #: Its untrained runs then stand for this method's (``bench.untrained``), so a suite evaluates the network
+    #: once; ``methods.testing.check_untrained_twin`` verifies the claim
+    untrained_network_of: ClassVar[str] = ""
     #: the paper this method implements (for result files and docs)
     paper: ClassVar[str] = ""
     #: part of the pretraining cache key: bump it whenever a code change alters what pretraining

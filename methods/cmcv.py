@@ -239,4 +239,5 @@ class CM(CMCV):
     """The ``cm`` ablation of CM-CV (":math:`F_p`-CM"): cross-modality correspondence only, no Eq. 1."""
 
     name = "cm"
+    untrained_network_of = "cmcv"  # only the loss or augmentation differs
     Config = CMConfig

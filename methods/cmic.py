@@ -345,6 +345,7 @@ class CMICNonCat(CMIC):
     """CMIC without the category loss (Tables 2-3, "Category x"): uses no labels."""
 
     name = "cmic-noncat"
+    untrained_network_of = "cmic"  # only the loss or augmentation differs
     Config = CMICNonCatConfig
 
 
@@ -353,6 +354,7 @@ class CMICHSV(CMIC):
     """CMIC with HSV jitter instead of colour transfer (Table 2, Aug = HSV)."""
 
     name = "cmic-hsv"
+    untrained_network_of = "cmic"  # only the loss or augmentation differs
     Config = CMICHSVConfig
 
 
@@ -361,6 +363,7 @@ class CMICNoAug(CMIC):
     """CMIC with affine augmentation only (Table 2, Aug = x)."""
 
     name = "cmic-noaug"
+    untrained_network_of = "cmic"  # only the loss or augmentation differs
     Config = CMICNoAugConfig
 
 
@@ -369,4 +372,5 @@ class CMICTriplet(CMIC):
     """CMIC with the triplet Instance-Category loss of Sec. 4.3 (Table 2, Instance = Triplet)."""
 
     name = "cmic-triplet"
+    untrained_network_of = "cmic"  # only the loss or augmentation differs
     Config = CMICTripletConfig

@@ -355,6 +355,7 @@ class SwitchVAENoContrast(SwitchVAE):
     """SwitchVAE with :math:`\\lambda_{contras} = 0` (Table 1 ablation; Fig. 4b)."""
 
     name = "switchvae-nocontrast"
+    untrained_network_of = "switchvae"  # only the loss or augmentation differs
     Config = SwitchVAENoContrastConfig
 
 
@@ -370,4 +371,5 @@ class SwitchBTCVAE(SwitchVAE):
     """Switch-BetaTCVAE (Sec. 4.4, Fig. 5): SwitchVAE with a beta-TCVAE KL (beta = 5) for disentanglement."""
 
     name = "switch-btcvae"
+    untrained_network_of = "switchvae"  # only the loss or augmentation differs
     Config = SwitchBTCVAEConfig

@@ -28,7 +28,10 @@ random tensors from :func:`fake_batch`, so it needs no dataset on disk:
   ``point_features``, ``reconstruct`` and ``ibsr_similarity_batch`` give
   their documented shapes where the method declares them;
 * the state dict survives ``torch.save`` / ``torch.load(weights_only=True)``
-  into a fresh instance that embeds identically.
+  into a fresh instance that embeds identically;
+* a method declaring ``untrained_network_of`` (:func:`check_untrained_twin`)
+  builds, from the same seed, the same tensors as that method, and both
+  embed and reconstruct a fake batch identically in every modality.
 
 A failed check raises ``AssertionError`` naming the method and the check.
 """
@@ -48,11 +51,11 @@ from ssl3d.core.config import apply_overrides
 from ssl3d.core.seeding import seed_everything
 from ssl3d.datasets import DataConfig
 from ssl3d.datasets.modalities.cameras import rig_size
-from ssl3d.methods.base import Method, NotPretrainedError
+from ssl3d.methods.base import METHODS, Method, NotPretrainedError
 from ssl3d.methods.config import MethodConfig
 from ssl3d.methods.run_context import RunContext
 
-__all__ = ["FakeShapes", "SMALL_DATA", "check_method", "fake_batch"]
+__all__ = ["FakeShapes", "SMALL_DATA", "check_method", "check_untrained_twin", "fake_batch"]
 
 #: data settings that keep fake batches small (tests); a method's own data settings still win
 SMALL_DATA = {"n_points": 128, "view_size": 32, "image_size": 32}
@@ -135,6 +138,39 @@ def check_method(cls: type[Method], *, preset: str = "quick", overrides: Mapping
             _check_loss_decreases(method, batch, loss_steps, seed)
     _check_outputs(method, batch)
     _check_state_round_trip(method, batch)
+    check_untrained_twin(cls, preset=preset, overrides=overrides, seed=seed)
+
+
+def check_untrained_twin(cls: type[Method], *, preset: str = "quick", overrides: Mapping[str, Any] | None = None,
+                         seed: int = 0) -> None:
+    """Check ``cls.untrained_network_of``: the named method's seeded initialisation is bitwise ``cls``'s, and the
+    two untrained networks embed (and reconstruct) a fake batch identically. Nothing to check when it is unset.
+
+    The leaderboard then lets that method's untrained runs stand for ``cls``'s (``ssl3d.bench.untrained``).
+    """
+    twin_name = getattr(cls, "untrained_network_of", "")
+    if not twin_name:
+        return
+    _expect(twin_name != cls.name and twin_name in METHODS, cls,
+            f"untrained_network_of={twin_name!r} must name another registered method")
+    twin_cls = METHODS.get(twin_name)
+    methods = [cls.from_preset(preset, overrides), twin_cls.from_preset(preset, overrides)]
+    for method in methods:
+        seed_everything(seed)
+        method.model = method.build_model()
+    ours, theirs = (m.model.state_dict() for m in methods)
+    _expect(list(ours) == list(theirs) and all(torch.equal(ours[k], theirs[k]) for k in ours), cls,
+            f"untrained_network_of={twin_name!r}: seeded with {seed}, the two networks' tensors differ")
+    for what in ("embed_modalities", "reconstruct_modalities", "query_conditioned"):
+        _expect(getattr(cls, what) == getattr(twin_cls, what), cls,
+                f"untrained_network_of={twin_name!r}: `{what}` differs from {twin_name}'s")
+    batch = fake_batch(methods[0], 2, small=True, seed=seed)
+    calls = [(f"embed(batch, {m!r})", lambda method, m=m: method.embed(batch, m)) for m in sorted(cls.embed_modalities)]
+    calls += [(f"reconstruct(batch, {m!r})", lambda method, m=m: method.reconstruct(batch, m))
+              for m in sorted(cls.reconstruct_modalities)]
+    for what, call in calls:
+        _expect(torch.equal(call(methods[0]), call(methods[1])), cls,
+                f"untrained_network_of={twin_name!r}: untrained, {what} differs from {twin_name}'s")
 
 
 def _expect(condition: bool, cls: type[Method], message: str) -> None:

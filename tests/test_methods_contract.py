@@ -32,3 +32,21 @@ def _small_overrides(cls) -> dict[str, object]:
 def test_method_meets_the_contract(name):
     cls = get_method(name)
     check_method(cls, overrides=_small_overrides(cls))
+
+
+def test_a_false_untrained_twin_is_named():
+    from ssl3d.methods.cmcv import CM
+    from ssl3d.methods.testing import check_untrained_twin
+
+    class OtherNetwork(CM):
+        untrained_network_of = "cmic"
+
+    with pytest.raises(AssertionError, match="untrained_network_of='cmic'.*tensors differ"):
+        check_untrained_twin(OtherNetwork)
+
+    class OtherEmbedding(CM):  # the same weights, embedded differently
+        def embed_batch(self, batch, modality):
+            return 2 * super().embed_batch(batch, modality)
+
+    with pytest.raises(AssertionError, match=r"untrained, embed\(batch, '\w+'\) differs from cmcv's"):
+        check_untrained_twin(OtherEmbedding)

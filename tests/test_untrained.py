@@ -43,3 +43,17 @@ def test_other_overrides_and_single_seeds_do_not_count_as_evidence():
     row = pretraining_gains(runs).iloc[0]
     assert row["pretrained"] == 80.0 and np.isnan(row["p_value"]) and np.isnan(row["ci95"])
     assert "undecided (p >= 0.05 or n < 2) in 1 of 1" in gains_markdown(pretraining_gains(runs))
+
+
+def test_an_ablation_borrows_its_twins_untrained_runs_only_when_it_has_none():
+    twin = [90.0, 91.0, 92.0]
+    runs = pd.DataFrame(_rows("cmic", [95.0, 96.0, 97.0]) + _rows("cmic", twin, "train.epochs=0")
+                        + _rows("cmic-noncat", [93.0, 94.0, 95.0]) + _rows("parae-dgcnn", [93.0, 94.0, 95.0]))
+    gains = pretraining_gains(runs).set_index("method")
+    assert list(gains.index) == ["cmic", "cmic-noncat"]  # parae-dgcnn declares no twin: no untrained runs, no row
+    assert gains.loc["cmic-noncat", "untrained"] == pytest.approx(np.mean(twin))
+    assert gains.loc["cmic-noncat", "untrained_method"] == "cmic" and gains.loc["cmic", "untrained_method"] == "cmic"
+    assert "91.00 (3, cmic's)" in gains_markdown(pretraining_gains(runs))
+    own = pd.concat([runs, pd.DataFrame(_rows("cmic-noncat", [80.0, 81.0, 82.0], "train.epochs=0"))])
+    row = pretraining_gains(own).set_index("method").loc["cmic-noncat"]
+    assert row["untrained"] == pytest.approx(81.0) and row["untrained_method"] == "cmic-noncat"
