@@ -73,7 +73,9 @@ def _plan(spec: CurveSpec, method: str, seed: int, epochs: Sequence[int]) -> Val
     if max(epochs) > 0:
         overrides.update({"train.epochs": str(max(epochs)), "train.snapshot_epochs": ",".join(map(str, epochs))})
     plan = validate_run(dataclasses.replace(spec.run, method=method, seed=seed, overrides=overrides))
-    if spec.split == "val":  # the protocol will see the carved parts of train, not the test split: check those too
+    if spec.split == "val":
+        # the protocol will see the carved parts of train, not the test split: check those too. Approximate by
+        # design: before preparing, the carving runs on every indexed shape, and the cache may later skip a few
         labels = np.array([shape.label for shape in plan.train_data.shapes], dtype=np.int64)
         fit_idx, val_idx = carve_validation(labels, VAL_FRACTION, seed)
         plan.protocol.check_data(SplitView(plan.train_data, fit_idx, "fit"), SplitView(plan.train_data, val_idx, "val"))

@@ -12,7 +12,10 @@ as plainly as a positive one.
 An ablation that changes only its loss or augmentation declares the method whose
 untrained network is bitwise its own (``Method.untrained_network_of``, checked
 by ``ssl3d.methods.testing.check_untrained_twin``): when it has no untrained
-runs of a cell, that method's stand for them, and ``untrained_method`` says so.
+runs of a cell, that method's stand for them, and ``untrained_method`` says so; one with
+its own untrained runs of a cell (even a single seed) uses only those. An ablation and
+the method it borrows from then share one untrained sample: their rows are not
+independent evidence.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from ssl3d.methods import METHODS
 
 __all__ = ["pretraining_gains", "gains_markdown"]
 
-_CELL = ["task", "method", "modality", "preset", "data_key", "metric"]
+# the leaderboard's row group (bench/leaderboard.py: GROUP_COLUMNS) without ``settings``, which tells the two apart
+_CELL = ["task", "method", "modality", "preset", "pretrain_data", "dataset_version", "data_key", "metric"]
 
 
 def _welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -58,7 +62,7 @@ def pretraining_gains(runs: pd.DataFrame, metrics: tuple[str, ...] | None = None
                        "ci95", "p_value"]
     if runs.empty:
         return pd.DataFrame(columns=columns)
-    runs = text_columns(runs, ("preset", "settings", "data_key"))
+    runs = text_columns(runs, ("preset", "settings", "pretrain_data", "dataset_version", "data_key"))
     runs = runs[runs["settings"].isin(["", UNTRAINED])]
     if metrics is not None:
         runs = runs[runs["metric"].isin(metrics)]

@@ -30,8 +30,10 @@ random tensors from :func:`fake_batch`, so it needs no dataset on disk:
 * the state dict survives ``torch.save`` / ``torch.load(weights_only=True)``
   into a fresh instance that embeds identically;
 * a method declaring ``untrained_network_of`` (:func:`check_untrained_twin`)
-  builds, from the same seed, the same tensors as that method, and both
-  embed and reconstruct a fake batch identically in every modality.
+  reads the same data settings and builds, from the same seed, the same
+  tensors as that method under every preset, and both untrained networks
+  answer every protocol hook (embed, reconstruct, point features, ibsr
+  similarity) identically on a fake batch.
 
 A failed check raises ``AssertionError`` naming the method and the check.
 """
@@ -143,10 +145,13 @@ def check_method(cls: type[Method], *, preset: str = "quick", overrides: Mapping
 
 def check_untrained_twin(cls: type[Method], *, preset: str = "quick", overrides: Mapping[str, Any] | None = None,
                          seed: int = 0) -> None:
-    """Check ``cls.untrained_network_of``: the named method's seeded initialisation is bitwise ``cls``'s, and the
-    two untrained networks embed (and reconstruct) a fake batch identically. Nothing to check when it is unset.
+    """Check ``cls.untrained_network_of``: under every preset, the named method's data settings and seeded
+    initialisation are bitwise ``cls``'s; under ``preset`` (+ ``overrides``), the two untrained networks give
+    identical embeddings, reconstructions, per-point features and query-conditioned similarities on a fake
+    batch. Nothing to check when it is unset.
 
-    The leaderboard then lets that method's untrained runs stand for ``cls``'s (``ssl3d.bench.untrained``).
+    The leaderboard then lets that method's untrained runs stand for ``cls``'s on every task
+    (``ssl3d.bench.untrained``), so every hook a protocol may call is compared.
     """
     twin_name = getattr(cls, "untrained_network_of", "")
     if not twin_name:
@@ -154,23 +159,48 @@ def check_untrained_twin(cls: type[Method], *, preset: str = "quick", overrides:
     _expect(twin_name != cls.name and twin_name in METHODS, cls,
             f"untrained_network_of={twin_name!r} must name another registered method")
     twin_cls = METHODS.get(twin_name)
-    methods = [cls.from_preset(preset, overrides), twin_cls.from_preset(preset, overrides)]
-    for method in methods:
-        seed_everything(seed)
-        method.model = method.build_model()
-    ours, theirs = (m.model.state_dict() for m in methods)
-    _expect(list(ours) == list(theirs) and all(torch.equal(ours[k], theirs[k]) for k in ours), cls,
-            f"untrained_network_of={twin_name!r}: seeded with {seed}, the two networks' tensors differ")
-    for what in ("embed_modalities", "reconstruct_modalities", "query_conditioned"):
+    for what in ("embed_modalities", "reconstruct_modalities", "point_feature_modalities", "query_conditioned"):
         _expect(getattr(cls, what) == getattr(twin_cls, what), cls,
                 f"untrained_network_of={twin_name!r}: `{what}` differs from {twin_name}'s")
+    _expect(set(cls.Config.PRESETS) == set(twin_cls.Config.PRESETS), cls,
+            f"untrained_network_of={twin_name!r}: the presets differ from {twin_name}'s")
+    for name in sorted(cls.Config.PRESETS):
+        methods = _untrained_pair(cls, twin_cls, name, overrides if name == preset else None, seed)
+        _expect(methods[0].data_overrides() == methods[1].data_overrides(), cls,
+                f"untrained_network_of={twin_name!r}: preset {name!r} reads other data settings than {twin_name}'s")
+        ours, theirs = (m.model.state_dict() for m in methods)
+        _expect(list(ours) == list(theirs) and all(torch.equal(ours[k], theirs[k]) for k in ours), cls,
+                f"untrained_network_of={twin_name!r}: preset {name!r} seeded with {seed}, the networks' tensors differ")
+    methods = _untrained_pair(cls, twin_cls, preset, overrides, seed)
     batch = fake_batch(methods[0], 2, small=True, seed=seed)
     calls = [(f"embed(batch, {m!r})", lambda method, m=m: method.embed(batch, m)) for m in sorted(cls.embed_modalities)]
     calls += [(f"reconstruct(batch, {m!r})", lambda method, m=m: method.reconstruct(batch, m))
               for m in sorted(cls.reconstruct_modalities)]
+    if "points" in cls.point_feature_modalities:
+        calls.append(("point_features(points)", lambda method: method.point_features(batch["points"])))
+    if cls.query_conditioned:
+        query_modality = "image" if "image" in cls.embed_modalities else sorted(cls.embed_modalities)[0]
+
+        def similarity(method: Method) -> torch.Tensor:
+            query = method.embed(batch, query_modality)
+            method.model.eval()
+            with torch.no_grad():
+                return method.ibsr_similarity_batch(query, batch["views"])
+
+        calls.append(("ibsr_similarity_batch(query, views)", similarity))
     for what, call in calls:
         _expect(torch.equal(call(methods[0]), call(methods[1])), cls,
                 f"untrained_network_of={twin_name!r}: untrained, {what} differs from {twin_name}'s")
+
+
+def _untrained_pair(cls: type[Method], twin_cls: type[Method], preset: str, overrides: Mapping[str, Any] | None,
+                    seed: int) -> list[Method]:
+    """Both methods under one preset, each with its networks built from ``seed`` (what ``train.epochs=0`` gives)."""
+    methods = [cls.from_preset(preset, overrides), twin_cls.from_preset(preset, overrides)]
+    for method in methods:
+        seed_everything(seed)
+        method.model = method.build_model()
+    return methods
 
 
 def _expect(condition: bool, cls: type[Method], message: str) -> None:

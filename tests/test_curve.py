@@ -66,6 +66,21 @@ def test_carve_validation_is_stratified_seeded_and_disjoint():
     assert any(not np.array_equal(val, carve_validation(labels, 0.2, seed=s)[1]) for s in range(4, 8))
 
 
+def test_split_view_shapes_map_positions_through_skipped_shapes_and_nested_views():
+    from ssl3d.bench.protocols.splits import SplitView
+
+    class Indexed:  # an index of 5 shapes; preparing skipped shape 2
+        shapes = [f"s{i}" for i in range(5)]
+        _valid = None
+
+    data = Indexed()
+    assert SplitView(data, np.array([1, 2]), "v").shapes == ["s1", "s2"]  # unprepared: index positions
+    data._valid = np.array([0, 1, 3, 4])
+    outer = SplitView(data, np.array([1, 2, 3]), "fit")  # s1, s3, s4
+    assert outer.shapes == ["s1", "s3", "s4"]
+    assert SplitView(outer, np.array([2, 0]), "support").shapes == ["s4", "s1"]
+
+
 def test_choose_knee_known_answer_and_refuses_test_rows():
     means = {0: 50.0, 1: 70.0, 2: 79.5, 4: 80.0}
     rows = [{"series": "curve", "epoch": e, "seed": s, "metric": "acc", "value": m + d, "split": "val"}

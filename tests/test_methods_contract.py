@@ -12,6 +12,7 @@ method learns on real data is tested per method (tests/test_<method>.py).
 from __future__ import annotations
 
 import pytest
+import torch
 
 from ssl3d.methods import get_method, list_methods
 from ssl3d.methods.testing import check_method
@@ -38,10 +39,20 @@ def test_a_false_untrained_twin_is_named():
     from ssl3d.methods.cmcv import CM
     from ssl3d.methods.testing import check_untrained_twin
 
-    class OtherNetwork(CM):
+    class OtherMethod(CM):
         untrained_network_of = "cmic"
 
-    with pytest.raises(AssertionError, match="untrained_network_of='cmic'.*tensors differ"):
+    with pytest.raises(AssertionError, match="untrained_network_of='cmic': `embed_modalities` differs from cmic's"):
+        check_untrained_twin(OtherMethod)
+
+    class OtherNetwork(CM):  # the same declarations, another initialisation
+        def build_model(self):
+            model = super().build_model()
+            with torch.no_grad():
+                next(model.parameters()).add_(1.0)
+            return model
+
+    with pytest.raises(AssertionError, match="untrained_network_of='cmcv': preset '\\w+' seeded with 0, the networks"):
         check_untrained_twin(OtherNetwork)
 
     class OtherEmbedding(CM):  # the same weights, embedded differently

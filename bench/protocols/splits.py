@@ -87,6 +87,8 @@ class SplitView(Dataset):
     def shapes(self) -> list:
         """The index entries of these shapes; before the parent is prepared, positions are index positions
         (what :meth:`Protocol.check_data` reads before any side effect)."""
+        if isinstance(self.parent, SplitView):  # a view of a view: the inner view maps its own positions
+            return [self.parent.shapes[int(i)] for i in self.indices]
         valid = getattr(self.parent, "_valid", None)
         positions = self.indices if valid is None else np.asarray(valid)[self.indices]
         return [self.parent.shapes[int(i)] for i in positions]
