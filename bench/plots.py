@@ -83,9 +83,14 @@ def bar_chart(summary: pd.DataFrame, task: str, path: str | os.PathLike[str]) ->
     return _save(fig, path)
 
 
+#: PNG text key naming the run a t-SNE plot was drawn from (read back by :func:`plotted_run`)
+SOURCE_KEY = "ssl3d-run"
+
+
 def tsne_plot(embeddings: np.ndarray, labels: np.ndarray, class_names: list[str], title: str,
-              path: str | os.PathLike[str], seed: int = 0) -> Path:
-    """2-d t-SNE of embeddings coloured by category (legend with category names)."""
+              path: str | os.PathLike[str], seed: int = 0, source: str = "") -> Path:
+    """2-d t-SNE of embeddings coloured by category (legend with category names); ``source`` (a run id) is
+    stored in the PNG, so a leaderboard rewrite redraws the plot only when its run changes."""
     from sklearn.manifold import TSNE
 
     plt = _pyplot()
@@ -102,7 +107,18 @@ def tsne_plot(embeddings: np.ndarray, labels: np.ndarray, class_names: list[str]
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, markerscale=1.5, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, {SOURCE_KEY: source} if source else None)
+
+
+def plotted_run(path: str | os.PathLike[str]) -> str:
+    """The run id a t-SNE plot was drawn from ('' when absent, unreadable or unmarked)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return str(getattr(image, "text", {}).get(SOURCE_KEY, ""))
+    except (OSError, ValueError):
+        return ""
 
 
 def curve_plot(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
@@ -134,25 +150,34 @@ def curve_plot(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     return _save(fig, path)
 
 
-def _save(fig, path: str | os.PathLike[str]) -> Path:
+def _save(fig, path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> Path:
     plt = _pyplot()
     target = Path(path)
     with atomic_path(target) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
+        fig.savefig(tmp, dpi=120, format="png", metadata=metadata)
     plt.close(fig)
     return target
 
 
 def write_plots(results_dir: str | os.PathLike[str], summary: pd.DataFrame, runs: pd.DataFrame) -> list[Path]:
-    """Bar charts for every task and a t-SNE for the newest run of each (task, method, modality) with embeddings."""
+    """Bar charts for every task and a t-SNE for the newest run of each (task, method, modality) with embeddings.
+
+    The t-SNE shows a run without ``--set`` overrides (the method as its preset defines it: never its untrained
+    network or another variant, which the file name would not tell), and is redrawn only when that run changes.
+    """
     out_dir = Path(results_dir) / "plots"
     paths = [bar_chart(summary, task, out_dir / f"{task}.png") for task in sorted(summary["task"].unique())]
     if runs.empty:
         return paths
-    newest = runs.sort_values("created_at").drop_duplicates(["task", "method", "modality"], keep="last")
+    plain = runs[text_columns(runs, ("settings",))["settings"] == ""]
+    newest = plain.sort_values("created_at").drop_duplicates(["task", "method", "modality"], keep="last")
     for r in newest.itertuples():
         artifacts = Path(results_dir) / "runs" / r.run_id / "artifacts.npz"
+        target = out_dir / f"tsne-{r.task}-{r.method}-{r.modality}.png"
         if not artifacts.exists():
+            continue
+        if target.exists() and plotted_run(target) == r.run_id:  # t-SNE takes seconds to minutes per plot
+            paths.append(target)
             continue
         with np.load(artifacts) as data:
             if "test_embeddings" not in data.files:
@@ -160,5 +185,5 @@ def write_plots(results_dir: str | os.PathLike[str], summary: pd.DataFrame, runs
             emb, lab = data["test_embeddings"], data["test_labels"]
             names = [str(n) for n in data["class_names"]] if "class_names" in data.files else []
         title = f"{r.method} on {r.task} ({r.modality}), seed {r.seed}: test embeddings"
-        paths.append(tsne_plot(emb, lab, names, title, out_dir / f"tsne-{r.task}-{r.method}-{r.modality}.png"))
+        paths.append(tsne_plot(emb, lab, names, title, target, source=str(r.run_id)))
     return paths

@@ -118,6 +118,32 @@ def test_plots_and_reported_comparison(tmp_path):
     assert (tmp_path / "comparison.csv").read_text().count("\n") == 2
 
 
+def test_tsne_shows_the_plain_run_and_is_redrawn_only_when_that_run_changes(tmp_path, monkeypatch):
+    from ssl3d.bench import plots
+
+    store = ResultStore(tmp_path)
+    rng = np.random.default_rng(0)
+    for run_id, created, settings in [("trained", "2026-01-01T00:00:00", ""),
+                                      ("untrained", "2026-01-02T00:00:00", "train.epochs=0")]:  # newer, not plain
+        store.save(_result(run_id, 0, 60.0, created=created, settings=settings))
+        np.savez(tmp_path / "runs" / run_id / "artifacts.npz", test_embeddings=rng.normal(size=(40, 8)).astype(np.float32),
+                 test_labels=np.repeat(np.arange(4), 10))
+    target = tmp_path / "plots" / "tsne-synth-svm-m-points.png"
+    write_leaderboard(tmp_path, plot=True)
+    assert plots.plotted_run(target) == "trained"
+
+    def no_tsne(*args, **kwargs):
+        raise AssertionError("redrawn although its run did not change")
+
+    monkeypatch.setattr(plots, "tsne_plot", no_tsne)
+    write_leaderboard(tmp_path, plot=True)  # the same run: kept
+    store.save(_result("retrained", 0, 61.0, created="2026-01-03T00:00:00"))
+    np.savez(tmp_path / "runs" / "retrained" / "artifacts.npz", test_embeddings=rng.normal(size=(40, 8)).astype(np.float32),
+             test_labels=np.repeat(np.arange(4), 10))
+    with pytest.raises(AssertionError, match="redrawn"):
+        write_leaderboard(tmp_path, plot=True)
+
+
 def test_an_older_leaderboard_is_migrated_to_the_current_columns(tmp_path):
     old_columns = [c for c in LEADERBOARD_COLUMNS if c != "data_key"]
     (tmp_path / "leaderboard.csv").write_text(",".join(old_columns) + "\n" +
