@@ -73,9 +73,7 @@ def pretraining_gains(runs: pd.DataFrame, metrics: tuple[str, ...] | None = None
     rows = []
     for key, group in latest[latest["settings"] == ""].groupby(_CELL, sort=True):
         a = group["value"].to_numpy(dtype=float)
-        source = key[method_at]
-        if key not in untrained and _twin(source):
-            source = _twin(source)
+        source = key[method_at] if key in untrained else (_twin(key[method_at]) or key[method_at])
         b = untrained.get(key[:method_at] + (source,) + key[method_at + 1:])
         if b is None:
             continue
