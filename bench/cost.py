@@ -6,6 +6,11 @@
   seconds of completed epochs in its checkpoints, so a pretraining resumed across sessions is counted over
   all its epochs (a killed partial epoch, setup and checkpoint writes are not: a slight lower bound), and a
   run that found it cached reports the same number. Each (method, pretraining key) is counted once.
+* **Idle pretraining** (``pretrain_min_idle``) is each pretraining's fastest epoch times its epochs: an
+  estimate of what it costs on a machine it has to itself, since a shared CPU slows single epochs (PyTorch's
+  OpenMP threads spin-wait when the cores are oversubscribed: one epoch took 13x its idle time). Epoch times
+  come from ``pretraining.epoch_seconds`` in ``result.json`` or, for results written before it existed, from
+  the history in the cached ``final.pt`` the result names; blank when neither is readable.
 * **Evaluation** is the sum of ``timings.data_s + timings.eval_s`` over the method's runs (untrained runs
   included: they are the method's evaluation cost). Runs that found their features in the feature cache
   (bench/feature_cache.py) cost less than the first run that embedded them, so it depends on run order.
@@ -25,13 +30,15 @@ import os
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from ssl3d.core.io import atomic_write_text
+from ssl3d.methods.trainer import epoch_seconds
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["method", "pretrain_epochs", "pretrainings", "pretrain_min_per_seed", "pretrain_min", "eval_runs",
-           "eval_min", "total_min", "logged_wall_min"]
+COLUMNS = ["method", "pretrain_epochs", "pretrainings", "pretrain_min_per_seed", "pretrain_min", "fastest_epoch_s",
+           "pretrain_min_idle", "eval_runs", "eval_min", "total_min", "logged_wall_min"]
 
 
 def _result_rows(root: Path) -> list[dict]:
@@ -41,11 +48,31 @@ def _result_rows(root: Path) -> list[dict]:
             result = json.loads(path.read_text())
             pre, timings = result.get("pretraining") or {}, result.get("timings") or {}
             rows.append({"method": str(result["method"]), "key": pre.get("key"), "epochs": int(pre.get("epochs") or 0),
-                         "pretrain_s": float(pre.get("seconds") or 0.0),
+                         "pretrain_s": float(pre.get("seconds") or 0.0), "epoch_s": pre.get("epoch_seconds"),
+                         "weights": pre.get("path"),
                          "eval_s": float(timings.get("data_s") or 0.0) + float(timings.get("eval_s") or 0.0)})
         except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged file is named, never fatal
             log.warning("%s: skipped, not a readable result (%s)", path, exc)
     return rows
+
+
+def _fastest_epoch(rows: pd.DataFrame) -> float | None:
+    """The fastest epoch (seconds) of one pretraining, from any of its results or else its cached weights."""
+    for times in rows["epoch_s"]:
+        if isinstance(times, list) and times:
+            return float(min(times))
+    for weights in rows["weights"].dropna().unique():
+        if not Path(weights).is_file():
+            continue
+        try:  # mmap: only the pickled info is read, not the weights' bytes
+            info = torch.load(weights, map_location="cpu", weights_only=True, mmap=True).get("pretrain_info") or {}
+            times = epoch_seconds(info.get("history") or [])
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is named and skipped, never fatal
+            log.warning("%s: no epoch times read (%s)", weights, exc)
+            continue
+        if times:
+            return float(min(times))
+    return None
 
 
 def _logged_wall(root: Path) -> dict[str, float]:
@@ -61,18 +88,25 @@ def _logged_wall(root: Path) -> dict[str, float]:
 def cost_table(results_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """One row per method and a ``total`` row; minutes, rounded to 0.1."""
     root = Path(results_dir)
-    runs = pd.DataFrame(_result_rows(root), columns=["method", "key", "epochs", "pretrain_s", "eval_s"])
+    runs = pd.DataFrame(_result_rows(root), columns=["method", "key", "epochs", "pretrain_s", "epoch_s", "weights",
+                                                     "eval_s"])
     wall = _logged_wall(root)
     table = []
     for method in sorted(set(runs["method"]) | set(wall)):
         mine = runs[runs["method"] == method]
-        trained = mine[mine["key"].notna() & (mine["pretrain_s"] > 0)].drop_duplicates("key")
+        trained = mine[mine["key"].notna() & (mine["pretrain_s"] > 0)]
+        fastest = {key: _fastest_epoch(group) for key, group in trained.groupby("key", sort=True)}
+        trained = trained.drop_duplicates("key")
+        known = all(value is not None for value in fastest.values())
         table.append({
             "method": method,
             "pretrain_epochs": int(trained["epochs"].max()) if len(trained) else 0,
             "pretrainings": len(trained),
             "pretrain_min_per_seed": round(trained["pretrain_s"].mean() / 60, 1) if len(trained) else 0.0,
             "pretrain_min": round(trained["pretrain_s"].sum() / 60, 1),
+            "fastest_epoch_s": round(min(fastest.values()), 1) if fastest and known else None,
+            "pretrain_min_idle": (round(sum(fastest[k] * e for k, e in zip(trained["key"], trained["epochs"])) / 60, 1)
+                                  if known else None),
             "eval_runs": len(mine),
             "eval_min": round(mine["eval_s"].sum() / 60, 1),
             "logged_wall_min": round(wall.get(method, 0.0) / 60, 1),
@@ -80,15 +114,19 @@ def cost_table(results_dir: str | os.PathLike[str]) -> pd.DataFrame:
     frame = pd.DataFrame(table, columns=[c for c in COLUMNS if c != "total_min"])
     frame["total_min"] = (frame["pretrain_min"] + frame["eval_min"]).round(1)
     total = {"method": "total", "pretrain_epochs": None, "pretrainings": int(frame["pretrainings"].sum()),
-             "pretrain_min_per_seed": None, **{c: round(float(frame[c].sum()), 1) for c in
-                                               ("pretrain_min", "eval_min", "total_min", "logged_wall_min")},
+             "pretrain_min_per_seed": None, "fastest_epoch_s": None,
+             # blank when any method's idle estimate is unknown: a partial sum would read as the whole
+             "pretrain_min_idle": (round(float(frame["pretrain_min_idle"].sum()), 1)
+                                   if frame["pretrain_min_idle"].notna().all() else None),
+             **{c: round(float(frame[c].sum()), 1) for c in ("pretrain_min", "eval_min", "total_min", "logged_wall_min")},
              "eval_runs": int(frame["eval_runs"].sum())}
     return pd.concat([frame, pd.DataFrame([total])], ignore_index=True)[COLUMNS]
 
 
 def cost_markdown(table: pd.DataFrame) -> str:
-    header = ("| method | `cpu` epochs | pretrainings | pretraining min/seed | pretraining min | evaluated runs "
-              "| evaluation min | total min | logged wall min |\n|---|---|---|---|---|---|---|---|---|\n")
+    header = ("| method | `cpu` epochs | pretrainings | pretraining min/seed | pretraining min | fastest epoch s "
+              "| pretraining min, idle | evaluated runs | evaluation min | total min | logged wall min |\n"
+              + "|---" * len(COLUMNS) + "|\n")
     def fmt(value) -> str:
         return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
     return header + "".join("| " + " | ".join(fmt(row[c]) for c in COLUMNS) + " |\n" for _, row in table.iterrows())

@@ -42,6 +42,7 @@ from ssl3d.datasets import DATASETS, default_root
 from ssl3d.methods import METHODS, Method, RunContext
 from ssl3d.methods.config import weights_config
 from ssl3d.methods.checkpoint import load_or_move_aside, previous_checkpoint, save_checkpoint
+from ssl3d.methods.trainer import epoch_seconds
 from ssl3d.core.distributed import barrier, device_for_rank, dist_info, init_distributed, main_process_first
 from ssl3d.core.seeding import seed_everything
 
@@ -314,7 +315,8 @@ def run_validated(plan: ValidatedRun) -> dict[str, Any]:
             "protocol": {"name": protocol.name, "config": to_dict(protocol.config), "details": outcome.details},
             "config": {"method": to_dict(method.config), "data": to_dict(plan.data_config),
                        "pretrain_data_config": to_dict(plan.pre_config), "overrides": spec.overrides},
-            "pretraining": {**pretrain_info, **{k: v for k, v in method.pretrain_info.items() if k != "history"}},
+            "pretraining": {**pretrain_info, **{k: v for k, v in method.pretrain_info.items() if k != "history"},
+                            "epoch_seconds": epoch_seconds(method.pretrain_info.get("history") or [])},
             "timings": {"data_s": round(t_data - t0, 3), "pretrain_s": round(t_pre - t_data, 3),
                         "eval_s": round(t_eval - t_pre, 3), "total_s": round(t_eval - t0, 3)},
             "environment": environment(),

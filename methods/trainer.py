@@ -249,6 +249,13 @@ def fit(method: TrainableMethod, data: Dataset, run: RunContext) -> None:
     }
 
 
+def epoch_seconds(history: list[dict]) -> list[float]:
+    """Each epoch's own seconds from a pretraining's ``history`` (whose ``seconds`` are running totals, kept
+    across a resume): what a cost estimate needs, since a shared CPU slows single epochs, not whole runs."""
+    totals = [float(record.get("seconds") or 0.0) for record in history]
+    return [round(b - a, 3) for a, b in zip([0.0] + totals, totals)]
+
+
 def snapshot_path(checkpoint_dir: Path, epoch: int) -> Path:
     """Where :func:`fit` keeps the weights after ``epoch`` when ``train.snapshot_epochs`` lists it."""
     return Path(checkpoint_dir) / f"epoch-{epoch}.pt"

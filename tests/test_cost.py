@@ -5,15 +5,20 @@ from __future__ import annotations
 import json
 import logging
 
+import pandas as pd
 import pytest
 
+import torch
+
 from ssl3d.bench.cost import cost_markdown, cost_table, main
+from ssl3d.methods.trainer import epoch_seconds
 
 
-def _result(root, name, method, key, pre_s, eval_s, data_s=1.0, epochs=4):
+def _result(root, name, method, key, pre_s, eval_s, data_s=1.0, epochs=4, **pretraining_extra):
     folder = root / "runs" / name
     folder.mkdir(parents=True)
-    pretraining = {"cached": key is not None, "key": key, "epochs": epochs if key else 0, "seconds": pre_s}
+    pretraining = {"cached": key is not None, "key": key, "epochs": epochs if key else 0, "seconds": pre_s,
+                   **pretraining_extra}
     (folder / "result.json").write_text(json.dumps({"method": method, "pretraining": pretraining,
                                                     "timings": {"data_s": data_s, "eval_s": eval_s}}))
 
@@ -52,3 +57,36 @@ def test_cost_command_writes_the_csv_and_names_a_missing_runs_folder(tmp_path, c
     with pytest.raises(SystemExit):
         main([str(tmp_path / "nowhere")])
     assert "nowhere/runs: no such folder" in capsys.readouterr().err
+
+
+def test_epoch_seconds_undo_the_running_total_kept_across_a_resume():
+    # history's "seconds" is cumulative; a resumed pretraining continues the sum from its checkpoint
+    history = [{"epoch": 1, "seconds": 65.0}, {"epoch": 2, "seconds": 937.0}, {"epoch": 3, "seconds": 1003.5}]
+    assert epoch_seconds(history) == [65.0, 872.0, 66.5]
+    assert epoch_seconds([]) == []
+
+
+def test_idle_estimate_is_the_fastest_epoch_times_the_epochs(tmp_path, caplog):
+    # k0 ran on a shared CPU (one 872 s epoch among 65 s ones): measured 1067 s, idle estimate 4 x 65 s
+    _result(tmp_path, "a", "vae", "k0", 1067.0, 5.0, epoch_seconds=[65.0, 872.0, 65.0, 65.0])
+    # k1's result predates epoch_seconds: its cached final.pt's history gives them (cumulative seconds)
+    weights = tmp_path / "final.pt"
+    torch.save({"model": {}, "pretrain_info": {"history": [{"seconds": s} for s in (70.0, 140.0, 230.0, 300.0)]}},
+               weights)
+    _result(tmp_path, "b", "vae", "k1", 300.0, 5.0, path=str(weights))
+    table = cost_table(tmp_path).set_index("method")
+    assert table.loc["vae", "fastest_epoch_s"] == pytest.approx(65.0)
+    assert table.loc["vae", "pretrain_min_idle"] == pytest.approx((4 * 65 + 4 * 70) / 60, abs=0.05)
+    assert table.loc["vae", "pretrain_min"] == pytest.approx((1067 + 300) / 60, abs=0.05)
+    assert table.loc["total", "pretrain_min_idle"] == pytest.approx(9.0)
+
+    # a pretraining whose epoch times are nowhere (weights gone, or damaged) leaves the estimate blank, named
+    _result(tmp_path, "c", "ae", "k2", 100.0, 5.0, path=str(tmp_path / "gone.pt"))
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(b"not a checkpoint")
+    _result(tmp_path, "d", "ae", "k3", 100.0, 5.0, path=str(damaged))
+    with caplog.at_level(logging.WARNING):
+        table = cost_table(tmp_path).set_index("method")
+    assert f"{damaged}: no epoch times read" in caplog.text
+    assert pd.isna(table.loc["ae", "pretrain_min_idle"]) and pd.isna(table.loc["total", "pretrain_min_idle"])
+    assert table.loc["vae", "pretrain_min_idle"] == pytest.approx(9.0)  # the other method keeps its estimate

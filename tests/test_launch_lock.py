@@ -96,4 +96,6 @@ def test_two_processes_pretrain_one_key_once(tmp_path):
     runs = [json.loads(p.read_text()) for p in results.glob("runs/*/result.json")]
     assert sorted(r["pretraining"]["cached"] for r in runs) == [False, True]
     assert {r["pretraining"]["key"] for r in runs} == {key}
+    # the run that found the weights cached reports the pretraining's own epoch times, read from final.pt
+    assert runs[0]["pretraining"]["epoch_seconds"] == runs[1]["pretraining"]["epoch_seconds"] != []
     assert not (folder / "pretrain.lock").exists()

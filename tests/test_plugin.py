@@ -48,6 +48,9 @@ def test_plugin_appears_in_list_and_runs(plugin_path, tmp_path):
     (result,) = (tmp_path / "res" / "runs").glob("*/result.json")
     saved = json.loads(result.read_text())
     assert saved["pretraining"]["epochs"] == 2 and saved["pretraining"]["steps"] > 0
+    # each epoch's own seconds (the cost table's idle estimate): they add up to the pretraining's total
+    times = saved["pretraining"]["epoch_seconds"]
+    assert len(times) == 2 and min(times) > 0 and sum(times) == pytest.approx(saved["pretraining"]["seconds"], abs=0.01)
 
 
 MISFITS = """
