@@ -1,6 +1,6 @@
 """The ``bench`` command line.
 
-    bench run --method M --task T [--preset quick|paper] [--seed S | --seeds S ...]
+    bench run --method M --task T [--preset quick|cpu|paper] [--seed S | --seeds S ...]
               [--device auto|cpu|cuda] [--set key=value ...] [--data-root DIR]
               [--results-dir DIR] [--modality X] [--pretrain-data NAME] [--nproc N]
               [--progress | --no-progress] [--log csv|tensorboard|mlflow]
@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="pretrain (or reuse a cached pretraining) and evaluate one method on one task")
     run.add_argument("--method", required=True, help="registered method name (see `bench list`)")
     run.add_argument("--task", required=True, help="registered task name (see `bench list`)")
-    run.add_argument("--preset", default="quick", help="method preset: quick (2-core CPU, minutes; default) or paper")
+    run.add_argument("--preset", default="quick",
+                     help="method preset: quick (2-core CPU, minutes; default), cpu (converged on a 2-core CPU) or paper")
     seeds = run.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=_int_in("--seed", "[0, inf)"), default=None, help="one seed (default 0)")
     seeds.add_argument("--seeds", type=_int_in("--seeds", "[0, inf)"), nargs="+", default=None,

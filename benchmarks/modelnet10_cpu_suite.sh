@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The real ModelNet10 leaderboard (docs/leaderboard.md, "Real ModelNet10"): every method at its `cpu` preset,
+# The real ModelNet10 leaderboard (docs/leaderboard-modelnet10.md): every method at its `cpu` preset,
 # seeds 0 1 2, into leaderboards/modelnet10-cpu/. A maintainer's job, never CI's: about 8 hours on a 2-core CPU.
 #
 #   SSL3D_DATA=/path/to/cache bash benchmarks/modelnet10_cpu_suite.sh            # needs `bench prepare modelnet10`

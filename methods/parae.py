@@ -113,7 +113,7 @@ class ParAEConfig(MethodConfig):
         "paper": {},
         "quick": {"pretrain_points": 512, "input_transform": False, "feature_transform": False,
                   "train.epochs": 4},
-        # quick's architecture at the knee of its ModelNet10 budget curve (validation split; 16 epochs, ~19 min
+        # quick's architecture at the knee of its ModelNet10 budget curve (validation split; 16 epochs, ~17 min
         # per seed on a 2-core CPU: docs/leaderboard-modelnet10.md)
         "cpu": {"pretrain_points": 512, "input_transform": False, "feature_transform": False,
                 "train.epochs": 16},
