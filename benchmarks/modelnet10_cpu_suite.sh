@@ -62,12 +62,15 @@ suite() {  # method [extra bench suite args]
     --results-dir "$OUT" --no-progress "$@"
 }
 
-family() {  # main-method modality baseline(- for none: a random-init baseline must embed the same modality) members...
-  local main=$1 modality=$2 baseline=$3; shift 3
+family() {  # main-method modalities(comma-separated) baseline(- for none: it must embed the modalities) members...
+  local main=$1 modalities=$2 baseline=$3; shift 3
   local knee; knee=$(epochs_of "$main")
   local extra=(); [[ "$baseline" == - ]] || extra=(--baseline "$baseline")
-  timed "curve $main $modality" bench curve --preset cpu --method "$main" --task modelnet10-svm --modality "$modality" \
-    --epochs $(snapshots_up_to "$knee") --seeds "${SEEDS[@]}" "${extra[@]}" --results-dir "$OUT" --no-progress
+  # the first modality's curve pretrains (with snapshots); the others only score the same snapshots
+  for modality in ${modalities//,/ }; do
+    timed "curve $main $modality" bench curve --preset cpu --method "$main" --task modelnet10-svm --modality "$modality" \
+      --epochs $(snapshots_up_to "$knee") --seeds "${SEEDS[@]}" "${extra[@]}" --results-dir "$OUT" --no-progress
+  done
   for method in "$main" "$@"; do
     suite "$method"
     # the untrained network on every task: its train features are the curve's epoch-0 ones (feature cache),
@@ -87,11 +90,11 @@ family voxel-vae voxels -
 family cmic views - cmic-noncat
 family parae-dgcnn points random-dgcnn
 family parae-pointnet points random-pointnet
-family switchvae voxels - switchvae-nocontrast image-vae
+family switchvae voxels,views - switchvae-nocontrast image-vae
 for method in switchvae voxel-vae image-vae; do  # SwitchVAE Table 2's SVM: RBF, gamma = 1/D
   suite "$method" --tasks modelnet10-svm --set svm.kernel=rbf --set svm.gamma=auto
 done
 commit "SwitchVAE family, RBF SVM"
-family cmcv views - cm
+family cmcv views,points - cm
 bench leaderboard --results-dir "$OUT" --plot
 commit "all methods"
