@@ -164,15 +164,17 @@ def check_untrained_twin(cls: type[Method], *, preset: str = "quick", overrides:
                 f"untrained_network_of={twin_name!r}: `{what}` differs from {twin_name}'s")
     _expect(set(cls.Config.PRESETS) == set(twin_cls.Config.PRESETS), cls,
             f"untrained_network_of={twin_name!r}: the presets differ from {twin_name}'s")
-    pairs = {name: _untrained_pair(cls, twin_cls, name, overrides if name == preset else None, seed)
-             for name in sorted(cls.Config.PRESETS)}
-    for name, methods in pairs.items():
+    chosen = None  # the chosen preset's pair, kept for the hook comparison below (the others are dropped)
+    for name in sorted(cls.Config.PRESETS):
+        methods = _untrained_pair(cls, twin_cls, name, overrides if name == preset else None, seed)
+        if name == preset:
+            chosen = methods
         _expect(methods[0].data_overrides() == methods[1].data_overrides(), cls,
                 f"untrained_network_of={twin_name!r}: preset {name!r} reads other data settings than {twin_name}'s")
         ours, theirs = (m.model.state_dict() for m in methods)
         _expect(list(ours) == list(theirs) and all(torch.equal(ours[k], theirs[k]) for k in ours), cls,
                 f"untrained_network_of={twin_name!r}: preset {name!r} seeded with {seed}, the networks' tensors differ")
-    methods = pairs.get(preset) or _untrained_pair(cls, twin_cls, preset, overrides, seed)
+    methods = chosen or _untrained_pair(cls, twin_cls, preset, overrides, seed)
     batch = fake_batch(methods[0], 2, small=True, seed=seed)
     calls = [(f"embed(batch, {m!r})", lambda method, m=m: method.embed(batch, m)) for m in sorted(cls.embed_modalities)]
     calls += [(f"reconstruct(batch, {m!r})", lambda method, m=m: method.reconstruct(batch, m))
