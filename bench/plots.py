@@ -126,6 +126,13 @@ def curve_plot(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
 
     Reference lines: the curve's epoch 0 (the untrained network) and each baseline series' mean.
     """
+    return _save(curve_figure(frame), path)
+
+
+def curve_figure(frame: pd.DataFrame):
+    """The figure :func:`curve_plot` saves (a matplotlib ``Figure``; the caller closes it)."""
+    from matplotlib.ticker import NullLocator
+
     plt = _pyplot()
     metrics = sorted(frame["metric"].unique())
     fig, axes = plt.subplots(1, len(metrics), figsize=(1.0 + 4.0 * len(metrics), 3.6), squeeze=False)
@@ -141,13 +148,16 @@ def curve_plot(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
         for method, part in rows[rows["series"] == "baseline"].groupby("method"):
             ax.axhline(part["value"].mean(), color="black", linestyle="--", label=f"{method} (baseline)")
         ax.set_xscale("symlog", linthresh=1)  # budgets are usually doubling, and 0 must show
+        budgets = sorted(int(e) for e in curve["epoch"].unique())
+        ax.set_xticks(budgets, [str(e) for e in budgets])  # the measured budgets, not the scale's powers of ten
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xlabel("pretraining epochs")
         ax.set_ylabel(f"{metric} ({rows['split'].iloc[0]} split)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle("mean ± 95% CI over seeds", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
 def _save(fig, path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> Path:

@@ -189,3 +189,24 @@ def test_a_curve_rerun_with_other_settings_never_reuses_stale_evaluations(tmp_pa
     after = json.loads((stem / "parae-pointnet-s0-e1.json").read_text())
     assert calls and after["identity"] != before["identity"]
     assert len(first["frame"]) == len(other["frame"])
+
+
+def test_curve_plot_labels_the_measured_budgets_and_draws_the_references():
+    import matplotlib.pyplot as plt
+
+    from ssl3d.bench.plots import curve_figure
+
+    rows = [{"series": "curve", "method": "m", "epoch": e, "seed": s, "metric": "overall_acc", "value": 80.0 + e + s,
+             "split": "val"} for e in (0, 1, 2, 4, 16) for s in (0, 1)]
+    rows += [{"series": "baseline", "method": "random-m", "epoch": 0, "seed": s, "metric": "overall_acc",
+              "value": 79.0, "split": "val"} for s in (0, 1)]
+    fig = curve_figure(pd.DataFrame(rows))
+    try:
+        ax = fig.axes[0]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2", "4", "16"]
+        assert ax.xaxis.get_minorticklocs().size == 0
+        labels = ax.get_legend_handles_labels()[1]
+        assert labels == ["m (n=2)", "m untrained (epoch 0)", "random-m (baseline)"]
+        assert ax.get_ylabel() == "overall_acc (val split)"
+    finally:
+        plt.close(fig)
