@@ -21,23 +21,25 @@ commit() { echo "commit $1" >> "$OUT/calls"; }
 """
 
 
-def _run(tmp_path: Path, commands: str) -> list[str]:
+def _bash(script: str) -> str:
+    """Stdout of ``bash -c script``; skips where bash is missing."""
     if shutil.which("bash") is None:
         pytest.skip("bash is not installed")
-    script = f'source "{SCRIPT}"\nOUT="{tmp_path}"\nset -euo pipefail\n{STUBS}\n{commands}\n'
-    subprocess.run(["bash", "-c", script], check=True, capture_output=True, text=True, timeout=60)
+    return subprocess.run(["bash", "-c", script], check=True, capture_output=True, text=True, timeout=60).stdout
+
+
+def _run(tmp_path: Path, commands: str) -> list[str]:
+    _bash(f'source "{SCRIPT}"\nOUT="{tmp_path}"\nset -euo pipefail\n{STUBS}\n{commands}\n')
     return (tmp_path / "calls").read_text().splitlines()
 
 
 def test_sourcing_runs_nothing(tmp_path):
-    script = f'cd "{tmp_path}" && source "{SCRIPT}" && type family > /dev/null && ls -A'
-    out = subprocess.run(["bash", "-c", script], check=True, capture_output=True, text=True, timeout=60).stdout
+    out = _bash(f'cd "{tmp_path}" && source "{SCRIPT}" && type family > /dev/null && ls -A')
     assert out == ""  # no results folder, no timings.csv, no bench call
 
 
-def test_snapshots_double_up_to_the_knee(tmp_path):
-    out = subprocess.run(["bash", "-c", f'source "{SCRIPT}"; snapshots_up_to 16; snapshots_up_to 1; snapshots_up_to 3'],
-                         check=True, capture_output=True, text=True, timeout=60).stdout.splitlines()
+def test_snapshots_double_up_to_the_knee():
+    out = _bash(f'source "{SCRIPT}"; snapshots_up_to 16; snapshots_up_to 1; snapshots_up_to 3').splitlines()
     assert out == ["1 2 4 8 16", "1", "1 2 3"]
 
 
