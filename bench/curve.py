@@ -32,7 +32,8 @@ import pandas as pd
 from ssl3d.bench.protocols import EvalContext
 from ssl3d.bench.protocols.splits import SplitView, carve_validation  # noqa: F401  (re-exported)
 from ssl3d.bench.results import ResultStore
-from ssl3d.bench.runner import RunSpec, ValidatedRun, pretrain_key, pretrain_or_load, validate_run
+from ssl3d.bench.pretrain_cache import REPLAY, pretrain_key, pretrain_or_load, trajectory_key, trajectory_snapshot
+from ssl3d.bench.runner import RunSpec, ValidatedRun, validate_run
 from ssl3d.core.config import ConfigError, check_range, to_dict
 from ssl3d.core.io import atomic_write_json, atomic_write_text
 from ssl3d.core.seeding import seed_everything
@@ -50,7 +51,6 @@ VAL_FRACTION = 0.2  # share of each class of the train split held out as validat
 # cheaper budget is taken.
 KNEE_TOLERANCE = 0.5
 SPLITS = ("val", "test")
-REPLAY = "curve-replay"  # sub-folder of a pretraining cache where missing snapshots are re-trained
 
 
 @dataclass
@@ -115,13 +115,16 @@ def snapshot_files(plan: ValidatedRun, epochs: Sequence[int], root: Path) -> dic
         pretrain_or_load(method, plan.pre_data or plan.train_data, spec.seed, plan.device, root, spec.progress)
         return {0: None}
     data = plan.pre_data
-    key = pretrain_key(method, data.name, {g: data.settings(g) for g in data.groups()}, spec.seed)
+    settings = {g: data.settings(g) for g in data.groups()}
+    key = pretrain_key(method, data.name, settings, spec.seed)
     folder = root / "pretrain" / method.name / key
     replay = folder / REPLAY
+    trajectory = trajectory_key(method, data.name, settings, spec.seed)
 
     def found() -> dict[int, Path | None]:
+        # its own snapshots, else a longer pretraining's of the same trajectory (the knee curve's, for seed 0)
         return {k: next((p for p in (snapshot_path(folder, k), snapshot_path(replay, k)) if p.exists()), None)
-                for k in epochs}
+                or trajectory_snapshot(folder.parent, trajectory, k) for k in epochs}
 
     if all(found().values()):  # nothing to train: the evaluation only needs the network to load them into
         seed_everything(spec.seed)

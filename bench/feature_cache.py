@@ -13,10 +13,12 @@ weights of the curve's epoch-0 snapshot. On the 2-core CPU a DGCNN pass over Mod
   its network and of the modality's tensor builder (``code_digest``), so an edit to a ``forward`` or to
   ``embed_batch`` never meets features of the old code (random baselines have no other guard: their
   weights depend on the seed only), and the device type (GPU convolutions may use TF32);
-* the dataset's name, split, requested modalities, its whole config but ``workers`` (settings applied when
-  reading, such as a scene's block cutting or a photo split's gallery views, are in no cache file's
-  name), the shapes it keeps (its valid indices) and each of its cache files' path, size and
-  modification time (a rebuilt cache makes new keys);
+* the dataset's name, split, its whole config but ``workers`` (settings applied when reading, such as a
+  scene's block cutting or a photo split's gallery views, are in no cache file's name), the shapes it
+  keeps (its valid indices: a shape another loaded modality lacks is skipped) and the path, size and
+  modification time of the embedded modality's cache file (a rebuilt cache makes new keys). The other
+  modalities a run loads are not in the key: a protocol that also reads voxels or photos embeds the
+  same points as one that reads points alone;
 * the embedded modality.
 
 Only whole splits of a :class:`~ssl3d.datasets.base.ShapeDataset`, views of one (``SplitView``) and
@@ -54,7 +56,7 @@ from ssl3d.datasets.modalities.registry import group_of
 log = logging.getLogger(__name__)
 
 ENV = "SSL3D_FEATURE_CACHE"
-FORMAT = 2  # bump when the key or the file layout changes
+FORMAT = 3  # bump when the key or the file layout changes
 CACHED_MODALITIES = frozenset({"points", "voxels", "views"})
 MIN_FRACTION = 0.5  # a view this large computes (and keeps) its whole split
 
@@ -94,11 +96,11 @@ def code_digest(method: Any, modality: str) -> str:
 
 
 def feature_key(method: Any, data: ShapeDataset, modality: str) -> str:
-    files = []
-    for group in data.groups():
-        path = data.cache_path(group)
-        stat = path.stat()
-        files.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
+    # only the embedded modality's cache file: a run that also loads other groups embeds the same tensors,
+    # and the shapes it keeps are in `valid`
+    path = data.cache_path(group_of(modality).name)
+    stat = path.stat()
+    files = [[str(path.resolve()), stat.st_size, stat.st_mtime_ns]]
     config = {k: v for k, v in to_dict(method.config).items() if k != "train"}
     data_config = {k: v for k, v in to_dict(data.config).items() if k != "workers"}  # workers never change arrays
     valid = np.ascontiguousarray(data._valid, dtype=np.int64)
@@ -106,7 +108,7 @@ def feature_key(method: Any, data: ShapeDataset, modality: str) -> str:
     payload = {"format": FORMAT, "method": method.name, "version": getattr(method, "version", None),
                "config": config, "weights": weights_digest(method.model), "code": code_digest(method, modality),
                "device": device, "dataset": data.name, "split": data.split, "data_config": data_config,
-               "modalities": list(data.modalities), "valid": hashlib.sha256(valid.tobytes()).hexdigest(),
+               "valid": hashlib.sha256(valid.tobytes()).hexdigest(),
                "files": files, "modality": modality}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 

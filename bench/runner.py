@@ -4,7 +4,8 @@ Pretraining is cached under ``$SSL3D_DATA/pretrain/<method>/<key>/`` where the
 key hashes everything that determines the weights (method and its code
 version, resolved config, pretraining dataset + its settings, seed), so five
 tasks on one method pretrain once, and an interrupted pretraining resumes from
-the ``last.pt`` checkpoint of that folder.
+the ``last.pt`` checkpoint of that folder (bench/pretrain_cache.py, which also
+serves an E-epoch pretraining from a longer one's epoch-E snapshot).
 
 A run has two phases. :func:`validate_run` resolves every name, setting and
 modality of the spec and raises before anything exists on disk (no run
@@ -31,7 +32,7 @@ from ssl3d.core.config import (
     ConfigError, apply_overrides, build_preset, check_range, config_hash, flat_keys, to_dict,
 )
 from ssl3d.core.io import atomic_path
-from ssl3d.bench.pretrain_lock import KeyLock
+from ssl3d.bench.pretrain_cache import pretrain_key, pretrain_or_load  # noqa: F401  (re-exported)
 from ssl3d.bench.provenance import environment, git_commit
 from ssl3d.bench.tracking import check_tracker, flat_params, tracking
 from ssl3d.bench.protocols import PROTOCOLS, EvalContext, offered_modalities, usable_modalities
@@ -39,11 +40,9 @@ from ssl3d.bench.results import ResultStore, settings_label
 from ssl3d.bench.tasks import TASKS, Task, compatibility, get_task
 from ssl3d.core.errors import UserError, attach_log_path, log_path_of
 from ssl3d.datasets import DATASETS, default_root
-from ssl3d.methods import METHODS, Method, RunContext
-from ssl3d.methods.config import weights_config
-from ssl3d.methods.checkpoint import load_or_move_aside, previous_checkpoint, save_checkpoint
+from ssl3d.methods import METHODS, Method
 from ssl3d.methods.trainer import epoch_seconds
-from ssl3d.core.distributed import barrier, device_for_rank, dist_info, init_distributed, main_process_first
+from ssl3d.core.distributed import device_for_rank, dist_info, init_distributed, main_process_first
 from ssl3d.core.seeding import seed_everything
 
 log = logging.getLogger("ssl3d.run")
@@ -135,44 +134,6 @@ def build_data_config(dataset_cls, task_options: dict, method: Method, user: dic
     config = apply_overrides(config, task_options, section="data.")
     config = apply_overrides(config, method.data_overrides(), section="data.")
     return apply_overrides(config, user, section="data.")
-
-
-def pretrain_key(method: Method, data_name: str, data_settings: dict[str, Any], seed: int) -> str:
-    # weights_config: settings that change no weights (train.snapshot_epochs) do not split the cache
-    return config_hash({"method": method.name, "version": method.version, "config": weights_config(method.config),
-                        "data": data_name, "data_settings": data_settings, "seed": seed}, length=16)
-
-
-def pretrain_or_load(method: Method, dataset, seed: int, device: torch.device, cache_root: Path, progress: bool) -> dict:
-    """Pretrain ``method`` on ``dataset`` or load the cached weights; returns cache info."""
-    if not method.pretrain_modalities or method.config.train.epochs == 0:
-        method.pretrain(dataset, RunContext(device=device, seed=seed, progress=progress))
-        return {"cached": False, "key": None}
-    settings = {g: dataset.settings(g) for g in dataset.groups()}
-    key = pretrain_key(method, dataset.name, settings, seed)
-    folder = cache_root / "pretrain" / method.name / key
-    final = folder / "final.pt"
-    # a damaged final.pt is moved aside; last.pt holds the same weights, so pretraining again only reloads it
-    then = "; pretraining again (resuming from last.pt if intact)"
-    state = load_or_move_aside(final, "cpu", log, then=then)
-    if state is None:
-        folder.mkdir(parents=True, exist_ok=True)
-        # one job trains a key at a time (sweeps on shared filesystems); a waiter then loads its final.pt
-        with KeyLock(folder / "pretrain.lock", what=f"the pretraining {method.name}/{key}") if dist_info().is_main \
-                else contextlib.nullcontext():
-            barrier()  # the other ranks look for final.pt only once rank 0 holds the lock
-            state = load_or_move_aside(final, "cpu", log, then=then)
-            if state is None:
-                method.pretrain(dataset, RunContext(device=device, seed=seed, checkpoint_dir=folder, progress=progress))
-                if dist_info().is_main:
-                    save_checkpoint(final, method.state_dict())
-                    # final.pt and last.pt are two good copies now; the older state is no longer needed
-                    previous_checkpoint(folder / "last.pt").unlink(missing_ok=True)
-                barrier()
-                return {"cached": False, "key": key, "path": str(final)}
-    method.load_state_dict(state).to(device)
-    log.info("pretraining cache hit: %s", final)
-    return {"cached": True, "key": key, "path": str(final)}
 
 
 def data_key(data_config: Any, dataset) -> str:

@@ -145,6 +145,15 @@ class Method:
             return 0.5 * (1 + math.cos(math.pi * epoch / max(1, train.epochs)))
         return 1.0
 
+    def schedule_reads_total_epochs(self) -> bool:
+        """Whether any epoch's training depends on ``config.train.epochs`` (a cosine schedule does).
+
+        When it does not, the first E epochs of a longer pretraining are an E-epoch pretraining, and the
+        cache serves one from the other's snapshot (bench/pretrain_cache.py). A method whose ``lr_factor``
+        or ``on_epoch_start`` reads the total must override this; ``check_method`` tests the answer.
+        """
+        return self.config.train.scheduler == "cosine"
+
     def on_epoch_start(self, epoch: int, run_seed: int) -> None:
         """Called by the training loop before each epoch (0-based), also for the first epoch of a resumed run.
 

@@ -27,6 +27,9 @@ random tensors from :func:`fake_batch`, so it needs no dataset on disk:
   mode); ``encoder`` returns a module made of the method's own weights;
   ``point_features``, ``reconstruct`` and ``ibsr_similarity_batch`` give
   their documented shapes where the method declares them;
+* unless :meth:`Method.schedule_reads_total_epochs` says an epoch reads the total, the epoch-2
+  snapshot of a 3-epoch pretraining equals a 2-epoch pretraining bitwise (the pretraining cache
+  serves one for the other: bench/pretrain_cache.py);
 * the state dict survives ``torch.save`` / ``torch.load(weights_only=True)``
   into a fresh instance that embeds identically;
 * a method declaring ``untrained_network_of`` (:func:`check_untrained_twin`)
@@ -43,6 +46,8 @@ from __future__ import annotations
 import copy
 import io
 import math
+import tempfile
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
@@ -54,8 +59,10 @@ from ssl3d.core.seeding import seed_everything
 from ssl3d.datasets import DataConfig
 from ssl3d.datasets.modalities.cameras import rig_size
 from ssl3d.methods.base import METHODS, Method, NotPretrainedError
+from ssl3d.methods.checkpoint import load_checkpoint
 from ssl3d.methods.config import MethodConfig
 from ssl3d.methods.run_context import RunContext
+from ssl3d.methods.trainer import snapshot_path
 
 __all__ = ["FakeShapes", "SMALL_DATA", "check_method", "check_untrained_twin", "fake_batch"]
 
@@ -140,6 +147,8 @@ def check_method(cls: type[Method], *, preset: str = "quick", overrides: Mapping
             _check_loss_decreases(method, batch, loss_steps, seed)
     _check_outputs(method, batch)
     _check_state_round_trip(method, batch)
+    if method.pretrain_modalities:
+        _check_trajectory(cls, preset, overrides, batch, seed)
     check_untrained_twin(cls, preset=preset, overrides=overrides, seed=seed)
 
 
@@ -311,6 +320,30 @@ def _check_outputs(method: Method, batch: dict[str, torch.Tensor]) -> None:
         _expect(tuple(similarity.shape) == (2, b) and bool(torch.isfinite(similarity).all()), cls,
                 f"ibsr_similarity_batch(query [2, D], views [B={b}, ...]) must be finite [2, {b}]; "
                 f"got {tuple(similarity.shape)}")
+
+
+def _check_trajectory(cls: type[Method], preset: str, overrides: Mapping[str, Any] | None,
+                      batch: dict[str, torch.Tensor], seed: int) -> None:
+    """Unless the method declares that an epoch reads the total, epoch 2 of 3 must be a 2-epoch pretraining."""
+    def pretrained(epochs: int, folder: str | None) -> Method:
+        settings = {**(overrides or {}), "train.epochs": epochs, "train.max_steps_per_epoch": 1,
+                    "train.batch_size": len(batch["label"]), "train.num_workers": 0, "train.snapshot_epochs": (2,)}
+        method = cls.from_preset(preset, settings)
+        method.pretrain(FakeShapes(batch), RunContext(seed=seed, checkpoint_dir=Path(folder) if folder else None,
+                                                            progress=False))
+        return method
+
+    with tempfile.TemporaryDirectory() as folder:
+        longer = pretrained(3, folder)
+        if longer.schedule_reads_total_epochs():
+            return  # declared: the pretraining cache never shares its snapshots
+        snapshot = load_checkpoint(snapshot_path(folder, 2))["model"]
+    short = pretrained(2, None).model.state_dict()
+    differ = [k for k in short if not torch.equal(short[k], snapshot[k])]
+    _expect(not differ, cls,
+            f"schedule_reads_total_epochs() is False, yet epoch 2 of a 3-epoch pretraining differs from a 2-epoch "
+            f"pretraining ({', '.join(differ[:3])}): the cache would serve one for the other; return True if an "
+            "epoch's training reads config.train.epochs")
 
 
 def _check_state_round_trip(method: Method, batch: dict[str, torch.Tensor]) -> None:

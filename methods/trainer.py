@@ -145,7 +145,7 @@ def fit(method: TrainableMethod, data: Dataset, run: RunContext) -> None:
         start_epoch, history, seconds, step = state["epoch"], state["history"], state["seconds"], state["step"]
         log.info("%s: resumed from %s after epoch %d/%d", method.name, resumed_from, start_epoch, train.epochs)
     if start_epoch == 0 and 0 in snapshots:
-        _save_snapshot(run, info, model, 0)
+        _save_snapshot(run, info, model, 0, history, step)
 
     generator = torch.Generator()
     # the global batch is split over ranks; each rank reads its own shard of every epoch
@@ -234,7 +234,7 @@ def fit(method: TrainableMethod, data: Dataset, run: RunContext) -> None:
         if ckpt_path is not None and info.is_main:  # one writer; every rank holds the same weights
             _save_checkpoint(ckpt_path, model, optimizer, config_json, epoch + 1, history, seconds, step)
         if epoch + 1 in snapshots:
-            _save_snapshot(run, info, model, epoch + 1)
+            _save_snapshot(run, info, model, epoch + 1, history, step)
         barrier()
 
     final = history[-1] if history else {}
@@ -261,9 +261,13 @@ def snapshot_path(checkpoint_dir: Path, epoch: int) -> Path:
     return Path(checkpoint_dir) / f"epoch-{epoch}.pt"
 
 
-def _save_snapshot(run: RunContext, info: DistInfo, model: nn.Module, epoch: int) -> None:
+def _save_snapshot(run: RunContext, info: DistInfo, model: nn.Module, epoch: int, history: list[dict],
+                   step: int) -> None:
+    # the history and step count up to here let a shorter pretraining be served from this file
+    # (bench/pretrain_cache.py) with its own bookkeeping
     if run.checkpoint_dir is not None and info.is_main:
-        save_checkpoint(snapshot_path(run.checkpoint_dir, epoch), {"model": model.state_dict(), "epoch": epoch})
+        save_checkpoint(snapshot_path(run.checkpoint_dir, epoch),
+                        {"model": model.state_dict(), "epoch": epoch, "history": list(history), "step": step})
 
 
 def _save_checkpoint(path, model, optimizer, config_json, epoch, history, seconds, step) -> None:

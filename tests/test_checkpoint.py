@@ -143,7 +143,7 @@ def test_damaged_final_checkpoint_is_moved_aside_and_pretraining_resumes(tmp_pat
     first = _TinyMethod.from_preset("quick")
     info = pretrain_or_load(first, _Vectors(), 0, torch.device("cpu"), tmp_path, progress=False)
     final = Path(info["path"])
-    assert sorted(p.name for p in final.parent.iterdir()) == ["final.pt", "last.pt"]
+    assert sorted(p.name for p in final.parent.iterdir()) == ["final.pt", "last.pt", "trajectory.json"]
     damage(final)
     second = _TinyMethod.from_preset("quick")
     with caplog.at_level(logging.INFO):

@@ -149,6 +149,22 @@ def test_curve_resumes_and_replays_missing_snapshots(tmp_path, monkeypatch):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_shorter_curve_and_run_are_served_by_a_longer_curves_snapshots(tmp_path, monkeypatch):
+    # the knee curve pretrains seed 0 furthest; the preset's run and its shorter 3-seed curve train nothing more
+    knee = _curve(tmp_path / "knee", [1, 2])
+    method_cls = type(validate_run(_spec()).method)
+    with monkeypatch.context() as patch:
+        patch.setattr(method_cls, "training_step", lambda *a: pytest.fail("trained again"))
+        run = validate_run(_spec(**{"train.epochs": "1"}))
+        run.pre_data.prepare()
+        served = curve_mod.pretrain_or_load(run.method, run.pre_data, 0, run.device, default_root(), False)
+        short = _curve(tmp_path / "short", [1])
+    assert run.method.pretrain_info["from_snapshot"].endswith("epoch-1.pt") and not served["cached"]
+    assert not list((default_root() / "pretrain").rglob(curve_mod.REPLAY))
+    rows = knee["frame"][knee["frame"]["epoch"] <= 1].reset_index(drop=True)
+    pd.testing.assert_frame_equal(short["frame"], rows)
+
+
 def test_curve_refuses_bad_specs_before_writing(tmp_path):
     with pytest.raises(ConfigError, match="--split"):
         _curve(tmp_path / "r", [1], split="train")

@@ -42,7 +42,7 @@ def test_two_ranks_disjoint_shards_identical_logs_one_result(plugin_path, tmp_pa
         assert {k: v for k, v in a["record"].items() if k not in drop} == \
             {k: v for k, v in b["record"].items() if k not in drop}
     (ckpt_dir,) = (tmp_path / "data" / "pretrain" / "rotnet").iterdir()
-    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["final.pt", "last.pt"]
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["final.pt", "last.pt", "trajectory.json"]
     results = list((tmp_path / "res" / "runs").glob("*/result.json"))
     assert len(results) == 1
     assert json.loads(results[0].read_text())["pretraining"]["world_size"] == 2

@@ -90,6 +90,18 @@ def test_read_time_settings_key_the_features_but_worker_counts_do_not(split, tmp
     assert twin(view_size=split.config.view_size + 1) != base
 
 
+def test_other_loaded_modalities_share_the_points_features(split, tmp_path):
+    # a protocol that also loads voxels embeds the same points: one file serves both runs
+    calls: list[int] = []
+    method = _method(calls)
+    first = _embed(method, split)
+    both = DATASETS.get("synth")("train", ("points", "voxels"), split.config, tmp_path, progress=False)
+    assert len(both.groups()) == 2
+    again = _embed(method, both)
+    assert sum(calls) == 18 and len(_files(tmp_path)) == 1
+    np.testing.assert_array_equal(first[0], again[0])
+
+
 def test_a_large_view_keeps_its_whole_split_and_serves_the_rest(split, tmp_path, monkeypatch):
     calls: list[int] = []
     method = _method(calls)

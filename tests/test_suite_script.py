@@ -74,6 +74,30 @@ def test_a_family_curves_every_modality_with_the_baseline_only_where_it_embeds(t
     assert timings[1].startswith("curve cmcv points,")
 
 
+def test_a_knee_curve_is_seed_0_to_its_largest_budget_and_its_page_files_are_copied(tmp_path):
+    knee_out = tmp_path / "knee-page"
+    knee_out.mkdir()
+    stub_curve = ('bench() { echo "bench $*" >> "$OUT/calls"; mkdir -p "$OUT/knee/curves"; '
+                  'for e in csv json png; do echo "$e" > "$OUT/knee/curves/parae-dgcnn-modelnet10-svm-points-val.$e"; '
+                  'done; }')
+    calls = _run(tmp_path, f'KNEE_OUT="{knee_out}"\n{stub_curve}\nknee parae-dgcnn points 4 random-dgcnn')
+    assert calls == [
+        "bench curve --preset cpu --method parae-dgcnn --task modelnet10-svm --modality points --epochs 1 2 4 "
+        f"--seeds 0 --baseline random-dgcnn --results-dir {tmp_path}/knee --no-progress"]
+    assert sorted(p.name for p in knee_out.iterdir()) == [f"parae-dgcnn-modelnet10-svm-points-val.{e}"
+                                                          for e in ("csv", "json", "png")]
+    assert (tmp_path / "timings.csv").read_text().startswith("knee parae-dgcnn points,")
+
+
+def test_every_family_starts_from_its_knee_curve():
+    # the preset's seed 0 is served from the knee curve's snapshot only if the knee curve ran first
+    body = SCRIPT.read_text().split("main() {")[1]
+    lines = [line.split()[:2] for line in body.splitlines() if line.strip().startswith(("knee ", "family "))]
+    for i, (word, method) in enumerate(lines):
+        if word == "family":
+            assert ["knee", method] in lines[:i], f"family {method} has no knee curve before it"
+
+
 def test_a_failing_step_is_timed_with_its_exit_code(tmp_path):
     _run(tmp_path, 'bench() { echo "bench $*" >> "$OUT/calls"; [[ $1 != suite ]]; }\n'
                    "family parae-dgcnn points points=random-dgcnn || true")

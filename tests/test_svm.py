@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -46,6 +47,25 @@ def test_matches_sklearn_grid_search():
     assert ours.details["chosen_C"] == best
     direct = make_pipeline(StandardScaler(), SVC(kernel="linear", C=best)).fit(x_train, y_train)
     assert ours.metrics["overall_acc"] == pytest.approx(100 * np.mean(direct.predict(x_test) == y_test))
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_cross_validation_on_threads_gives_the_one_thread_result(threads):
+    # the CV fits run on torch's threads, a group of folds at a time: 3 threads over 4 folds leaves a short group
+    x_train, y_train = _blobs(2, 30)
+    x_test, y_test = _blobs(3, 15)
+    x_train = x_train + np.random.default_rng(0).normal(scale=2.0, size=x_train.shape)  # overlapping classes
+    cfg = SVMConfig(c_grid=(0.01, 0.1, 1.0, 10.0, 100.0), folds=4)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = SVMProtocol(cfg).evaluate_features(x_train, y_train, x_test, y_test, seed=3)
+        torch.set_num_threads(threads)
+        pooled = SVMProtocol(cfg).evaluate_features(x_train, y_train, x_test, y_test, seed=3)
+    finally:
+        torch.set_num_threads(before)
+    assert pooled.details == alone.details and pooled.metrics == alone.metrics
+    assert len(set(alone.details["cv_acc_by_C"].values())) > 1  # the grid is not a tie everywhere
 
 
 def test_fixed_c_rbf_auto_gamma_matches_plain_svc():

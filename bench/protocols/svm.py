@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import logging
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
@@ -139,15 +141,29 @@ def fit_svm(x_train: np.ndarray, y_train: np.ndarray, config: SVMConfig, seed: i
     capped: dict[str, int] = {}  # C -> CV fits that reached max_iter
     if len(grid) > 1 and folds >= 2:
         accs: dict[float, list[float]] = {c: [] for c in grid}
-        for tr, va in StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(x_train, y_train):
-            # the scaler is fitted on the training fold only; one Gram matrix serves every C
-            fold = KernelSVC(config.kernel, config.gamma, config.standardize)
-            k_train, k_val = fold.prepare(x_train[tr]), fold.gram(x_train[va])
-            for c in grid:
-                svc = fit_precomputed(k_train, y_train[tr], c, config.max_iter)
-                accs[c].append(float(np.mean(svc.predict(k_val) == y_train[va])))
-                if not svc.converged_:
-                    capped[repr(c)] = capped.get(repr(c), 0) + 1
+        splits = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(x_train, y_train))
+        workers = max(1, min(torch.get_num_threads(), len(grid) * folds))
+        # libsvm releases the GIL: the fits run on every thread torch may use (numbers unchanged: each fit is
+        # deterministic and kept in fold order). `workers` folds at a time bound the Gram matrices in memory,
+        # and each group starts with its largest C, the slowest fits, so the threads finish together.
+        # the ConvergenceWarning filter is set here, in this thread: warnings.catch_warnings is process-wide state
+        # that the pool's threads would otherwise save and restore in any order
+        with ThreadPoolExecutor(workers) as pool, warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            for start in range(0, len(splits), workers):
+                group = splits[start:start + workers]
+                grams = []
+                for tr, va in group:  # the scaler is fitted on the training fold only; one Gram serves every C
+                    fold = KernelSVC(config.kernel, config.gamma, config.standardize)
+                    grams.append((fold.prepare(x_train[tr]), fold.gram(x_train[va])))
+                jobs = {(i, c): pool.submit(fit_precomputed, grams[i][0], y_train[tr], c, config.max_iter)
+                        for c in reversed(grid) for i, (tr, _) in enumerate(group)}
+                for i, (_, va) in enumerate(group):
+                    for c in grid:
+                        svc = jobs[(i, c)].result()
+                        accs[c].append(float(np.mean(svc.predict(grams[i][1]) == y_train[va])))
+                        if not svc.converged_:
+                            capped[repr(c)] = capped.get(repr(c), 0) + 1
         cv_scores = {repr(c): 100.0 * float(np.mean(accs[c])) for c in grid}
         best_c = max(grid, key=lambda c: (cv_scores[repr(c)], -c))  # ties -> smaller C
     else:
