@@ -6,6 +6,10 @@
   seconds of completed epochs in its checkpoints, so a pretraining resumed across sessions is counted over
   all its epochs (a killed partial epoch, setup and checkpoint writes are not: a slight lower bound), and a
   run that found it cached reports the same number. Each (method, pretraining key) is counted once.
+* **Served pretrainings** (``served_from_snapshot``): a pretraining the cache read from a longer one's
+  snapshot (bench/pretrain_cache.py: the knee curve's seed 0) counts in ``pretrain_min_per_seed`` (the
+  seconds its epochs took in the longer run) but not in ``pretrain_min`` or ``pretrain_min_idle``: this
+  folder did not train it, and the knee step's wall time is in ``timings.csv``.
 * **Idle pretraining** (``pretrain_min_idle``) is each pretraining's fastest epoch times its epochs: an
   estimate of what it costs on a machine it has to itself, since a shared CPU slows single epochs (PyTorch's
   OpenMP threads spin-wait when the cores are oversubscribed: one epoch took 13x its idle time). Epoch times
@@ -37,7 +41,8 @@ from ssl3d.methods.trainer import epoch_seconds
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["method", "pretrain_epochs", "pretrainings", "pretrain_min_per_seed", "pretrain_min", "fastest_epoch_s",
+COLUMNS = ["method", "pretrain_epochs", "pretrainings", "served_from_snapshot", "pretrain_min_per_seed", "pretrain_min",
+           "fastest_epoch_s",
            "pretrain_min_idle", "eval_runs", "eval_min", "total_min", "logged_wall_min"]
 
 
@@ -49,7 +54,7 @@ def _result_rows(root: Path) -> list[dict]:
             pre, timings = result.get("pretraining") or {}, result.get("timings") or {}
             rows.append({"method": str(result["method"]), "key": pre.get("key"), "epochs": int(pre.get("epochs") or 0),
                          "pretrain_s": float(pre.get("seconds") or 0.0), "epoch_s": pre.get("epoch_seconds"),
-                         "weights": pre.get("path"),
+                         "weights": pre.get("path"), "served": bool(pre.get("from_snapshot")),
                          "eval_s": float(timings.get("data_s") or 0.0) + float(timings.get("eval_s") or 0.0)})
         except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged file is named, never fatal
             log.warning("%s: skipped, not a readable result (%s)", path, exc)
@@ -89,7 +94,7 @@ def cost_table(results_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """One row per method and a ``total`` row; minutes, rounded to 0.1."""
     root = Path(results_dir)
     runs = pd.DataFrame(_result_rows(root), columns=["method", "key", "epochs", "pretrain_s", "epoch_s", "weights",
-                                                     "eval_s"])
+                                                     "served", "eval_s"])
     wall = _logged_wall(root)
     table = []
     for method in sorted(set(runs["method"]) | set(wall)):
@@ -97,15 +102,19 @@ def cost_table(results_dir: str | os.PathLike[str]) -> pd.DataFrame:
         trained = mine[mine["key"].notna() & (mine["pretrain_s"] > 0)]
         fastest = {key: _fastest_epoch(group) for key, group in trained.groupby("key", sort=True)}
         trained = trained.drop_duplicates("key")
+        # a pretraining read from a longer one's snapshot was trained by that one (the knee curve, whose time
+        # timings.csv logs): it gives the preset's time per seed but adds nothing to this folder's compute
+        own = trained[~trained["served"].astype(bool)]
         known = all(value is not None for value in fastest.values())
         table.append({
             "method": method,
             "pretrain_epochs": int(trained["epochs"].max()) if len(trained) else 0,
             "pretrainings": len(trained),
             "pretrain_min_per_seed": round(trained["pretrain_s"].mean() / 60, 1) if len(trained) else 0.0,
-            "pretrain_min": round(trained["pretrain_s"].sum() / 60, 1),
+            "served_from_snapshot": len(trained) - len(own),
+            "pretrain_min": round(own["pretrain_s"].sum() / 60, 1),
             "fastest_epoch_s": round(min(fastest.values()), 1) if fastest and known else None,
-            "pretrain_min_idle": (round(sum(fastest[k] * e for k, e in zip(trained["key"], trained["epochs"])) / 60, 1)
+            "pretrain_min_idle": (round(sum(fastest[k] * e for k, e in zip(own["key"], own["epochs"])) / 60, 1)
                                   if known else None),
             "eval_runs": len(mine),
             "eval_min": round(mine["eval_s"].sum() / 60, 1),
@@ -114,6 +123,7 @@ def cost_table(results_dir: str | os.PathLike[str]) -> pd.DataFrame:
     frame = pd.DataFrame(table, columns=[c for c in COLUMNS if c != "total_min"])
     frame["total_min"] = (frame["pretrain_min"] + frame["eval_min"]).round(1)
     total = {"method": "total", "pretrain_epochs": None, "pretrainings": int(frame["pretrainings"].sum()),
+             "served_from_snapshot": int(frame["served_from_snapshot"].sum()),
              "pretrain_min_per_seed": None, "fastest_epoch_s": None,
              # blank when any method's idle estimate is unknown: a partial sum would read as the whole
              "pretrain_min_idle": (round(float(frame["pretrain_min_idle"].sum()), 1)
@@ -124,7 +134,8 @@ def cost_table(results_dir: str | os.PathLike[str]) -> pd.DataFrame:
 
 
 def cost_markdown(table: pd.DataFrame) -> str:
-    header = ("| method | `cpu` epochs | pretrainings | pretraining min/seed | pretraining min | fastest epoch s "
+    header = ("| method | `cpu` epochs | pretrainings | from a snapshot | pretraining min/seed | pretraining min "
+              "| fastest epoch s "
               "| pretraining min, idle | evaluated runs | evaluation min | total min | logged wall min |\n"
               + "|---" * len(COLUMNS) + "|\n")
     def fmt(value) -> str:

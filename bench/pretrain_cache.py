@@ -36,11 +36,12 @@ import torch
 
 from ssl3d.bench.pretrain_lock import KeyLock
 from ssl3d.core.config import config_hash, to_dict
-from ssl3d.core.distributed import barrier, dist_info
-from ssl3d.core.io import atomic_write_json
+from ssl3d.core.distributed import barrier, broadcast_from_main, dist_info
+from ssl3d.core.io import atomic_write_json, move_aside
 from ssl3d.core.seeding import seed_everything
 from ssl3d.methods import Method, RunContext
-from ssl3d.methods.checkpoint import load_checkpoint, load_or_move_aside, previous_checkpoint, save_checkpoint
+from ssl3d.methods.checkpoint import (CorruptCheckpointError, load_checkpoint, load_or_move_aside, previous_checkpoint,
+                                     save_checkpoint)
 from ssl3d.methods.config import weights_config
 from ssl3d.methods.trainer import snapshot_path
 
@@ -113,6 +114,33 @@ def load_snapshot_as_pretraining(method: Method, snapshot: Path, device: torch.d
                             "model": state["model"], "pretrain_info": info}).to(device)
 
 
+def _usable_snapshot(method_root: Path, trajectory: str | None, epochs: int) -> Path | None:
+    """The snapshot to serve, checked by loading it; a damaged one is named, moved aside, and training follows."""
+    snapshot = trajectory_snapshot(method_root, trajectory, epochs)
+    if snapshot is None:
+        return None
+    try:
+        stored = load_checkpoint(snapshot).get("epoch")
+        if stored != epochs:
+            raise ValueError(f"it holds epoch {stored}")
+    except (CorruptCheckpointError, ValueError) as exc:
+        aside = move_aside(snapshot)
+        log.warning("%s: not served (%s); %s, pretraining instead", snapshot, exc,
+                    f"moved to {aside.name}" if aside else "it is gone")
+        return None
+    return snapshot
+
+
+def _remember_trajectory(folder: Path, trajectory: str | None, epochs: int) -> None:
+    """Write ``trajectory.json`` (a cache hit of a pretraining made before markers existed gets one too)."""
+    if trajectory is None or (folder / TRAJECTORY_FILE).exists() or not dist_info().is_main:
+        return
+    try:
+        atomic_write_json(folder / TRAJECTORY_FILE, {"trajectory": trajectory, "epochs": epochs})
+    except OSError as exc:  # a read-only cache only loses the sharing, never the run
+        log.warning("%s: not written (%s); its snapshots are not shared", folder / TRAJECTORY_FILE, exc)
+
+
 def pretrain_or_load(method: Method, dataset, seed: int, device: torch.device, cache_root: Path, progress: bool) -> dict:
     """Pretrain ``method`` on ``dataset``, or load the cached weights or a snapshot of its trajectory.
 
@@ -136,25 +164,29 @@ def pretrain_or_load(method: Method, dataset, seed: int, device: torch.device, c
             barrier()  # the other ranks look for final.pt only once rank 0 holds the lock
             state = load_or_move_aside(final, "cpu", log, then=then)
             if state is None:
+                epochs = method.config.train.epochs
                 trajectory = trajectory_key(method, dataset.name, settings, seed)
-                snapshot = trajectory_snapshot(folder.parent, trajectory, method.config.train.epochs)
+                # rank 0 chooses for all: ranks that looked at the folders at other moments could disagree
+                snapshot = broadcast_from_main(_usable_snapshot(folder.parent, trajectory, epochs)
+                                               if dist_info().is_main else None)
                 if snapshot is not None:
                     log.info("pretraining %s/%s: the epoch-%d snapshot %s of the same trajectory",
-                             method.name, key, method.config.train.epochs, snapshot)
+                             method.name, key, epochs, snapshot)
                     seed_everything(seed)
                     load_snapshot_as_pretraining(method, snapshot, device)
+                    method.after_pretraining(dataset)
                 else:
-                    if trajectory is not None and dist_info().is_main:  # before training: its snapshots are shared
-                        atomic_write_json(folder / TRAJECTORY_FILE, {"trajectory": trajectory,
-                                                                     "epochs": method.config.train.epochs})
+                    _remember_trajectory(folder, trajectory, epochs)  # before training: its snapshots are shared
                     method.pretrain(dataset, RunContext(device=device, seed=seed, checkpoint_dir=folder,
                                                         progress=progress))
                 if dist_info().is_main:
                     save_checkpoint(final, method.state_dict())
-                    # final.pt and last.pt are two good copies now; the older state is no longer needed
+                    # a trained run's last.pt holds the same weights as final.pt (a served one's, if any, an
+                    # interrupted start): either way the older state is no longer needed
                     previous_checkpoint(folder / "last.pt").unlink(missing_ok=True)
                 barrier()
                 return {"cached": False, "key": key, "path": str(final)}
     method.load_state_dict(state).to(device)
     log.info("pretraining cache hit: %s", final)
+    _remember_trajectory(folder, trajectory_key(method, dataset.name, settings, seed), method.config.train.epochs)
     return {"cached": True, "key": key, "path": str(final)}

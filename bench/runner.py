@@ -32,7 +32,7 @@ from ssl3d.core.config import (
     ConfigError, apply_overrides, build_preset, check_range, config_hash, flat_keys, to_dict,
 )
 from ssl3d.core.io import atomic_path
-from ssl3d.bench.pretrain_cache import pretrain_key, pretrain_or_load  # noqa: F401  (re-exported)
+from ssl3d.bench.pretrain_cache import pretrain_or_load
 from ssl3d.bench.provenance import environment, git_commit
 from ssl3d.bench.tracking import check_tracker, flat_params, tracking
 from ssl3d.bench.protocols import PROTOCOLS, EvalContext, offered_modalities, usable_modalities

@@ -3,7 +3,7 @@
 ``bench suite --launcher local|slurm|ray`` plans exactly as the sequential suite
 (same compatible runs, skip reasons and resume); each run still to do becomes an
 *evaluation job*, and the evaluations sharing a pretraining cache key (method,
-config, pretraining data, seed: :func:`~ssl3d.bench.runner.pretrain_key`) depend
+config, pretraining data, seed: :func:`~ssl3d.bench.pretrain_cache.pretrain_key`) depend
 on one *pretraining job*. Methods that do not pretrain (random-init baselines,
 ``train.epochs=0``) have evaluation jobs only.
 
@@ -38,9 +38,8 @@ from typing import Any, Callable, Sequence
 from ssl3d.bench.launch_config import LaunchConfig
 from ssl3d.bench.launchers import Backend, make_backend
 from ssl3d.bench.results import ResultStore
-from ssl3d.bench.runner import (
-    RunSpec, execute, pretrain_key, pretrain_or_load, resolve_device, validate_run,
-)
+from ssl3d.bench.pretrain_cache import pretrain_key, pretrain_or_load
+from ssl3d.bench.runner import RunSpec, execute, resolve_device, validate_run
 from ssl3d.bench.tracking import tracking
 from ssl3d.core.io import atomic_write_json
 from ssl3d.core.seeding import seed_everything

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
@@ -76,6 +76,15 @@ def main_process_first() -> Iterator[None]:
 def barrier() -> None:
     if dist_info().enabled and dist.is_initialized():
         dist.barrier()
+
+
+def broadcast_from_main(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (``value`` itself when not distributed): one decision for all ranks."""
+    if not (dist_info().enabled and dist.is_initialized()):
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def all_reduce_mean(values: dict[str, float], device: torch.device) -> dict[str, float]:

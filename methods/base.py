@@ -149,8 +149,9 @@ class Method:
         """Whether any epoch's training depends on ``config.train.epochs`` (a cosine schedule does).
 
         When it does not, the first E epochs of a longer pretraining are an E-epoch pretraining, and the
-        cache serves one from the other's snapshot (bench/pretrain_cache.py). A method whose ``lr_factor``
-        or ``on_epoch_start`` reads the total must override this; ``check_method`` tests the answer.
+        cache serves one from the other's snapshot (bench/pretrain_cache.py). A method whose ``lr_factor``,
+        ``on_epoch_start``, ``training_step`` or ``pretrain_dataset`` reads the total must override this;
+        ``check_method`` tests the answer.
         """
         return self.config.train.scheduler == "cosine"
 
@@ -182,7 +183,13 @@ class Method:
         """Build the networks and run the pretext task on ``data`` (labels unused)."""
         run = run or RunContext()
         fit(self, data, run)
+        self.after_pretraining(data)
         return self
+
+    def after_pretraining(self, data: Dataset) -> None:
+        """Called once the weights are final: after :meth:`pretrain`, and after the pretraining cache served them
+        from a longer pretraining's snapshot (bench/pretrain_cache.py), so records computed from the trained
+        networks (CM-CV's pretext metrics in ``pretrain_info``) exist either way. Default: nothing."""
 
     def _check_modality(self, modality: str, allowed: frozenset[str], what: str) -> None:
         if modality not in allowed:

@@ -203,18 +203,20 @@ class CMCV(Method):
                 "pair_acc": acc}
 
     def pretrain(self, data: Dataset, run: RunContext | None = None) -> "CMCV":
-        """Train (shared loop), then store the pretext metrics in ``pretrain_info["pretext_metrics"]``."""
+        """Train (shared loop); :meth:`after_pretraining` stores the pretext metrics."""
         self._run_seed = (run or RunContext()).seed
         try:
-            super().pretrain(data, run)
+            return super().pretrain(data, run)
         finally:
             self._sampler = None  # it holds the pretraining data
+
+    def after_pretraining(self, data: Dataset) -> None:
+        """Store the pretext metrics in ``pretrain_info["pretext_metrics"]`` (also for served snapshots)."""
         probe = data[0] if len(data) >= 2 else {}
         if "points" in probe and "views" in probe and probe["views"].shape[0] == self.config.n_views:
             self.pretrain_info["pretext_metrics"] = pretext_metrics(self.model, data, self.config)
         else:  # e.g. a random-init run handed the evaluation split without views
             self.pretrain_info["pretext_metrics"] = {"note": "not computed: the data lacks points/views"}
-        return self
 
     def encoder(self, modality: str) -> nn.Module:
         self._check_modality(modality, self.embed_modalities, "encode")

@@ -5,7 +5,13 @@ python, numpy and torch generators and the DataLoader's shuffling generator
 are re-seeded from ``(run seed, epoch)``. An epoch therefore depends only on
 the weights and optimiser state it starts from, which the checkpoint holds, so
 a run killed after epoch k and resumed from ``last.pt`` gives exactly the
-weights an uninterrupted run gives. A damaged ``last.pt`` is moved aside and
+weights an uninterrupted run gives (on the same thread count: CPU float sums
+depend on it). One exception: with ``train.num_workers > 0`` the persistent
+DataLoader workers draw their base seed once, when the first epoch after a start
+or a resume creates them, so random draws made inside workers differ after a
+resume (the presets load in the main process: ``num_workers = 0``). The same
+seeding makes epoch k of a longer run a k-epoch run, which the pretraining cache
+uses (bench/pretrain_cache.py). A damaged ``last.pt`` is moved aside and
 the run resumes from ``prev.pt``, one epoch earlier (:mod:`ssl3d.methods.checkpoint`).
 
 Before each epoch the loop calls ``method.on_epoch_start(epoch, run seed)``,

@@ -49,11 +49,21 @@ def test_cost_counts_each_pretraining_once_and_sums_evaluations(tmp_path, caplog
     assert cost_markdown(table.reset_index()).count("\n") == 2 + 3
 
 
+def test_a_pretraining_served_from_a_snapshot_gives_its_time_per_seed_but_no_compute(tmp_path):
+    # seed 0 came from the knee curve's epoch-4 snapshot (its 4 epochs took 600 s there); seed 1 trained here
+    _result(tmp_path, "a", "vae", "k0", 600.0, 5.0, epoch_seconds=[150.0] * 4, from_snapshot="/c/knee/epoch-4.pt")
+    _result(tmp_path, "b", "vae", "k1", 480.0, 5.0, epoch_seconds=[120.0] * 4)
+    vae = cost_table(tmp_path).set_index("method").loc["vae"]
+    assert (vae["pretrainings"], vae["served_from_snapshot"]) == (2, 1)
+    assert vae["pretrain_min_per_seed"] == pytest.approx(9.0)  # (600 + 480) / 2 s
+    assert vae["pretrain_min"] == pytest.approx(8.0) and vae["pretrain_min_idle"] == pytest.approx(8.0)
+
+
 def test_cost_command_writes_the_csv_and_names_a_missing_runs_folder(tmp_path, capsys):
     _result(tmp_path, "a", "vae", "k0", 120.0, 5.0)
     assert main([str(tmp_path)]) == 0
     assert (tmp_path / "cost.csv").read_text().startswith("method,pretrain_epochs,")
-    assert "| vae | 4 | 1 | 2.0 |" in capsys.readouterr().out
+    assert "| vae | 4 | 1 | 0 | 2.0 |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main([str(tmp_path / "nowhere")])
     assert "nowhere/runs: no such folder" in capsys.readouterr().err

@@ -13,7 +13,8 @@ import torch
 from ssl3d.bench import curve as curve_mod
 from ssl3d.bench.curve import CurveSpec, carve_validation, choose_knee, run_curve
 from ssl3d.bench.protocols.fewshot_folds import FewShotError
-from ssl3d.bench.runner import RunSpec, pretrain_key, validate_run
+from ssl3d.bench.pretrain_cache import pretrain_key, pretrain_or_load
+from ssl3d.bench.runner import RunSpec, validate_run
 from ssl3d.core.config import ConfigError
 from ssl3d.datasets import default_root
 from ssl3d.methods import RunContext
@@ -157,7 +158,7 @@ def test_a_shorter_curve_and_run_are_served_by_a_longer_curves_snapshots(tmp_pat
         patch.setattr(method_cls, "training_step", lambda *a: pytest.fail("trained again"))
         run = validate_run(_spec(**{"train.epochs": "1"}))
         run.pre_data.prepare()
-        served = curve_mod.pretrain_or_load(run.method, run.pre_data, 0, run.device, default_root(), False)
+        served = pretrain_or_load(run.method, run.pre_data, 0, run.device, default_root(), False)
         short = _curve(tmp_path / "short", [1])
     assert run.method.pretrain_info["from_snapshot"].endswith("epoch-1.pt") and not served["cached"]
     assert not list((default_root() / "pretrain").rglob(curve_mod.REPLAY))

@@ -27,8 +27,9 @@ def _args(epochs: int) -> list[str]:
 def test_two_ranks_disjoint_shards_identical_logs_one_result(plugin_path, tmp_path):  # noqa: F811
     env = {**subprocess_env([plugin_path]), "SSL3D_DATA": str(tmp_path / "data"),
            "SSL3D_TRACE_DIR": str(tmp_path / "trace")}
-    out = subprocess.run(TORCHRUN + _args(2) + ["--results-dir", str(tmp_path / "res")], env=env,
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(TORCHRUN + _args(2) + ["--set", "train.snapshot_epochs=1", "--results-dir",
+                                                str(tmp_path / "res")], env=env, capture_output=True, text=True,
+                         timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     r0 = json.loads((tmp_path / "trace" / "rank0-epoch0.json").read_text())
     r1 = json.loads((tmp_path / "trace" / "rank1-epoch0.json").read_text())
@@ -42,11 +43,17 @@ def test_two_ranks_disjoint_shards_identical_logs_one_result(plugin_path, tmp_pa
         assert {k: v for k, v in a["record"].items() if k not in drop} == \
             {k: v for k, v in b["record"].items() if k not in drop}
     (ckpt_dir,) = (tmp_path / "data" / "pretrain" / "rotnet").iterdir()
-    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["final.pt", "last.pt", "trajectory.json"]
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["epoch-1.pt", "final.pt", "last.pt", "trajectory.json"]
     results = list((tmp_path / "res" / "runs").glob("*/result.json"))
     assert len(results) == 1
     assert json.loads(results[0].read_text())["pretraining"]["world_size"] == 2
     assert len((tmp_path / "res" / "leaderboard.csv").read_text().strip().splitlines()) == 1 + 2  # 2 metrics, 1 run
+    # a 1-epoch run on two ranks is served from the epoch-1 snapshot: rank 0 decides, both ranks load it
+    out = subprocess.run(TORCHRUN + _args(1) + ["--results-dir", str(tmp_path / "served")], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (served,) = (tmp_path / "served" / "runs").glob("*/result.json")
+    assert json.loads(served.read_text())["pretraining"]["from_snapshot"] == str(ckpt_dir / "epoch-1.pt")
 
 
 @pytest.mark.slow

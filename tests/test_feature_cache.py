@@ -102,6 +102,15 @@ def test_other_loaded_modalities_share_the_points_features(split, tmp_path):
     np.testing.assert_array_equal(first[0], again[0])
 
 
+def test_the_kept_shapes_key_the_features(split, tmp_path):
+    # the only guard left for other loaded modalities: a shape one of them lacks is skipped, and the key changes
+    method = _method([])
+    split._ensure_ready()
+    base = feature_cache.feature_key(method, split, "points")
+    split._valid = split._valid[1:]
+    assert feature_cache.feature_key(method, split, "points") != base
+
+
 def test_a_large_view_keeps_its_whole_split_and_serves_the_rest(split, tmp_path, monkeypatch):
     calls: list[int] = []
     method = _method(calls)

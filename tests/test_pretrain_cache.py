@@ -123,6 +123,49 @@ def test_an_older_snapshot_without_history_takes_it_from_its_final(tmp_path):
     assert shorter.pretrain_info["steps"] is None  # unknown, not guessed
 
 
+def test_a_damaged_donor_snapshot_is_named_moved_aside_and_the_run_trains(tmp_path, caplog):
+    _load(_method(4, snapshot_epochs=(2,)), tmp_path)
+    snapshot = next(tmp_path.rglob("epoch-2.pt"))
+    snapshot.write_bytes(snapshot.read_bytes()[:100])
+    shorter = _method(2)
+    with caplog.at_level(logging.WARNING):
+        _load(shorter, tmp_path)
+    assert f"{snapshot}: not served" in caplog.text and "pretraining instead" in caplog.text
+    assert "from_snapshot" not in shorter.pretrain_info and shorter.pretrain_info["steps"] == 8
+    assert not snapshot.exists() and len(list(snapshot.parent.glob("epoch-2.pt.corrupt-*"))) == 1
+    assert _equal(_weights(shorter), _trained_alone(2, tmp_path))
+
+
+class _Probing(_TinyMethod):
+    """Records, like CM-CV's pretext metrics, something computed from the final networks and the data."""
+
+    def after_pretraining(self, data) -> None:
+        self.pretrain_info["probe"] = float(self.model.weight.detach().sum()) + len(data)
+
+
+def test_a_served_pretraining_gets_the_records_a_trained_one_computes_afterwards(tmp_path):
+    longer = _Probing.from_preset("quick", {"train.epochs": 4, "train.snapshot_epochs": (2,)})
+    pretrain_or_load(longer, _Vectors(), 0, CPU, tmp_path, progress=False)
+    assert longer.pretrain_info["probe"] == pytest.approx(float(longer.model.weight.detach().sum()) + 16)
+    served = _Probing.from_preset("quick", {"train.epochs": 2})
+    pretrain_or_load(served, _Vectors(), 0, CPU, tmp_path, progress=False)
+    assert served.pretrain_info["from_snapshot"]
+    assert served.pretrain_info["probe"] == pytest.approx(float(served.model.weight.detach().sum()) + 16)
+
+
+def test_a_pretraining_cached_before_markers_existed_gets_one_on_its_next_hit(tmp_path):
+    _load(_method(4, snapshot_epochs=(2,)), tmp_path)
+    marker = next(tmp_path.rglob(TRAJECTORY_FILE))
+    trajectory = json.loads(marker.read_text())["trajectory"]
+    marker.unlink()  # the layout of caches written before trajectories were shared
+    root = tmp_path / "pretrain" / _TinyMethod.name
+    assert trajectory_snapshot(root, trajectory, 2) is None
+    assert _load(_method(4), tmp_path)["cached"] and marker.exists()
+    served = _method(2)
+    _load(served, tmp_path)
+    assert served.pretrain_info["from_snapshot"].endswith("epoch-2.pt")
+
+
 def test_a_snapshot_is_found_only_at_its_epoch(tmp_path):
     _load(_method(4, snapshot_epochs=(2,)), tmp_path)
     root = tmp_path / "pretrain" / _TinyMethod.name

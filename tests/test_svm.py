@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -66,6 +68,29 @@ def test_cross_validation_on_threads_gives_the_one_thread_result(threads):
         torch.set_num_threads(before)
     assert pooled.details == alone.details and pooled.metrics == alone.metrics
     assert len(set(alone.details["cv_acc_by_C"].values())) > 1  # the grid is not a tie everywhere
+
+
+def test_a_failing_cv_fit_raises_and_leaves_the_warning_filters_as_they_were(monkeypatch):
+    from ssl3d.bench.protocols import svm as svm_mod
+
+    real = svm_mod.fit_precomputed
+
+    def failing(gram, y, c, max_iter):
+        if c == 10.0:
+            raise MemoryError("libsvm ran out of memory")
+        return real(gram, y, c, max_iter)
+
+    monkeypatch.setattr(svm_mod, "fit_precomputed", failing)
+    x_train, y_train = _blobs(0, 30)
+    filters = list(warnings.filters)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with pytest.raises(MemoryError, match="libsvm"):
+            svm_mod.fit_svm(x_train, y_train, SVMConfig(c_grid=(0.1, 10.0), folds=3), seed=0)
+    finally:
+        torch.set_num_threads(before)
+    assert warnings.filters == filters
 
 
 def test_fixed_c_rbf_auto_gamma_matches_plain_svc():

@@ -105,7 +105,9 @@ class KernelSVC:
         return np.exp(-self.gamma_ * np.maximum(sq, 0.0))
 
     def fit(self, x_train: np.ndarray, y_train: np.ndarray, c: float, max_iter: int = -1) -> "KernelSVC":
-        self.svc_ = fit_precomputed(self.prepare(x_train), y_train, c, max_iter)
+        with warnings.catch_warnings():  # recorded in converged_ instead of printed
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            self.svc_ = fit_precomputed(self.prepare(x_train), y_train, c, max_iter)
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -122,11 +124,10 @@ def fit_precomputed(gram: np.ndarray, y: np.ndarray, c: float, max_iter: int) ->
 
     The cap matters on nearly inseparable features (untrained image encoders): there libsvm spends up to its
     own limit of 10^7 iterations on each of the 45 pairs at large C, half an hour per fit, for a C that the
-    cross-validation then rejects. Fits that converge are unchanged by it.
+    cross-validation then rejects. Fits that converge are unchanged by it. The caller silences libsvm's
+    ConvergenceWarning (once, in its own thread: warning filters are process-wide state).
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)  # recorded below instead of printed per fit
-        svc = SVC(kernel="precomputed", C=c, max_iter=max_iter).fit(gram, y)
+    svc = SVC(kernel="precomputed", C=c, max_iter=max_iter).fit(gram, y)
     svc.converged_ = max_iter < 0 or bool(np.all(np.asarray(svc.n_iter_) < max_iter))
     return svc
 
@@ -144,26 +145,30 @@ def fit_svm(x_train: np.ndarray, y_train: np.ndarray, config: SVMConfig, seed: i
         splits = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(x_train, y_train))
         workers = max(1, min(torch.get_num_threads(), len(grid) * folds))
         # libsvm releases the GIL: the fits run on every thread torch may use (numbers unchanged: each fit is
-        # deterministic and kept in fold order). `workers` folds at a time bound the Gram matrices in memory,
-        # and each group starts with its largest C, the slowest fits, so the threads finish together.
-        # the ConvergenceWarning filter is set here, in this thread: warnings.catch_warnings is process-wide state
-        # that the pool's threads would otherwise save and restore in any order
-        with ThreadPoolExecutor(workers) as pool, warnings.catch_warnings():
+        # deterministic and kept in fold order). Folds go `workers` at a time, which bounds the Gram matrices
+        # held at once (each about (0.8 n)^2 float64 values), and each group starts with its largest C, the
+        # slowest fits, so the threads finish together. The ConvergenceWarning filter is set once, here:
+        # warning filters are process-wide state, and the fits' non-convergence is recorded in `capped`.
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            for start in range(0, len(splits), workers):
-                group = splits[start:start + workers]
-                grams = []
-                for tr, va in group:  # the scaler is fitted on the training fold only; one Gram serves every C
-                    fold = KernelSVC(config.kernel, config.gamma, config.standardize)
-                    grams.append((fold.prepare(x_train[tr]), fold.gram(x_train[va])))
-                jobs = {(i, c): pool.submit(fit_precomputed, grams[i][0], y_train[tr], c, config.max_iter)
-                        for c in reversed(grid) for i, (tr, _) in enumerate(group)}
-                for i, (_, va) in enumerate(group):
-                    for c in grid:
-                        svc = jobs[(i, c)].result()
-                        accs[c].append(float(np.mean(svc.predict(grams[i][1]) == y_train[va])))
-                        if not svc.converged_:
-                            capped[repr(c)] = capped.get(repr(c), 0) + 1
+            pool = ThreadPoolExecutor(workers)
+            try:
+                for start in range(0, len(splits), workers):
+                    group = splits[start:start + workers]
+                    grams = []
+                    for tr, va in group:  # the scaler is fitted on the training fold only; one Gram serves every C
+                        fold = KernelSVC(config.kernel, config.gamma, config.standardize)
+                        grams.append((fold.prepare(x_train[tr]), fold.gram(x_train[va])))
+                    jobs = {(i, c): pool.submit(fit_precomputed, grams[i][0], y_train[tr], c, config.max_iter)
+                            for c in reversed(grid) for i, (tr, _) in enumerate(group)}
+                    for i, (_, va) in enumerate(group):
+                        for c in grid:
+                            svc = jobs[(i, c)].result()
+                            accs[c].append(float(np.mean(svc.predict(grams[i][1]) == y_train[va])))
+                            if not svc.converged_:
+                                capped[repr(c)] = capped.get(repr(c), 0) + 1
+            finally:  # a failed fit or an interrupt does not wait for the queued fits
+                pool.shutdown(wait=True, cancel_futures=True)
         cv_scores = {repr(c): 100.0 * float(np.mean(accs[c])) for c in grid}
         best_c = max(grid, key=lambda c: (cv_scores[repr(c)], -c))  # ties -> smaller C
     else:
