@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 
 from ssl3d.core.io import atomic_write_text
+from ssl3d.methods.checkpoint import read_pretrain_info
 from ssl3d.methods.trainer import epoch_seconds
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,7 @@ def _fastest_epoch(rows: pd.DataFrame) -> float | None:
         if not Path(weights).is_file():
             continue
         try:  # mmap: only the pickled info is read, not the weights' bytes
-            info = torch.load(weights, map_location="cpu", weights_only=True, mmap=True).get("pretrain_info") or {}
-            times = epoch_seconds(info.get("history") or [])
+            times = epoch_seconds(read_pretrain_info(weights).get("history") or [])
         except Exception as exc:  # noqa: BLE001 - any unreadable file is named and skipped, never fatal
             log.warning("%s: no epoch times read (%s)", weights, exc)
             continue

@@ -41,6 +41,7 @@ from ssl3d.core.io import atomic_write_json, move_aside
 from ssl3d.core.seeding import seed_everything
 from ssl3d.methods import Method, RunContext
 from ssl3d.methods.checkpoint import (CorruptCheckpointError, load_checkpoint, load_or_move_aside, previous_checkpoint,
+                                     read_pretrain_info,
                                      save_checkpoint)
 from ssl3d.methods.config import weights_config
 from ssl3d.methods.trainer import snapshot_path
@@ -94,18 +95,17 @@ def _bookkeeping(snapshot: Path, state: dict[str, Any], epoch: int) -> tuple[lis
     for folder in (snapshot.parent, snapshot.parent.parent):  # a replayed snapshot's pretraining is one up
         final = folder / "final.pt"
         if final.exists():
-            with contextlib.suppress(Exception):  # bookkeeping only: a file that cannot give it gives none
-                info = torch.load(final, map_location="cpu", weights_only=True, mmap=True).get("pretrain_info") or {}
-                return list(info.get("history") or [])[:epoch], None
+            try:
+                return list(read_pretrain_info(final).get("history") or [])[:epoch], None
+            except Exception as exc:  # noqa: BLE001 - bookkeeping only: a file that cannot give it is named
+                log.warning("%s: no history read (%s); the served pretraining records none", final, exc)
     return [], None
 
 
-def load_snapshot_as_pretraining(method: Method, snapshot: Path, device: torch.device) -> None:
-    """Make ``method`` (a config of E epochs) the pretraining whose epoch-E weights ``snapshot`` holds."""
+def _load_snapshot_as_pretraining(method: Method, snapshot: Path, state: dict[str, Any],
+                                  device: torch.device) -> None:
+    """Make ``method`` (a config of E epochs) the pretraining whose epoch-E weights ``state`` (from ``snapshot``) holds."""
     epochs = method.config.train.epochs
-    state = load_checkpoint(snapshot)
-    if int(state.get("epoch", -1)) != epochs:
-        raise ValueError(f"{snapshot}: holds epoch {state.get('epoch')}, not the {epochs} this run asks for")
     history, steps = _bookkeeping(snapshot, state, epochs)
     last = history[-1] if history else {}
     info = {"epochs": epochs, "steps": steps, "seconds": last.get("seconds"), "final_loss": last.get("loss"),
@@ -114,21 +114,22 @@ def load_snapshot_as_pretraining(method: Method, snapshot: Path, device: torch.d
                             "model": state["model"], "pretrain_info": info}).to(device)
 
 
-def _usable_snapshot(method_root: Path, trajectory: str | None, epochs: int) -> Path | None:
-    """The snapshot to serve, checked by loading it; a damaged one is named, moved aside, and training follows."""
+def _usable_snapshot(method_root: Path, trajectory: str | None, epochs: int) -> tuple[Path | None, dict | None]:
+    """The snapshot to serve and its state, checked by loading it; a damaged one is named, moved aside, and
+    training follows (None, None)."""
     snapshot = trajectory_snapshot(method_root, trajectory, epochs)
     if snapshot is None:
-        return None
+        return None, None
     try:
-        stored = load_checkpoint(snapshot).get("epoch")
-        if stored != epochs:
-            raise ValueError(f"it holds epoch {stored}")
+        state = load_checkpoint(snapshot)
+        if state.get("epoch") != epochs:
+            raise ValueError(f"it holds epoch {state.get('epoch')}")
     except (CorruptCheckpointError, ValueError) as exc:
         aside = move_aside(snapshot)
         log.warning("%s: not served (%s); %s, pretraining instead", snapshot, exc,
                     f"moved to {aside.name}" if aside else "it is gone")
-        return None
-    return snapshot
+        return None, None
+    return snapshot, state
 
 
 def _remember_trajectory(folder: Path, trajectory: str | None, epochs: int) -> None:
@@ -167,13 +168,14 @@ def pretrain_or_load(method: Method, dataset, seed: int, device: torch.device, c
                 epochs = method.config.train.epochs
                 trajectory = trajectory_key(method, dataset.name, settings, seed)
                 # rank 0 chooses for all: ranks that looked at the folders at other moments could disagree
-                snapshot = broadcast_from_main(_usable_snapshot(folder.parent, trajectory, epochs)
-                                               if dist_info().is_main else None)
+                snapshot, snapshot_state = (_usable_snapshot(folder.parent, trajectory, epochs) if dist_info().is_main
+                                            else (None, None))
+                snapshot = broadcast_from_main(snapshot)
                 if snapshot is not None:
                     log.info("pretraining %s/%s: the epoch-%d snapshot %s of the same trajectory",
                              method.name, key, epochs, snapshot)
                     seed_everything(seed)
-                    load_snapshot_as_pretraining(method, snapshot, device)
+                    _load_snapshot_as_pretraining(method, snapshot, snapshot_state or load_checkpoint(snapshot), device)
                     method.after_pretraining(dataset)
                 else:
                     _remember_trajectory(folder, trajectory, epochs)  # before training: its snapshots are shared

@@ -107,6 +107,14 @@ def _first_sentence(exc: BaseException) -> str:
     return "damaged file" if "weights_only" in text else text
 
 
+def read_pretrain_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``pretrain_info`` of a saved method, memory-mapped: the pickled info is read, not the weights' bytes.
+
+    Unchecked (no checksum: the weights are not read); callers use it for bookkeeping only.
+    """
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("pretrain_info") or {}
+
+
 def load_or_move_aside(path: str | os.PathLike[str], map_location: torch.device | str, log: logging.Logger,
                        then: str = "") -> dict[str, Any] | None:
     """The verified state in ``path``; None when it is missing or damaged (then moved aside with a warning).
