@@ -114,7 +114,7 @@ class ParAEConfig(MethodConfig):
         "quick": {"pretrain_points": 512, "input_transform": False, "feature_transform": False,
                   "train.epochs": 4},
         # quick's architecture at the knee of its ModelNet10 budget curve (validation split; 16 epochs, ~17 min
-        # per seed on a 2-core CPU: docs/leaderboard-modelnet10.md)
+        # per seed on a 2-core CPU: docs/methods.md, "The `cpu` presets")
         "cpu": {"pretrain_points": 512, "input_transform": False, "feature_transform": False,
                 "train.epochs": 16},
     }

@@ -156,7 +156,7 @@ class SwitchVAEConfig(MethodConfig):
             "train.epochs": 2, "train.batch_size": 16, "n_views": 4, "view_size": 64, "kl_warmup_epochs": 1,
         },
         # quick's architecture at the knee of the family's ModelNet10 budget curves (validation split): voxel-vae
-        # flat from 4 to 8 epochs; switchvae still +0.8 from 2 to 4, and 4 epochs is the most that fits the
+        # flat from 4 to 8 epochs; switchvae still +0.9 from 2 to 4, and 4 epochs is the most that fits the
         # 20-minute cap per seed (docs/methods.md). One budget for the whole family keeps its comparisons fair.
         "cpu": {
             "train.epochs": 4, "train.batch_size": 16, "n_views": 4, "view_size": 64, "kl_warmup_epochs": 1,
