@@ -34,7 +34,6 @@ import os
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from ssl3d.core.io import atomic_write_text
 from ssl3d.methods.checkpoint import read_pretrain_info
