@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The real ModelNet10 leaderboard (docs/leaderboard-modelnet10.md), from nothing: the knee-selection curves
 # (seed 0, validation split) into leaderboards/modelnet10-curves/, then every method at its `cpu` preset, seeds
-# 0 1 2, with 3-seed curves, into leaderboards/modelnet10-cpu/. A maintainer's job, never CI's: about 8 hours on
-# a 2-core CPU (OUT= and KNEE_OUT= send both elsewhere, e.g. to measure a fresh run without touching these).
+# 0 1 2, with 3-seed curves, into leaderboards/modelnet10-cpu/. A maintainer's job, never CI's: 7.6 hours on a
+# 2-core CPU, measured from an empty cache (OUT= and KNEE_OUT= send both elsewhere, e.g. to measure a fresh run
+# without touching these).
 #
 #   SSL3D_DATA=/path/to/cache bash benchmarks/modelnet10_cpu_suite.sh            # needs `bench prepare modelnet10`
 #   COMMIT=1 nohup bash benchmarks/modelnet10_cpu_suite.sh > suite.log 2>&1 &     # commit as each method finishes
