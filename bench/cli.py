@@ -39,8 +39,8 @@ import traceback
 from importlib import metadata
 from typing import Callable, Sequence
 
-from ssl3d.bench.cli_launch import add_launch_flags
-from ssl3d.bench.tracking import TRACKERS
+from ssl3d.bench.sweep.cli_flags import add_launch_flags
+from ssl3d.bench.run.tracking import TRACKERS
 from ssl3d.core.config import ConfigError, check_range, parse_set_args
 from ssl3d.core.errors import UserError, log_path_of
 
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a setting: method.*, train.*, data.* or <protocol>.* (repeatable)")
     run.add_argument("--data-root", default=None, help="data and cache folder (default $SSL3D_DATA or ~/.cache/ssl3d)")
-    run.add_argument("--results-dir", default=None, help="results folder (default $SSL3D_RESULTS or ./results)")
+    run.add_argument("--results-dir", default=None, help="results folder (default $SSL3D_RESULTS or ./results/local)")
     run.add_argument("--modality", default=None, help="modality to evaluate (default: the task's first the method embeds)")
     run.add_argument("--pretrain-data", default=None, help="dataset to pretrain on (default: the task's dataset)")
     _add_progress_flags(run)
@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a setting for every run (repeatable)")
     suite.add_argument("--data-root", default=None, help="data and cache folder")
-    suite.add_argument("--results-dir", default=None, help="results folder (default $SSL3D_RESULTS or ./results)")
+    suite.add_argument("--results-dir", default=None, help="results folder (default $SSL3D_RESULTS or ./results/local)")
     suite.add_argument("--dry-run", action="store_true", help="list what would run and what is skipped, run nothing")
     _add_progress_flags(suite)
     _add_log_flag(suite)
@@ -151,17 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     perf.add_argument("--steps", type=_int_in("--steps", "[1, inf)"), default=3, help="timed steps per measurement (after one warm-up)")
     perf.add_argument("--batch-size", type=_int_in("--batch-size", "[1, inf)"), default=None, help="override the preset's batch size")
-    perf.add_argument("--out", default="results/perf", help="output folder for the CSV and markdown table")
+    perf.add_argument("--out", default="results/local/perf", help="output folder for the CSV and markdown table")
     perf.add_argument("--no-data", action="store_true", help="skip the data-pipeline measurement")
 
     lst = sub.add_parser("list", help="methods, tasks, datasets and protocols, plugins included")
     lst.add_argument("--json", action="store_true", help="machine-readable output")
 
     board = sub.add_parser("leaderboard", help="aggregate results over seeds into tables")
-    board.add_argument("--results-dir", default=None, help="results folder (default $SSL3D_RESULTS or ./results)")
+    board.add_argument("--results-dir", default=None, help="results folder (default $SSL3D_RESULTS or ./results/local)")
     board.add_argument("--plot", action="store_true", help="also write bar charts and t-SNE plots to <results>/plots/")
     board.add_argument("--reference", default=None, metavar="NAME|DIR",
-                       help="also show a committed reference leaderboard (e.g. synth-quick = leaderboards/synth-quick); "
+                       help="also show a committed reference leaderboard (e.g. synth-quick = results/synth-quick); "
                             "read only")
 
     rep = sub.add_parser("reproduce", help="rerun a committed leaderboard cell's seeds here and compare (docs/protocols.md)")
@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--preset", default=None, help="the cell's preset (needed when the cell has several)")
     rep.add_argument("--settings", default="", help="the cell's settings column, e.g. 'svm.kernel=rbf' (default: none)")
     for flag, text in (("--device", "auto, cpu or cuda[:i]"), ("--data-root", "data and cache folder"),
-                       ("--results-dir", "where the reruns go (default $SSL3D_RESULTS or ./results)")):
+                       ("--results-dir", "where the reruns go (default $SSL3D_RESULTS or ./results/local)")):
         rep.add_argument(flag, default="auto" if flag == "--device" else None, help=text)
     _add_progress_flags(rep)
 
@@ -204,8 +204,8 @@ def _relaunch_with_torchrun(argv: Sequence[str], nproc: int) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ssl3d.bench.results import ResultStore
-    from ssl3d.bench.runner import RunSpec, execute
+    from ssl3d.bench.run.results import ResultStore
+    from ssl3d.bench.run.runner import RunSpec, execute
 
     store = ResultStore(args.results_dir)  # the folder the runner writes to ($SSL3D_RESULTS included)
     overrides = parse_set_args(args.overrides)
@@ -225,8 +225,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_curve(args: argparse.Namespace) -> int:
-    from ssl3d.bench.curve import CurveSpec, run_curve
-    from ssl3d.bench.runner import RunSpec
+    from ssl3d.bench.sweep.curve import CurveSpec, run_curve
+    from ssl3d.bench.run.runner import RunSpec
 
     run = RunSpec(method=args.method, task=args.task, preset=args.preset, device=args.device,
                   overrides=parse_set_args(args.overrides), modality=args.modality, pretrain_data=args.pretrain_data,
@@ -241,13 +241,13 @@ def cmd_curve(args: argparse.Namespace) -> int:
 def cmd_suite(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ssl3d.bench.cli_launch import launch_config
-    from ssl3d.bench.results import ResultStore
-    from ssl3d.bench.suite import run_suite
+    from ssl3d.bench.sweep.cli_flags import launch_config
+    from ssl3d.bench.run.results import ResultStore
+    from ssl3d.bench.sweep.suite import run_suite
 
     folder = Path(args.sweep_dir) if args.sweep_dir else ResultStore(args.results_dir).root / "sweep"
     if args.status:
-        from ssl3d.bench.sweep import status_lines
+        from ssl3d.bench.sweep.jobs import status_lines
 
         print("\n".join(status_lines(folder)))
         return 0
@@ -260,14 +260,14 @@ def cmd_suite(args: argparse.Namespace) -> int:
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
-    from ssl3d.bench.perf import run_perf
+    from ssl3d.bench.run.perf import run_perf
 
     run_perf(args.methods, tuple(args.presets), args.device, args.steps, args.batch_size, args.out, not args.no_data)
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from ssl3d.bench.runner import list_everything
+    from ssl3d.bench.run.runner import list_everything
 
     info = list_everything()
     if args.json:
@@ -301,8 +301,8 @@ def _grouped_by_reason(unsupported: dict[str, str]) -> dict[str, list[str]]:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from ssl3d.bench.leaderboard import reference_markdown, write_leaderboard
-    from ssl3d.bench.results import ResultStore
+    from ssl3d.bench.report.leaderboard import reference_markdown, write_leaderboard
+    from ssl3d.bench.run.results import ResultStore
 
     reference = reference_markdown(args.reference) if args.reference else ""  # a bad name fails before any write
     store = ResultStore(args.results_dir)
@@ -316,7 +316,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from ssl3d.bench.reproduce import report_markdown, reproduce_cell, write_report
+    from ssl3d.bench.report.reproduce import report_markdown, reproduce_cell, write_report
 
     comparisons, facts = reproduce_cell(args.reference, args.cell, args.preset, args.settings, args.device,
                                         args.data_root, args.results_dir, _progress(args))

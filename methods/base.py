@@ -75,6 +75,15 @@ class Method:
         self.model: nn.Module | None = None
         self.pretrain_info: dict[str, Any] = {}
 
+    @property
+    def pretrains(self) -> bool:
+        """Whether pretraining does anything: the method has a pretext task and ``train.epochs > 0``.
+
+        The one answer to "does this method pretrain?" for the loop, the cache, the runner, the
+        suite, curves and ``bench perf`` (``epochs == 0`` is the untrained network).
+        """
+        return bool(self.pretrain_modalities) and self.config.train.epochs > 0
+
     # -- construction -----------------------------------------------------------
     @classmethod
     def from_preset(cls, preset: str = "paper", overrides: Mapping[str, Any] | None = None) -> "Method":

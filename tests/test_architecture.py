@@ -6,7 +6,10 @@
   never from ``ssl3d.bench`` (the CLI, runner, protocols and result store sit on top);
 * no two modules import each other, directly or through others: imports inside
   functions count (a deferred import hides a cycle, it does not remove it); imports
-  under ``TYPE_CHECKING`` (annotations only) do not.
+  under ``TYPE_CHECKING`` (annotations only) do not; importing ``pkg.sub`` from outside
+  ``pkg`` runs ``pkg/__init__.py`` first, so it is an edge to ``pkg`` as well;
+* ``ssl3d.bench`` is in wings that import only downward (``WINGS``), with no flat modules
+  but the CLI.
 """
 
 from __future__ import annotations
@@ -43,6 +46,19 @@ def _resolve(module: str, path: Path, node: ast.ImportFrom) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
+def _parents_run_first(importer: str, target: str) -> set[str]:
+    """The packages whose ``__init__`` runs when ``importer`` imports ``target``.
+
+    Every enclosing package of ``target`` that is not ``importer`` and does not enclose it: those are
+    already being imported when ``importer`` runs.
+    """
+    parents, name = set(), target.rpartition(".")[0]
+    while name in MODULES and not (importer == name or importer.startswith(name + ".")):
+        parents.add(name)
+        name = name.rpartition(".")[0]
+    return parents
+
+
 def _imports(module: str, path: Path, with_type_checking: bool) -> set[str]:
     """Modules of the package that ``module`` imports anywhere (and under ``TYPE_CHECKING`` if asked)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
@@ -66,6 +82,7 @@ def _imports(module: str, path: Path, with_type_checking: bool) -> set[str]:
                         name = name.rpartition(".")[0]
                     if name and name != module:
                         found.add(name)
+                        found.update(_parents_run_first(module, name))
             visit(ast.iter_child_nodes(node), typing_only)
 
     visit(tree.body, False)
@@ -101,6 +118,50 @@ def test_no_import_cycles():
         if module not in state:
             walk(module, [])
     assert not cycles, "\n".join(cycles)
+
+
+def test_an_import_of_a_submodule_runs_its_package_first():
+    """The edge that hid a real cycle (feature cache -> protocols.splits -> protocols/__init__ -> ...)."""
+    assert _parents_run_first("ssl3d.bench.run.runner", "ssl3d.bench.protocols.svm") == {"ssl3d.bench.protocols"}
+    assert _parents_run_first("ssl3d.bench.protocols.svm", "ssl3d.bench.protocols.base") == set()
+    assert _parents_run_first("ssl3d.bench.protocols.svm", "ssl3d.bench.features.cache") == {"ssl3d.bench.features"}
+
+
+#: the wings of ssl3d.bench, bottom first: a module imports only from its own wing or lower ones
+WINGS = ["features", "protocols", "run", "report", "sweep", "cli"]
+
+
+def _wing(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[2] if len(parts) > 2 and parts[:2] == ["ssl3d", "bench"] else None
+
+
+def test_bench_wings_import_only_downward():
+    upward = set()
+    for module, path in MODULES.items():
+        if (wing := _wing(module)) is None:
+            continue
+        for target in _imports(module, path, with_type_checking=True):
+            if (other := _wing(target)) is not None and WINGS.index(other) > WINGS.index(wing):
+                upward.add(f"{module} ({wing}) imports {target} ({other})")
+    assert not upward, "\n".join(sorted(upward))
+
+
+def test_bench_has_no_flat_modules_but_the_cli():
+    flat = {p.name for p in (ROOT / "bench").glob("*.py")} - {"__init__.py", "cli.py"}
+    folders = {p.name for p in (ROOT / "bench").iterdir() if (p / "__init__.py").exists()}
+    assert flat == set() and folders == set(WINGS) - {"cli"}
+
+
+def test_moved_modules_keep_their_old_names():
+    """Old flat paths (docs, plugins, ``python -m``) resolve to the same module object at the new home."""
+    import importlib
+
+    from ssl3d.bench import MOVED
+
+    for old, new in MOVED.items():
+        assert importlib.import_module(old) is importlib.import_module(new), old
+        assert importlib.import_module(new).__spec__.name == new
 
 
 def test_every_source_file_stays_under_the_line_budget():

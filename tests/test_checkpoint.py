@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from ssl3d.bench.pretrain_cache import pretrain_or_load
+from ssl3d.bench.run.pretrain_cache import pretrain_or_load
 from ssl3d.methods import Method, MethodConfig, RunContext, TrainConfig
 from ssl3d.methods.checkpoint import CorruptCheckpointError, load_checkpoint, save_checkpoint
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ssl3d.bench.claims import CLAIMS, Claim, check_claims, claims_markdown
-from ssl3d.bench.tasks import TASKS
+from ssl3d.bench.report.claims import CLAIMS, Claim, check_claims, claims_markdown
+from ssl3d.bench.protocols.tasks import TASKS
 from ssl3d.methods import METHODS
 from ssl3d.bench.protocols import PROTOCOLS
 
@@ -77,7 +77,7 @@ def test_every_claim_names_a_pair_the_suite_runs(claim):
 
 
 def test_default_claims_are_checked_on_every_dataset_with_the_protocols_task():
-    from ssl3d.bench.claims import claims_on_datasets
+    from ssl3d.bench.report.claims import claims_on_datasets
 
     moved = claims_on_datasets((CLAIM,), {"synth-svm", "modelnet10-svm", "modelnet10-ibsr"})
     assert sorted(c.task for c in moved) == ["modelnet10-svm", "synth-svm"]

@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 from ssl3d.bench.protocols import EvalContext
 from ssl3d.bench.protocols.classification import ClassificationConfig, ClassificationProtocol, labelled_and_validation
 from ssl3d.bench.protocols.cls_train import ClassifierHead, scale_translate, standardisation
-from ssl3d.bench.runner import RunSpec, execute
+from ssl3d.bench.run.runner import RunSpec, execute
 from ssl3d.methods import get_method
 
 from conftest import TINY_SYNTH

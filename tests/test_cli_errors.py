@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import ssl3d.bench.runner as runner
+import ssl3d.bench.run.runner as runner
 from ssl3d.bench.cli import main
 from ssl3d.bench.protocols import PROTOCOLS
 

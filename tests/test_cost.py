@@ -10,7 +10,7 @@ import pytest
 
 import torch
 
-from ssl3d.bench.cost import cost_markdown, cost_table, main
+from ssl3d.bench.report.cost import cost_markdown, cost_table, main
 from ssl3d.methods.trainer import epoch_seconds
 
 

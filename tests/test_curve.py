@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
-from ssl3d.bench import curve as curve_mod
-from ssl3d.bench.curve import CurveSpec, carve_validation, choose_knee, run_curve
+from ssl3d.bench.sweep import curve as curve_mod
+from ssl3d.bench.sweep.curve import CurveSpec, carve_validation, choose_knee, run_curve
 from ssl3d.bench.protocols.fewshot_folds import FewShotError
-from ssl3d.bench.pretrain_cache import pretrain_key, pretrain_or_load
-from ssl3d.bench.runner import RunSpec, validate_run
+from ssl3d.bench.run.pretrain_cache import pretrain_key, pretrain_or_load
+from ssl3d.bench.run.runner import RunSpec, validate_run
 from ssl3d.core.config import ConfigError
 from ssl3d.datasets import default_root
 from ssl3d.methods import RunContext
@@ -68,7 +68,7 @@ def test_carve_validation_is_stratified_seeded_and_disjoint():
 
 
 def test_split_view_shapes_map_positions_through_skipped_shapes_and_nested_views():
-    from ssl3d.bench.protocols.splits import SplitView
+    from ssl3d.bench.features.splits import SplitView
 
     class Indexed:  # an index of 5 shapes; preparing skipped shape 2
         shapes = [f"s{i}" for i in range(5)]
@@ -186,7 +186,7 @@ def test_a_val_curve_checks_the_carved_parts_before_pretraining(tmp_path):
 
 
 def test_snapshot_epochs_do_not_split_leaderboard_groups():
-    from ssl3d.bench.results import settings_label
+    from ssl3d.bench.run.results import settings_label
 
     # snapshots change no number, so a curve's runs share a row group with plain runs of the same settings
     assert settings_label({"train.snapshot_epochs": "1,2", "train.epochs": "4"}) == settings_label({"train.epochs": "4"})
@@ -211,7 +211,7 @@ def test_a_curve_rerun_with_other_settings_never_reuses_stale_evaluations(tmp_pa
 def test_curve_plot_labels_the_measured_budgets_and_draws_the_references():
     import matplotlib.pyplot as plt
 
-    from ssl3d.bench.plots import curve_figure
+    from ssl3d.bench.report.plots import curve_figure
 
     rows = [{"series": "curve", "method": "m", "epoch": e, "seed": s, "metric": "overall_acc", "value": 80.0 + e + s,
              "split": "val"} for e in (0, 1, 2, 4, 16) for s in (0, 1)]

@@ -41,9 +41,9 @@ import torch
 from ssl3d.bench.cli import build_parser
 from ssl3d.core.config import ConfigError, apply_overrides, parse_set_args
 from ssl3d.bench.protocols import PROTOCOLS
-from ssl3d.bench.runner import build_data_config, resolve_modality, split_overrides
-from ssl3d.bench.suite import plan_suite
-from ssl3d.bench.tasks import TASKS
+from ssl3d.bench.run.runner import build_data_config, resolve_modality, split_overrides
+from ssl3d.bench.sweep.suite import plan_suite
+from ssl3d.bench.protocols.tasks import TASKS
 from ssl3d.datasets import DATASETS, DataConfig
 from ssl3d.datasets.real import RealShapeDataset
 from ssl3d.methods import METHODS, MethodConfig

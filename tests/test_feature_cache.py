@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from ssl3d.bench import feature_cache
-from ssl3d.bench.feature_cache import ENV, code_digest
+from ssl3d.bench.features import cache as feature_cache
+from ssl3d.bench.features.cache import ENV, code_digest
 from ssl3d.bench.features import extract_features
-from ssl3d.bench.protocols.splits import SplitView
-from ssl3d.bench.protocols.views import FirstViews
-from ssl3d.bench.runner import RunSpec, execute
+from ssl3d.bench.features.splits import SplitView
+from ssl3d.bench.features.views import FirstViews
+from ssl3d.bench.run.runner import RunSpec, execute
 from ssl3d.datasets import DATASETS, DataConfig
 from ssl3d.methods import METHODS
 

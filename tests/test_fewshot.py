@@ -13,7 +13,7 @@ from scipy import stats
 from ssl3d.bench.protocols import EvalContext
 from ssl3d.bench.protocols.fewshot import FewShotConfig, FewShotProtocol, ncm_predict
 from ssl3d.bench.protocols.fewshot_folds import FewShotError, fold_path, load_or_make_fold, split_digest
-from ssl3d.bench.runner import RunSpec, execute
+from ssl3d.bench.run.runner import RunSpec, execute
 
 from conftest import TINY_SYNTH
 from test_classification import Blobs, _method

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from ssl3d.bench.protocols.classification import labelled_and_validation
-from ssl3d.bench.protocols.splits import class_balanced_subset
+from ssl3d.bench.features.splits import class_balanced_subset
 from ssl3d.bench.protocols.svm import SVMConfig, SVMProtocol
-from ssl3d.bench.runner import RunSpec, execute
+from ssl3d.bench.run.runner import RunSpec, execute
 
 from conftest import TINY_SYNTH
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from ssl3d.bench.pretrain_lock import KeyLock
-from ssl3d.bench.pretrain_cache import pretrain_key
-from ssl3d.bench.runner import RunSpec, validate_run
+from ssl3d.bench.run.pretrain_lock import KeyLock
+from ssl3d.bench.run.pretrain_cache import pretrain_key
+from ssl3d.bench.run.runner import RunSpec, validate_run
 from ssl3d.datasets import default_root
 
 from conftest import BENCH, TINY_SYNTH, subprocess_env, tiny_set_args

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from ssl3d.bench.launch_config import LaunchConfig
-from ssl3d.bench.results import ResultStore
-from ssl3d.bench.suite import run_suite
-from ssl3d.bench.sweep import Job, build_graph, run_job, run_sweep, status_lines
-from ssl3d.bench.runner import RunSpec
+from ssl3d.bench.sweep.launch_config import LaunchConfig
+from ssl3d.bench.run.results import ResultStore
+from ssl3d.bench.sweep.suite import run_suite
+from ssl3d.bench.sweep.jobs import Job, build_graph, run_job, run_sweep, status_lines
+from ssl3d.bench.run.runner import RunSpec
 
 from conftest import TINY_SYNTH
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ssl3d.bench.leaderboard import compare_with_reported, curves_markdown
+from ssl3d.bench.report.leaderboard import compare_with_reported, curves_markdown
 
 
 def _summary(settings: str) -> pd.DataFrame:
@@ -38,7 +38,7 @@ def test_curve_plots_beside_a_leaderboard_are_linked(tmp_path):
 
 
 def test_settings_agree_on_fraction_gallery_and_mode():
-    from ssl3d.bench.leaderboard import settings_agree
+    from ssl3d.bench.report.leaderboard import settings_agree
 
     assert settings_agree("svm=linear; label_fraction=0.5", "svm.label_fraction=0.5")
     assert not settings_agree("svm=linear; label_fraction=0.5", "")

@@ -10,7 +10,7 @@ import pytest
 from test_real_datasets import link_raw, make_modelnet40, make_modelnet_h5
 
 from ssl3d.bench.cli import main
-from ssl3d.bench.runner import data_key
+from ssl3d.bench.run.runner import data_key
 from ssl3d.core.config import config_hash, to_dict
 from ssl3d.datasets import get_dataset
 from ssl3d.datasets.formats.binvox import read_binvox, write_binvox

@@ -5,7 +5,7 @@ Its fake batches (ssl3d.methods.testing.fake_batch) are tested in tests/test_tes
 
 from __future__ import annotations
 
-from ssl3d.bench.perf import measure_data_pipeline, measure_method, run_perf
+from ssl3d.bench.run.perf import measure_data_pipeline, measure_method, run_perf
 
 
 def test_measure_method_reports_throughput_and_memory():

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssl3d.bench.pretrain_cache import TRAJECTORY_FILE, pretrain_or_load, trajectory_key, trajectory_snapshot
+from ssl3d.bench.run.pretrain_cache import TRAJECTORY_FILE, pretrain_or_load, trajectory_key, trajectory_snapshot
 from ssl3d.methods import METHODS
 from ssl3d.methods.checkpoint import load_checkpoint, save_checkpoint
 from ssl3d.methods.testing import check_method

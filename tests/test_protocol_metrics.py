@@ -8,7 +8,7 @@ import pytest
 from ssl3d.bench.protocols.ibsr import ibsr_metrics
 from ssl3d.bench.protocols.reconstruction import voxel_metrics
 from ssl3d.bench.protocols.retrieval import retrieval_metrics
-from ssl3d.bench.protocols.views import pairwise_distance
+from ssl3d.bench.features.views import pairwise_distance
 
 
 def test_retrieval_on_a_hand_made_six_item_example():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from ssl3d.bench.protocols import PROTOCOLS
-from ssl3d.bench.runner import RunSpec, list_everything, validate_run
-from ssl3d.bench.suite import plan_suite
-from ssl3d.bench.tasks import TASKS, Task, compatibility
+from ssl3d.bench.run.runner import RunSpec, list_everything, validate_run
+from ssl3d.bench.sweep.suite import plan_suite
+from ssl3d.bench.protocols.tasks import TASKS, Task, compatibility
 from ssl3d.core.config import ConfigError
 from ssl3d.methods import METHODS, Method
 

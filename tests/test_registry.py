@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ssl3d.core.registry import Registry, UnknownNameError
-from ssl3d.bench.tasks import list_tasks
+from ssl3d.bench.protocols.tasks import list_tasks
 from ssl3d.datasets import list_datasets
 from ssl3d.methods import get_method, list_methods
 
@@ -145,7 +145,7 @@ def test_registry_of_instances_rejects_a_class(tmp_path, monkeypatch):
 
 def test_builtin_registries_check_what_their_plugins_load():
     from ssl3d.bench.protocols.base import PROTOCOLS, Protocol
-    from ssl3d.bench.tasks import TASKS, Task
+    from ssl3d.bench.protocols.tasks import TASKS, Task
     from ssl3d.datasets.base import DATASETS, ShapeDataset
     from ssl3d.methods.base import METHODS, Method
 

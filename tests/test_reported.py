@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ssl3d.bench.leaderboard import load_reported, packaged_reported
+from ssl3d.bench.report.leaderboard import load_reported, packaged_reported
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CSV_TEXT = packaged_reported().read_text(encoding="utf-8")  # through the loader the leaderboard uses
@@ -171,7 +171,7 @@ def test_parae_semi_supervised_cells_and_their_comparators(table):
 
 def test_reported_tasks_are_registered_with_the_rows_protocol(table):
     """Rows of our protocols name a registered task of that protocol, so the leaderboard can match them."""
-    from ssl3d.bench.tasks import TASKS
+    from ssl3d.bench.protocols.tasks import TASKS
 
     mine = table[(table["paper"] == "parae") & table["table"].isin(["Table 2", "Sec. 4.3"])]
     mine = pd.concat([mine, table[(table["paper"] == "cmic") & (table["dataset"] == "pix3d")]])
@@ -183,7 +183,7 @@ def test_reported_tasks_are_registered_with_the_rows_protocol(table):
 def test_leaderboard_compares_new_protocol_cells():
     """A reproduced cell of modelnet40-cls (ParAE Table 2) and of pix3d-ibsr's hau / iou:chair (CMIC Table 1)
     finds the paper's numbers through the leaderboard's own comparison."""
-    from ssl3d.bench.leaderboard import compare_with_reported
+    from ssl3d.bench.report.leaderboard import compare_with_reported
 
     base = {"modality": "points", "preset": "quick", "settings": "", "pretrain_data": "", "ci95": 0.5, "n": 3}
     summary = pd.DataFrame([
@@ -308,7 +308,7 @@ def test_a_wheel_ships_the_reported_numbers(tmp_path):
     # the dependencies come from site-packages put on the path by hand
     import site
 
-    probe = ("import ssl3d.bench.leaderboard as lb; "
+    probe = ("import ssl3d.bench.report.leaderboard as lb; "
              "print(lb.__file__); print(len(lb.load_reported()))")
     env = {"PYTHONPATH": ":".join([str(tmp_path / "site"), *site.getsitepackages()])}
     out = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True, env=env,

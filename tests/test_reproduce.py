@@ -8,9 +8,9 @@ import pytest
 from scipy import stats
 
 from ssl3d.bench.cli import main
-from ssl3d.bench.reproduce import Comparison, reproduce_cell
-from ssl3d.bench.results import ResultStore, settings_label
-from ssl3d.bench.suite import run_suite
+from ssl3d.bench.report.reproduce import Comparison, reproduce_cell
+from ssl3d.bench.run.results import ResultStore, settings_label
+from ssl3d.bench.sweep.suite import run_suite
 from ssl3d.core.config import ConfigError
 
 from conftest import TINY_SYNTH

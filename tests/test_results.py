@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ssl3d.bench.leaderboard import summarize, to_markdown, write_leaderboard
-from ssl3d.bench.stats import ci95_halfwidth
-from ssl3d.bench.results import LEADERBOARD_COLUMNS, ResultStore, leaderboard_rows, settings_label
+from ssl3d.bench.report.leaderboard import summarize, to_markdown, write_leaderboard
+from ssl3d.core.stats import ci95_halfwidth
+from ssl3d.bench.run.results import LEADERBOARD_COLUMNS, ResultStore, leaderboard_rows, settings_label
 
 
 def _result(run_id: str, seed: int, value: float, method: str = "m", created: str = "2026-01-01T00:00:00",
@@ -119,7 +119,7 @@ def test_plots_and_reported_comparison(tmp_path):
 
 
 def test_tsne_shows_the_plain_run_and_is_redrawn_only_when_that_run_changes(tmp_path, monkeypatch):
-    from ssl3d.bench import plots
+    from ssl3d.bench.report import plots
 
     store = ResultStore(tmp_path)
     rng = np.random.default_rng(0)

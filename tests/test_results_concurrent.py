@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 
-from ssl3d.bench.results import ResultStore, parse_leaderboard
+from ssl3d.bench.run.results import ResultStore, parse_leaderboard
 
 
 def _result(run_id: str, seed: int, value: float, created: str) -> dict:

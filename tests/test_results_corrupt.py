@@ -8,8 +8,8 @@ import logging
 import pytest
 
 from ssl3d.bench.cli import main
-from ssl3d.bench.leaderboard import write_leaderboard
-from ssl3d.bench.results import LeaderboardFormatError, ResultStore
+from ssl3d.bench.report.leaderboard import write_leaderboard
+from ssl3d.bench.run.results import LeaderboardFormatError, ResultStore
 
 
 def _result(run_id: str, seed: int, value: float, created: str = "2026-01-01T00:00:00") -> dict:

@@ -1,4 +1,4 @@
-"""Committed reference leaderboards live in leaderboards/, apart from the user's own results/ (never written)."""
+"""Committed reference leaderboards live in results/<name>/, apart from the user's own results/local/ (never written)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from ssl3d.bench.cli import main
-from ssl3d.bench.leaderboard import summarize
-from ssl3d.bench.results import ResultStore
+from ssl3d.bench.report.leaderboard import summarize
+from ssl3d.bench.run.results import ResultStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = REPO_ROOT / "leaderboards" / "synth-quick"
+REFERENCE = REPO_ROOT / "results" / "synth-quick"
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
@@ -31,15 +31,15 @@ def test_the_reference_summary_is_what_its_leaderboard_gives():
 def test_reference_is_shown_beside_the_users_runs_and_never_written(tmp_path, monkeypatch, capsys, by_name):
     reference = tmp_path / "ref"
     shutil.copytree(REFERENCE, reference, ignore=shutil.ignore_patterns("plots"))
-    if by_name:  # a name is looked up under ./leaderboards/
-        (tmp_path / "leaderboards").mkdir()
-        reference = reference.rename(tmp_path / "leaderboards" / "synth-quick")
+    if by_name:  # a name is looked up under ./results/
+        (tmp_path / "results").mkdir()
+        reference = reference.rename(tmp_path / "results" / "synth-quick")
     before = _snapshot(reference)
     monkeypatch.chdir(tmp_path)
     assert main(["leaderboard", "--results-dir", "mine", "--reference", "synth-quick" if by_name else str(reference)]) == 0
     out = capsys.readouterr().out
     assert "_No results yet" in out  # the user's own (empty) table first
-    assert f"## Reference: {'leaderboards/synth-quick' if by_name else reference}" in out
+    assert f"## Reference: {'results/synth-quick' if by_name else reference}" in out
     assert "| parae-dgcnn | points | quick |" in out
     assert _snapshot(reference) == before
     assert (tmp_path / "mine" / "leaderboard.md").exists()
@@ -68,10 +68,10 @@ def test_user_results_are_git_ignored_and_the_reference_is_not():
     def ignored(path: str) -> bool:
         return subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=REPO_ROOT).returncode == 0
 
-    # `bench run` / `bench leaderboard` write ./results by default: a user's runs never dirty the checkout
-    assert ignored("results/leaderboard.csv") and ignored("results/summary.csv") and ignored("results/runs/x/result.json")
-    assert not ignored("leaderboards/synth-quick/leaderboard.csv") and not ignored("leaderboards/perf/cpu-2core.md")
-    assert ignored("leaderboards/synth-quick/runs/x/result.json")  # a maintainer's regeneration leaves no runs behind
+    # `bench run` / `bench leaderboard` write ./results/local by default: a user's runs never dirty the checkout
+    assert ignored("results/local/leaderboard.csv") and ignored("results/local/summary.csv") and ignored("results/local/runs/x/result.json")
+    assert not ignored("results/synth-quick/leaderboard.csv") and not ignored("results/perf/cpu-2core.md")
+    assert ignored("results/synth-quick/runs/x/result.json")  # a maintainer's regeneration leaves no runs behind
 
 
 def test_a_damaged_reference_is_reported_not_repaired(tmp_path, monkeypatch, capsys):

@@ -8,8 +8,8 @@ import pytest
 
 from ssl3d.core.config import ConfigError
 from ssl3d.core.registry import UnknownNameError
-from ssl3d.bench.results import ResultStore
-from ssl3d.bench.runner import RunSpec, execute, resolve_modality, split_overrides
+from ssl3d.bench.run.results import ResultStore
+from ssl3d.bench.run.runner import RunSpec, execute, resolve_modality, split_overrides
 from ssl3d.methods import NotPretrainedError, get_method
 
 from conftest import TINY_SYNTH

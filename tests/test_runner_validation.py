@@ -10,7 +10,7 @@ import pytest
 from ssl3d.core.config import ConfigError
 from ssl3d.bench.protocols import PROTOCOLS
 from ssl3d.core.registry import UnknownNameError
-from ssl3d.bench.runner import RunSpec, execute, run_log_of, validate_run
+from ssl3d.bench.run.runner import RunSpec, execute, run_log_of, validate_run
 
 from conftest import TINY_SYNTH
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ssl3d.bench.cli import main
-from ssl3d.bench.runner import data_key
+from ssl3d.bench.run.runner import data_key
 from ssl3d.datasets import DataFileError, DatasetNotPreparedError, get_dataset
 from ssl3d.datasets.modalities.points import farthest_point_indices
 from ssl3d.datasets.scanobjectnn import SCANOBJECTNN_CLASSES, SCANOBJECTNN_FILES

@@ -8,7 +8,7 @@ import pytest
 from ssl3d.bench.protocols import PROTOCOLS, EvalContext
 from ssl3d.bench.protocols.semseg import SemSegConfig
 from ssl3d.bench.protocols.semseg_train import scene_metrics
-from ssl3d.bench.tasks import Task, get_task
+from ssl3d.bench.protocols.tasks import Task, get_task
 from ssl3d.datasets import get_dataset
 from ssl3d.methods import METHODS
 
@@ -100,7 +100,7 @@ def test_bad_areas_and_channel_mismatch_are_named(tiny) -> None:
 def test_table3_shows_deltas_with_ci_next_to_the_paper(tmp_path) -> None:
     import json
 
-    from ssl3d.bench.scene_table import table3_markdown
+    from ssl3d.bench.report.scene_table import table3_markdown
 
     for seed, (d1, d2) in enumerate([(1.0, 4.0), (3.0, 6.0)]):
         metrics = {"miou:area1:scratch": 10.0, "miou:area1:finetune": 10.0 + d1, "delta_miou:area1": d1,

@@ -6,8 +6,8 @@ import pytest
 
 from ssl3d.core.config import ConfigError
 from ssl3d.bench.protocols import PROTOCOLS
-from ssl3d.bench.results import ResultStore
-from ssl3d.bench.suite import plan_suite, run_suite
+from ssl3d.bench.run.results import ResultStore
+from ssl3d.bench.sweep.suite import plan_suite, run_suite
 
 from conftest import TINY_SYNTH
 

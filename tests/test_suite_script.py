@@ -1,4 +1,4 @@
-"""The real-ModelNet10 suite script's plan (benchmarks/modelnet10_cpu_suite.sh), with `bench` stubbed out.
+"""The real-ModelNet10 suite script's plan (scripts/modelnet10_cpu_suite.sh), with `bench` stubbed out.
 
 Sourcing the script only defines its functions; the stubs record what each family step would run.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "modelnet10_cpu_suite.sh"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "modelnet10_cpu_suite.sh"
 
 STUBS = """
 bench() { echo "bench $*" >> "$OUT/calls"; }

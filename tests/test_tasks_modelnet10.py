@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from ssl3d.bench.runner import RunSpec, execute, list_everything, validate_run
-from ssl3d.bench.suite import plan_suite
-from ssl3d.bench.tasks import TASKS
+from ssl3d.bench.run.runner import RunSpec, execute, list_everything, validate_run
+from ssl3d.bench.sweep.suite import plan_suite
+from ssl3d.bench.protocols.tasks import TASKS
 from ssl3d.methods import METHODS, RunContext
 
 from conftest import REPO_ROOT

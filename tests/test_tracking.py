@@ -6,8 +6,8 @@ import csv
 
 import pytest
 
-from ssl3d.bench.runner import RunSpec, execute
-from ssl3d.bench.tracking import check_tracker
+from ssl3d.bench.run.runner import RunSpec, execute
+from ssl3d.bench.run.tracking import check_tracker
 from ssl3d.core.errors import UserError
 
 from conftest import TINY_SYNTH

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ssl3d.bench.untrained import gains_markdown, pretraining_gains
+from ssl3d.bench.report.untrained import gains_markdown, pretraining_gains
 
 
 def _rows(method, values, settings="", metric="overall_acc", task="modelnet10-svm"):

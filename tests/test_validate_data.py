@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from ssl3d.bench.protocols.fewshot_folds import FewShotError
-from ssl3d.bench.runner import RunSpec, execute, validate_run
+from ssl3d.bench.run.runner import RunSpec, execute, validate_run
 from ssl3d.core.errors import UserError
 from ssl3d.datasets import DATASETS
 

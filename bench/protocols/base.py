@@ -9,7 +9,7 @@ from ssl3d.core.config import apply_overrides
 from ssl3d.core.registry import Registry
 
 if TYPE_CHECKING:  # annotations only: the protocols never import a method or a task at run time
-    from ssl3d.bench.tasks import Task
+    from ssl3d.bench.protocols.tasks import Task
     from ssl3d.methods import Method
 
 #: what a protocol can need from a method -> (the Method attribute listing the modalities it offers, the verb for messages)

@@ -7,7 +7,7 @@ Definition (also in docs/protocols.md, with how it differs from Point-BERT / Poi
    positions are recorded (``labelled_indices``; None when all are labelled);
 2. **validation**: ``val_fraction`` of the labelled shapes of every class
    (at least one when a class has two or more), drawn with the run seed
-   (:func:`~ssl3d.bench.protocols.splits.carve_validation`), is held out; the
+   (:func:`~ssl3d.bench.features.splits.carve_validation`), is held out; the
    rest is the *fitting* part. Positions recorded (``val_indices``). The test
    split takes no part in any choice;
 3. **network**, by ``mode``:
@@ -40,7 +40,7 @@ Definition (also in docs/protocols.md, with how it differs from Point-BERT / Poi
    run's ``artifacts.npz``.
 
 Every random choice derives from the run seed through independent streams
-(:func:`~ssl3d.bench.protocols.splits.stream_seed`), and the caller's torch RNG
+(:func:`~ssl3d.bench.features.splits.stream_seed`), and the caller's torch RNG
 state is restored afterwards.
 """
 
@@ -58,7 +58,7 @@ from ssl3d.bench.protocols.base import EvalContext, Protocol, ProtocolResult, re
 from ssl3d.bench.protocols.cls_train import (
     ClassifierHead, DataInputs, EncoderClassifier, FeatureInputs, predict_logits, standardisation, train_epoch,
 )
-from ssl3d.bench.protocols.splits import SplitView, carve_validation, class_balanced_subset, stream_seed
+from ssl3d.bench.features.splits import SplitView, carve_validation, class_balanced_subset, stream_seed
 from ssl3d.bench.protocols.svm import accuracy_metrics
 
 __all__ = ["ClassificationConfig", "ClassificationProtocol", "labelled_and_validation"]

@@ -42,9 +42,9 @@ from ssl3d.bench.features import extract_features
 from ssl3d.bench.protocols.base import EvalContext, Protocol, ProtocolResult, register_protocol
 from ssl3d.bench.protocols.fewshot_finetune import finetune_fold
 from ssl3d.bench.protocols.fewshot_folds import eligible_classes, load_or_make_fold, split_digest
-from ssl3d.bench.protocols.splits import SplitView, stream_seed
+from ssl3d.bench.features.splits import SplitView, stream_seed
 from ssl3d.bench.protocols.svm import SVMConfig, fit_svm
-from ssl3d.bench.stats import ci95_halfwidth
+from ssl3d.core.stats import ci95_halfwidth
 
 __all__ = ["FewShotConfig", "FewShotProtocol", "ncm_predict"]
 

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ssl3d.bench.protocols.cls_train import ClassifierHead, DataInputs, EncoderClassifier, predict_logits, train_epoch
-from ssl3d.bench.protocols.splits import stream_seed
+from ssl3d.bench.features.splits import stream_seed
 
 __all__ = ["finetune_fold"]
 

@@ -50,12 +50,12 @@ import torch
 from ssl3d.bench.features import extract_features
 from ssl3d.bench.protocols.base import EvalContext, Protocol, ProtocolResult, register_protocol
 from ssl3d.bench.protocols.shape_distance import retrieved_shape_distances
-from ssl3d.bench.protocols.views import FirstViews, batched, pairwise_distance
+from ssl3d.bench.features.views import FirstViews, batched, pairwise_distance
 from ssl3d.core.config import ConfigError
 from ssl3d.datasets.base import DATASETS, DataConfig
 
 if TYPE_CHECKING:  # annotations only
-    from ssl3d.bench.tasks import Task
+    from ssl3d.bench.protocols.tasks import Task
     from ssl3d.datasets.base import ShapeDataset
     from ssl3d.methods import Method
 

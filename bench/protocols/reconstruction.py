@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ssl3d.bench.protocols.base import EvalContext, Protocol, ProtocolResult, register_protocol
-from ssl3d.bench.protocols.views import FirstViews, batched
+from ssl3d.bench.features.views import FirstViews, batched
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import numpy as np
 
 from ssl3d.bench.features import extract_features
 from ssl3d.bench.protocols.base import EvalContext, Protocol, ProtocolResult, register_protocol
-from ssl3d.bench.protocols.views import FirstViews, pairwise_distance
+from ssl3d.bench.features.views import FirstViews, pairwise_distance
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ over seeds come from the leaderboard (``bench suite --seeds``).
 Paper settings (ParAE Sec. 4.4 mirrors Sauder & Sievers' JigSaw3D set-up on
 DGCNN; neither states epochs or optimiser). The public DGCNN S3DIS code trains
 4096-point blocks for 100 epochs; the tasks' epochs and block sizes are CPU
-budgets stated in bench/tasks.py and docs/scenes.md.
+budgets stated in bench/protocols/tasks.py and docs/scenes.md.
 """
 
 from __future__ import annotations

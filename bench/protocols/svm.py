@@ -39,7 +39,7 @@ from sklearn.svm import SVC
 
 from ssl3d.bench.features import extract_features
 from ssl3d.bench.protocols.base import EvalContext, Protocol, ProtocolResult, register_protocol
-from ssl3d.bench.protocols.splits import class_balanced_subset  # noqa: F401  (also imported from here)
+from ssl3d.bench.features.splits import class_balanced_subset  # noqa: F401  (also imported from here)
 
 log = logging.getLogger(__name__)
 

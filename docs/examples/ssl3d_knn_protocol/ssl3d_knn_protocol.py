@@ -17,8 +17,8 @@ import numpy as np
 
 from ssl3d.bench.features import extract_features
 from ssl3d.bench.protocols import EvalContext, Protocol, ProtocolResult
-from ssl3d.bench.protocols.views import pairwise_distance
-from ssl3d.bench.tasks import SHAPE_MODALITIES, Task
+from ssl3d.bench.features.views import pairwise_distance
+from ssl3d.bench.protocols.tasks import SHAPE_MODALITIES, Task
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,295 @@
+"""Leaderboard aggregation: runs -> mean, std, 95% CI and n over seeds.
+
+Rows of ``leaderboard.csv`` are grouped by (task, method, modality, preset, settings,
+pretrain_data, dataset_version, data_key, metric), where ``settings`` is the run's
+``--set`` overrides and ``data_key`` hashes the evaluation dataset's settings, so
+runs of different experiments or on different dataset sizes never mix; the confidence interval is the
+two-sided 95% Student-t interval of the mean, ``mean +- t_{0.975, n-1} * std / sqrt(n)``
+(std with ``ddof=1``; undefined for n = 1). If a seed was run twice, its
+latest row counts once, so a rerun never inflates n.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ssl3d.bench.report.claims import check_claims, claims_markdown
+from ssl3d.bench.protocols import PROTOCOLS
+from ssl3d.core.stats import ci95_halfwidth
+from ssl3d.bench.report.untrained import gains_markdown, pretraining_gains
+from ssl3d.core.io import atomic_write_text
+from ssl3d.bench.run.results import LOCAL_RESULTS, LeaderboardFormatError, ResultStore, SkippedLine, text_columns
+from ssl3d.core.errors import UserError
+
+log = logging.getLogger(__name__)
+
+# the committed reference leaderboards of a source checkout (editable installs); a wheel has none
+CHECKOUT_REFERENCES = Path(__file__).resolve().parents[2] / "results"
+
+GROUP_COLUMNS = ["task", "method", "modality", "preset", "settings", "pretrain_data", "dataset_version", "data_key",
+                 "metric"]
+
+
+def summarize(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std, ci95 (half-width) and n per group; one row per (group, metric)."""
+    if frame.empty:
+        return pd.DataFrame(columns=GROUP_COLUMNS + ["mean", "std", "ci95", "n", "seeds"])
+    frame = text_columns(frame, GROUP_COLUMNS)  # also files written before a column existed
+    latest = frame.sort_values("created_at").drop_duplicates(GROUP_COLUMNS + ["seed"], keep="last")
+    rows = []
+    for key, group in latest.groupby(GROUP_COLUMNS, sort=True):
+        values = group["value"].to_numpy(dtype=float)
+        rows.append({**dict(zip(GROUP_COLUMNS, key)), "mean": float(values.mean()),
+                     "std": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
+                     "ci95": ci95_halfwidth(values), "n": int(len(values)),
+                     "seeds": " ".join(str(s) for s in sorted(group["seed"].tolist()))})
+    return pd.DataFrame(rows)
+
+
+def to_markdown(summary: pd.DataFrame) -> str:
+    """One markdown table per task: methods as rows, ``mean ± ci95 (n)`` cells per metric."""
+    if summary.empty:
+        return ("_No results yet: run `bench run --method random-pointnet --task synth-svm` first "
+                "(the committed reference: `bench leaderboard --reference synth-quick`)._\n")
+    out = []
+    for task, group in summary.groupby("task", sort=True):
+        # per-category metrics (``top1_acc:chair``) would make one column per category: they stay in summary.csv
+        metrics = sorted(m for m in group["metric"].unique() if ":" not in m)
+        per_category = group["metric"].str.contains(":", regex=False).any()
+        out.append(f"### {task}\n")
+        out.append("| method | modality | preset | settings | data | " + " | ".join(metrics) + " |")
+        out.append("|---|---|---|---|---|" + "---|" * len(metrics))
+        keys = ["method", "modality", "preset", "settings", "data_key"]
+        for (method, modality, preset, settings, data_key), rows in group.groupby(keys, sort=True):
+            cells = []
+            for metric in metrics:
+                hit = rows[rows["metric"] == metric]
+                cells.append(_cell(hit.iloc[0]) if len(hit) else "")
+            label = f"`{settings}`" if settings else ""
+            out.append(f"| {method} | {modality} | {preset} | {label} | {data_key} | " + " | ".join(cells) + " |")
+        if per_category:
+            out.append("\nPer-category metrics (`metric:category`) are in `summary.csv`.")
+        out.append("")
+    out.append("Cells: mean ± 95% CI half-width (Student t) over seeds, (n) = number of seeds; "
+               "settings = the run's `--set` overrides (empty: the preset as it is); "
+               "data = hash of the evaluation dataset's settings (rows with different data are not comparable).\n")
+    return "\n".join(out)
+
+
+def _cell(row: pd.Series) -> str:
+    ci = "" if np.isnan(row["ci95"]) else f" ± {row['ci95']:.2f}"
+    return f"{row['mean']:.2f}{ci} ({row['n']})"
+
+
+REPORTED_COLUMNS = ["paper", "table", "method", "task", "modality", "setting", "metric", "value"]
+
+
+def packaged_reported() -> Traversable:
+    """The papers' printed numbers as shipped inside the package (``ssl3d/bench/reference/reported.csv``).
+
+    Read through importlib.resources, so a wheel install finds them as well as a source checkout.
+    """
+    return resources.files("ssl3d.bench").joinpath("reference").joinpath("reported.csv")
+
+
+def load_reported(results_dir: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """The papers' printed numbers: ``<results_dir>/reported.csv`` when there is one, else the packaged copy."""
+    own = Path(results_dir) / "reported.csv" if results_dir else None
+    if own is not None and own.exists():
+        return pd.read_csv(own)
+    packaged = packaged_reported()
+    if packaged.is_file():
+        return pd.read_csv(io.StringIO(packaged.read_text(encoding="utf-8")))
+    # a broken install, not a normal state: say so instead of comparing with nothing in silence
+    log.warning("the packaged reported.csv is missing (%s); no reproduced-vs-reported comparison", packaged)
+    return pd.DataFrame(columns=REPORTED_COLUMNS)
+
+
+def compare_with_reported(summary: pd.DataFrame, reported: pd.DataFrame) -> pd.DataFrame:
+    """Our mean beside each reported number of the same (task, method, metric[, modality])."""
+    if summary.empty or reported.empty:
+        return pd.DataFrame(columns=["task", "method", "modality", "settings", "metric", "ours", "ci95", "n",
+                                     "reported", "difference", "source", "setting_differences"])
+    rep = reported.copy()
+    rep["modality"] = rep["modality"].fillna("")
+    rep["setting"] = ["" if pd.isna(v) else str(v) for v in rep["setting"]]  # an all-empty column reads as float
+    rows = []
+    for r in summary.itertuples():
+        settings = str(getattr(r, "settings", ""))
+        hits = rep[(rep["task"] == r.task) & (rep["method"] == r.method) & (rep["metric"] == r.metric)
+                   & ((rep["modality"] == r.modality) | (rep["modality"] == ""))]
+        hits = hits[[settings_agree(h.setting, settings, getattr(h, "protocol", "")) for h in hits.itertuples()]]
+        for h in hits.itertuples():
+            setting = f", {h.setting}" if h.setting else ""
+            rows.append({"task": r.task, "method": r.method, "modality": r.modality,
+                         "settings": getattr(r, "settings", ""), "metric": r.metric,
+                         "ours": r.mean, "ci95": r.ci95, "n": r.n, "reported": float(h.value),
+                         "difference": r.mean - float(h.value), "source": f"{h.paper} {h.table}{setting}",
+                         "setting_differences": _setting_differences(r, h.setting)})
+    return pd.DataFrame(rows)
+
+
+_REPORTED_MODES = {"finetune": "finetune", "from scratch": "scratch", "frozen": "frozen"}
+
+
+def _our_setting(settings: str, suffix: str) -> str | None:
+    """The value of the first ``<section>.<suffix>=VALUE`` among our ``--set`` overrides, if any."""
+    for token in settings.split():
+        key, _, value = token.partition("=")
+        if key.endswith("." + suffix):
+            return value
+    return None
+
+
+def settings_agree(reported_setting: str, settings: str, protocol: str = "") -> bool:
+    """Whether a reported cell and one of ours were made under the same protocol settings.
+
+    Compared where both sides say it: the SVM kernel (``svm=rbf`` vs ``svm.kernel=rbf``), the label
+    fraction (``label_fraction=0.5``; 1 when unsaid), an unseen-shape gallery (``unseen shapes`` vs
+    ``ibsr.gallery_dataset=...``) and the training mode (``finetune`` / ``from scratch`` / ``frozen`` vs
+    ``<protocol>.mode``, or the protocol's default mode when we did not set one). Anything else printed in
+    the setting (pretraining data, views) is a known difference shown beside the numbers, not a filter.
+    """
+    reported_setting = reported_setting or ""
+    tokens = [t.strip() for t in reported_setting.split(";")]
+    if ("svm=rbf" in tokens) != (_our_setting(settings, "kernel") == "rbf"):
+        return False
+    fraction = next((t.split("=", 1)[1] for t in tokens if t.startswith("label_fraction=")), "1")
+    if float(fraction) != float(_our_setting(settings, "label_fraction") or 1):
+        return False
+    if ("unseen shapes" in reported_setting) != (_our_setting(settings, "gallery_dataset") is not None):
+        return False
+    mode = next((_REPORTED_MODES[t] for t in tokens if t in _REPORTED_MODES), None)
+    if mode is not None:
+        ours = _our_setting(settings, "mode")
+        if ours is None and protocol in PROTOCOLS:
+            ours = getattr(PROTOCOLS.get(protocol).Config(), "mode", None)
+        if ours != mode:
+            return False
+    return True
+
+
+def _setting_differences(ours, reported_setting: str) -> str:
+    """What is known to differ between our cell and the paper's: pretraining data and budget."""
+    pretrain = getattr(ours, "pretrain_data", "") or str(ours.task).split("-", 1)[0]
+    notes = [f"ours: pretrained on {pretrain} train, preset {ours.preset}"]
+    if "pretrained on" in reported_setting:
+        notes.append("paper: " + reported_setting.split(";")[0].strip())
+    return "; ".join(notes)
+
+
+def comparison_markdown(comparison: pd.DataFrame) -> str:
+    if comparison.empty:
+        return ("### Reproduced vs reported\n\nNo run matches a cell printed by the papers under the same settings "
+                "(task, method, metric, modality, SVM kernel, label fraction, gallery, training mode; the papers do not "
+                "use synth); their numbers are in `bench/reference/reported.csv`.\n")
+    lines = ["### Reproduced vs reported\n",
+             "| task | method | modality | our settings | metric | ours | reported | difference | source | "
+             "known differences |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in comparison.itertuples():
+        ci = "" if np.isnan(r.ci95) else f" ± {r.ci95:.2f}"
+        settings = f"`{r.settings}`" if r.settings else ""
+        lines.append(f"| {r.task} | {r.method} | {r.modality} | {settings} | {r.metric} | {r.ours:.2f}{ci} ({r.n}) | "
+                     f"{r.reported:.2f} | {r.difference:+.2f} | {r.source} | {r.setting_differences} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_leaderboard(results_dir: str | os.PathLike[str] | None = None, plot: bool = False) -> tuple[pd.DataFrame, str]:
+    """Aggregate ``leaderboard.csv`` into ``summary.csv``, ``comparison.csv``, ``claims.csv`` and ``leaderboard.md``.
+
+    With ``plot``, also bar charts and t-SNE plots under ``plots/``. Malformed lines are skipped (each
+    logged with file and line) and counted in the markdown; a file whose header is not a leaderboard
+    header is backed up and rebuilt from the result files. Returns (summary, markdown).
+    """
+    store = ResultStore(results_dir)
+    try:
+        runs, skipped = store.read_leaderboard_checked()
+    except LeaderboardFormatError as exc:
+        log.warning("%s", exc)
+        store.rebuild_leaderboard()
+        runs, skipped = store.read_leaderboard_checked()
+    summary = summarize(runs)
+    comparison = compare_with_reported(summary, load_reported(store.root))
+    presets = sorted(runs["preset"].astype(str).unique()) if not runs.empty else []
+    claims = pd.concat([check_claims(runs, preset=p) for p in presets], ignore_index=True) if presets else pd.DataFrame()
+    claims = claims[claims["verdict"] != "not run"] if not claims.empty else claims
+    gains = pretraining_gains(runs)
+    markdown = (skipped_note(store.leaderboard_path, skipped) + to_markdown(summary) + "\n"
+                + comparison_markdown(comparison))
+    if not gains.empty:
+        markdown += "\n" + gains_markdown(gains)
+    if not claims.empty:
+        markdown += "\n" + claims_markdown(claims)
+    markdown += curves_markdown(Path(store.root))
+    root = Path(store.root)
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(root / "summary.csv", summary.to_csv(index=False))
+    atomic_write_text(root / "comparison.csv", comparison.to_csv(index=False))
+    atomic_write_text(root / "claims.csv", claims.to_csv(index=False))
+    atomic_write_text(root / "pretraining_gains.csv", gains.to_csv(index=False))
+    atomic_write_text(root / "leaderboard.md", "# ssl3d-bench leaderboard\n\n" + markdown)
+    if plot and not summary.empty:
+        from ssl3d.bench.report.plots import write_plots
+
+        for path in write_plots(root, summary, runs):
+            markdown += f"\nplot: {path}"
+    return summary, markdown
+
+
+def curves_markdown(root: Path) -> str:
+    """Links to the budget curves kept beside a leaderboard (``<root>/curves/*.png``, from ``bench curve``)."""
+    pngs = sorted((root / "curves").glob("*.png"))
+    if not pngs:
+        return ""
+    lines = ["\n### Budget curves\n", "Metric vs pretraining epochs (mean ± 95% CI over seeds); the split each was "
+             "scored on is in its file name (`val`: a validation part carved from train, used to choose budgets).\n"]
+    lines += [f"![{p.stem}](curves/{p.name})" for p in pngs]
+    return "\n".join(lines) + "\n"
+
+
+def skipped_note(path: Path, skipped: list[SkippedLine]) -> str:
+    """One line saying how many lines of ``path`` were left out ('' when none were)."""
+    if not skipped:
+        return ""
+    lines = ", ".join(str(s.line) for s in skipped[:10]) + (", ..." if len(skipped) > 10 else "")
+    return (f"**Warning: skipped {len(skipped)} malformed line{'s' if len(skipped) != 1 else ''} of {path}** "
+            f"(line {lines}; the warnings say why).\n\n")
+
+
+class ReferenceNotFoundError(UserError, FileNotFoundError):
+    """``--reference`` names no folder with a ``leaderboard.csv``."""
+
+
+def resolve_reference(name_or_path: str | os.PathLike[str]) -> Path:
+    """A reference leaderboard folder: a path, or a name under ``./results/`` or a source checkout's.
+
+    ``results/local`` (the user's own runs) is never a reference.
+    """
+    candidates = [Path(name_or_path)]
+    if str(name_or_path) != LOCAL_RESULTS:
+        candidates += [Path("results") / name_or_path, CHECKOUT_REFERENCES / name_or_path]
+    for folder in candidates:
+        if (folder / "leaderboard.csv").is_file():
+            return folder
+    known = sorted({p.parent.name for d in (Path("results"), CHECKOUT_REFERENCES)
+                    for p in d.glob("*/leaderboard.csv")} - {LOCAL_RESULTS})
+    raise ReferenceNotFoundError(f"no reference leaderboard {str(name_or_path)!r}: no leaderboard.csv in "
+                            f"{', '.join(str(c) for c in candidates)}; known names: {', '.join(known) or 'none'}")
+
+
+def reference_markdown(name_or_path: str | os.PathLike[str]) -> str:
+    """The reference leaderboard's summary as markdown, read only: nothing in its folder is written."""
+    folder = resolve_reference(name_or_path)
+    store = ResultStore(folder)
+    runs, skipped = store.read_leaderboard_checked()
+    return (f"## Reference: {folder} ({runs['run_id'].nunique()} runs; committed, not your runs)\n\n"
+            + skipped_note(store.leaderboard_path, skipped) + to_markdown(summarize(runs)))

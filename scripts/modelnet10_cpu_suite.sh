@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# The real ModelNet10 leaderboard (docs/leaderboard-modelnet10.md), from nothing: the knee-selection curves
+# (seed 0, validation split) into results/modelnet10-cpu/knee-curves/, then every method at its `cpu` preset, seeds
+# 0 1 2, with 3-seed curves, into results/modelnet10-cpu/. A maintainer's job, never CI's: 7.6 hours on a
+# 2-core CPU, measured from an empty cache (OUT= and KNEE_OUT= send both elsewhere, e.g. to measure a fresh run
+# without touching these).
+#
+#   SSL3D_DATA=/path/to/cache bash scripts/modelnet10_cpu_suite.sh            # needs `bench prepare modelnet10`
+#   COMMIT=1 nohup bash scripts/modelnet10_cpu_suite.sh > suite.log 2>&1 &     # commit as each method finishes
+#
+# Resumable at every level: rerun the same command after an interruption. Pretrainings resume from their last
+# epoch (cache under $SSL3D_DATA/pretrain), finished curve points and leaderboard rows are skipped.
+# Each family starts with its main method's knee curve: one seed-0 pretraining to the largest budget measured,
+# with snapshots. The `cpu` preset's seed 0 is that pretraining's snapshot at the preset's epochs (served by the
+# pretraining cache: bench/run/pretrain_cache.py), so it is not trained twice.
+# Then the main method's 3-seed `cpu` pretrainings are made by `bench curve`, which keeps snapshot
+# checkpoints at the listed epochs (the committed 3-seed curves, on the validation split carved from train);
+# `bench suite` then reuses those same pretrainings (the snapshot list is not part of the cache key) for every
+# task, the untrained network (`--set train.epochs=0`) and, for SwitchVAE's family, the paper's RBF SVM.
+OUT=${OUT:-results/modelnet10-cpu}
+KNEE_OUT=${KNEE_OUT:-results/modelnet10-cpu/knee-curves}
+SEEDS=(0 1 2)
+TASKS='modelnet10-[sri]*'  # svm, retrieval, recon, ibsr (the issue's four protocols)
+
+epochs_of() {  # the cpu preset's train.epochs of a method
+  python -c "import sys; from ssl3d.methods import METHODS; print(METHODS.get(sys.argv[1]).from_preset('cpu').config.train.epochs)" "$1"
+}
+
+twin_of() {  # the method whose untrained network is bitwise this one's (Method.untrained_network_of), or nothing
+  python -c "import sys; from ssl3d.methods import METHODS; print(METHODS.get(sys.argv[1]).untrained_network_of)" "$1"
+}
+
+snapshots_up_to() {  # 1 2 4 ... below the knee, then the knee itself
+  local knee=$1 e=1 out=()
+  while (( e < knee )); do out+=("$e"); e=$(( e * 2 )); done
+  echo "${out[@]}" "$knee"
+}
+
+commit() {  # commit this leaderboard folder only (never the rest of the working tree)
+  [[ "${COMMIT:-0}" == 1 ]] || return 0
+  bench leaderboard --results-dir "$OUT" --plot > /dev/null
+  python -m ssl3d.bench.report.cost "$OUT" > /dev/null  # cost.csv: pretraining and evaluation minutes per method
+  git add -- "$OUT" "$KNEE_OUT"
+  flock /tmp/ssl3d-git.lock git commit --only -m "modelnet10-cpu leaderboard: $1 (seeds ${SEEDS[*]})" -- "$OUT" \
+    "$KNEE_OUT" || true
+}
+
+STEP= STEP_START=
+on_stop() {  # a step killed mid-way (a session's end) still logs the time it used, with exit 143
+  [[ -n "$STEP" ]] && echo "$STEP (interrupted),$(( $(date +%s) - STEP_START )),143" >> "$OUT/timings.csv"
+  STEP=
+}
+trap 'on_stop; exit 143' TERM INT HUP
+
+timed() {  # run a command, appending its wall time to $OUT/timings.csv (what, seconds, exit)
+  STEP=$1 STEP_START=$(date +%s); shift
+  local rc=0; "$@" || rc=$?
+  echo "$STEP,$(( $(date +%s) - STEP_START )),$rc" >> "$OUT/timings.csv"
+  STEP=
+  return 0
+}
+
+suite() {  # method [extra bench suite args]
+  local method=$1; shift
+  timed "suite $method $*" bench suite --preset cpu --methods "$method" --tasks "$TASKS" --seeds "${SEEDS[@]}" \
+    --results-dir "$OUT" --no-progress "$@"
+}
+
+knee() {  # method modality largest-budget [baseline]: the seed-0 curve a preset's epochs were chosen on
+  local method=$1 modality=$2 largest=$3 extra=() stem="$1-modelnet10-svm-$2-val"
+  [[ -n "${4:-}" ]] && extra=(--baseline "$4")
+  # its points (the resume state) stay in $OUT/knee/curves/; the page's CSV, JSON and PNG are copied to $KNEE_OUT
+  timed "knee $method $modality" bench curve --preset cpu --method "$method" --task modelnet10-svm \
+    --modality "$modality" --epochs $(snapshots_up_to "$largest") --seeds 0 "${extra[@]}" --results-dir "$OUT/knee" \
+    --no-progress
+  for ext in csv json png; do
+    [[ ! -f "$OUT/knee/curves/$stem.$ext" ]] || cp "$OUT/knee/curves/$stem.$ext" "$KNEE_OUT/"
+  done
+}
+
+family() {  # main-method modalities(comma-separated) baseline(modality=random-method, or - for none) members...
+  local main=$1 modalities=$2 baseline=$3; shift 3
+  local knee; knee=$(epochs_of "$main")
+  # the first modality's curve pretrains (with snapshots); the others only score the same snapshots
+  for modality in ${modalities//,/ }; do
+    local extra=(); [[ "$baseline" == "$modality="* ]] && extra=(--baseline "${baseline#*=}")
+    timed "curve $main $modality" bench curve --preset cpu --method "$main" --task modelnet10-svm --modality "$modality" \
+      --epochs $(snapshots_up_to "$knee") --seeds "${SEEDS[@]}" "${extra[@]}" --results-dir "$OUT" --no-progress
+  done
+  for method in "$main" "$@"; do
+    suite "$method"
+    # the untrained network on every task: its train features are the curve's epoch-0 ones (feature cache),
+    # so this costs the test split's embedding and the decoder's reconstructions. An ablation whose untrained
+    # network is bitwise the main method's (tested) is not evaluated again: the leaderboard's
+    # pretrained-vs-untrained table uses the main method's runs for it (bench/report/untrained.py)
+    [[ -n "$(twin_of "$method")" ]] || suite "$method" --set train.epochs=0
+    commit "$method"
+  done
+}
+
+main() {
+  set -euo pipefail
+  cd "$(dirname "$0")/.."
+  bench --version > /dev/null || { echo "bench is not installed here: pip install -e '.[test]'" >&2; exit 2; }
+  mkdir -p "$OUT" "$KNEE_OUT"
+  [[ -f "$OUT/timings.csv" ]] || echo "what,seconds,exit" > "$OUT/timings.csv"
+  for baseline in random-pointnet random-dgcnn; do suite "$baseline"; done
+  commit "random baselines"
+  # cheapest families first, so that an interrupted run has checked as many claims as possible. Each knee
+  # curve goes one budget past the knee where the 20-minute cap allowed (docs/methods.md, "The cpu presets")
+  knee voxel-vae voxels 8
+  family voxel-vae voxels -
+  knee cmic views 4
+  family cmic views - cmic-noncat
+  knee parae-dgcnn points 4 random-dgcnn
+  family parae-dgcnn points points=random-dgcnn
+  knee parae-pointnet points 16 random-pointnet
+  family parae-pointnet points points=random-pointnet
+  knee switchvae voxels 4
+  family switchvae voxels,views - switchvae-nocontrast image-vae
+  for method in switchvae voxel-vae image-vae; do  # SwitchVAE Table 2's SVM: RBF, gamma = 1/D
+    suite "$method" --tasks modelnet10-svm --set svm.kernel=rbf --set svm.gamma=auto
+  done
+  commit "SwitchVAE family, RBF SVM"
+  knee cmcv views 4
+  knee cmcv points 4 random-dgcnn
+  family cmcv views,points points=random-dgcnn cm
+  bench leaderboard --results-dir "$OUT" --plot
+  commit "all methods"
+}
+
+# sourced (tests/test_suite_script.py) it only defines the functions
+[[ "${BASH_SOURCE[0]}" != "$0" ]] || main "$@"
