@@ -12,6 +12,7 @@ from scipy import stats
 
 from ssl3d.bench.protocols import EvalContext
 from ssl3d.bench.protocols.fewshot import FewShotConfig, FewShotProtocol, ncm_predict
+from ssl3d.bench.protocols.svm import SVMConfig
 from ssl3d.bench.protocols.fewshot_folds import FewShotError, fold_path, load_or_make_fold, split_digest
 from ssl3d.bench.run.runner import RunSpec, execute
 
@@ -107,7 +108,7 @@ def test_protocol_reports_mean_std_and_ci_over_folds(tmp_path):
     train = Blobs(np.repeat(np.arange(4), 8), "train")
     test = Blobs(np.repeat(np.arange(4), 4), "test")
     train.root = test.root = tmp_path
-    proto = FewShotProtocol(FewShotConfig(way=3, shot=3, queries=4, folds=4, c_grid=(0.1, 1.0), cv_folds=3))
+    proto = FewShotProtocol(FewShotConfig(way=3, shot=3, queries=4, folds=4, svm=SVMConfig(c_grid=(0.1, 1.0), folds=3)))
     result = proto.evaluate(_method(), train, test, "points", EvalContext(seed=0, progress=False))
     for name in ("svm", "ncm"):
         folds = np.array(result.details[f"{name}_acc_by_fold"])
@@ -141,3 +142,14 @@ def test_fine_tuned_head_is_reported_beside_the_frozen_classifiers_and_repeatabl
     assert metrics["finetune_acc"] == pytest.approx(np.mean(by_fold), abs=1e-3)
     assert runs[1]["metrics"] == metrics  # every random choice derives from the seed and the fold
 
+
+
+def test_the_svm_classifier_is_the_svm_protocols_nested_config():
+    """`--set fewshot.svm.KEY` reaches the same SVMConfig as `svm.KEY` (kernel included); label_fraction is refused."""
+    from ssl3d.bench.protocols.tasks import get_task
+    from ssl3d.core.config import ConfigError
+
+    proto = FewShotProtocol.for_task(get_task("synth-fewshot"), {"svm.kernel": "rbf", "svm.c_grid": "1"})
+    assert proto.config.svm == SVMConfig(kernel="rbf", c_grid=(1.0,))
+    with pytest.raises(ConfigError, match=r"fewshot.svm.label_fraction=0.5"):
+        FewShotProtocol.for_task(get_task("synth-fewshot"), {"svm.label_fraction": "0.5"})

@@ -47,6 +47,25 @@ def test_a_method_that_cannot_pretrain_on_the_tasks_dataset_is_skipped_with_the_
     assert [(p.method, p.modality) for p in untrained] == [("cmcv", "points")] and not skipped
 
 
+def test_the_suite_routes_set_keys_through_the_runner():
+    """A key of no section fails at planning, as it would in `bench run`, instead of being dropped."""
+    with pytest.raises(ConfigError, match=r"--set trian.epochs: unknown section 'trian'"):
+        plan_suite("cmcv", "modelnet40-svm", overrides={"trian.epochs": "0"})
+    # method.train.* and train.* are the same key: both make CM-CV untrained, so it needs no views
+    for key in ("train.epochs", "method.train.epochs"):
+        planned, skipped = plan_suite("cmcv", "modelnet40-svm", overrides={key: "0"})
+        assert [p.method for p in planned] == ["cmcv"] and not skipped
+
+
+def test_pretrains_is_the_one_answer():
+    from ssl3d.methods import METHODS
+
+    cmcv = METHODS.get("cmcv")
+    assert cmcv.from_preset("quick").pretrains
+    assert not cmcv.from_preset("quick", {"train.epochs": 0}).pretrains
+    assert not METHODS.get("random-pointnet").from_preset("quick").pretrains  # no pretext task
+
+
 def test_bad_pattern_is_a_user_error():
     with pytest.raises(ConfigError, match=r"no method matches 'nope-\*'"):
         plan_suite("nope-*", "synth-*")

@@ -12,10 +12,10 @@ Definition (also in docs/protocols.md, with how it differs from Point-BERT / Poi
    shape (eval mode, no augmentation);
 3. **classifiers**, fitted per fold on its support shapes only:
 
-   * ``svm``: linear ``SVC`` with features standardised on the support set and
-     C chosen from ``c_grid`` by stratified CV on the support set
-     (:func:`~ssl3d.bench.protocols.svm.fit_svm`, ``cv_folds`` folds, reduced to
-     ``shot`` when fewer; seeded by the run seed and the fold);
+   * ``svm``: the ``svm`` protocol's classifier (:class:`~ssl3d.bench.protocols.svm.SVMConfig`,
+     nested as ``fewshot.svm.*``: linear by default, features standardised on the support set,
+     C chosen from ``c_grid`` by stratified CV on the support set, ``folds`` reduced to ``shot``
+     when fewer; seeded by the run seed and the fold);
    * ``ncm``: nearest class mean after centring on the support mean and L2
      normalisation (SimpleShot's CL2N, Wang et al. 2019, Sec. 3), Euclidean distance;
    * ``finetune`` (only with ``finetune_epochs > 0``): a copy of the encoder and a
@@ -44,6 +44,7 @@ from ssl3d.bench.protocols.fewshot_finetune import finetune_fold
 from ssl3d.bench.protocols.fewshot_folds import eligible_classes, load_or_make_fold, split_digest
 from ssl3d.bench.features.splits import SplitView, stream_seed
 from ssl3d.bench.protocols.svm import SVMConfig, fit_svm
+from ssl3d.core.config import ConfigError
 from ssl3d.core.stats import ci95_halfwidth
 
 __all__ = ["FewShotConfig", "FewShotProtocol", "ncm_predict"]
@@ -57,9 +58,7 @@ class FewShotConfig:
     shot: int = field(default=10, metadata={"range": "[1, inf)"})  # K support shapes per class, from the train split (Point-BERT: 10 or 20)
     queries: int = field(default=20, metadata={"range": "[1, inf)"})  # query shapes per class, from the test split (Point-BERT: 20)
     folds: int = field(default=10, metadata={"range": "[1, inf)"})  # folds (fold files 0..folds-1; Point-BERT: 10)
-    c_grid: tuple[float, ...] = field(default=(0.01, 0.1, 1.0, 10.0, 100.0), metadata={"range": "(0, inf)"})  # svm: candidate C values, chosen by CV on the support set
-    cv_folds: int = field(default=5, metadata={"range": "[2, inf)"})  # svm: stratified CV folds on the support set (at most `shot`)
-    standardize: bool = True  # svm: zero-mean / unit-variance features fitted on the support set
+    svm: SVMConfig = field(default_factory=SVMConfig)  # the svm classifier, fitted on each fold's support set (its CV folds at most `shot`; label_fraction must stay 1: the support set is the labelled set)
     finetune_epochs: int = field(default=0, metadata={"range": "[0, inf)"})  # > 0: also fine-tune encoder + linear head on each fold's support shapes for this many epochs, fixed in advance (finetune_acc); 0 = off
     finetune_lr: float = field(default=5e-4, metadata={"range": "(0, inf)"})  # fine-tuned head: AdamW learning rate, cosine schedule
 
@@ -93,6 +92,12 @@ class FewShotProtocol(Protocol):
     name = "fewshot"
     Config = FewShotConfig
     needs = "embed"
+
+    def __init__(self, config: FewShotConfig | None = None) -> None:
+        super().__init__(config)
+        if self.config.svm.label_fraction != 1.0:
+            raise ConfigError(f"--set fewshot.svm.label_fraction={self.config.svm.label_fraction}: the few-shot "
+                              "support set is the labelled set; leave it at 1 (fewshot.shot sets how many labels)")
 
     def check_data(self, train_data, test_data) -> None:
         """Before any pretraining: the indexed splits hold enough classes for this setting (the cache may later
@@ -130,7 +135,7 @@ class FewShotProtocol(Protocol):
                                      desc=f"embed queries ({modality})", **kw)
         row_train = {int(i): r for r, i in enumerate(train_used)}
         row_test = {int(i): r for r, i in enumerate(test_used)}
-        svm_cfg = SVMConfig(kernel="linear", c_grid=cfg.c_grid, folds=cfg.cv_folds, standardize=cfg.standardize)
+        svm_cfg = cfg.svm
         accs: dict[str, list[float]] = {"svm": [], "ncm": []} | ({"finetune": []} if cfg.finetune_epochs else {})
         chosen_c = []
         for f, fold in enumerate(folds):

@@ -42,7 +42,7 @@ def measure_method(name: str, preset: str, device: str, steps: int, batch_size: 
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     row: dict[str, Any] = {"method": name, "preset": preset, "device": device, "batch_size": bs}
-    if method.pretrain_modalities and method.config.train.epochs > 0:
+    if method.pretrains:
         optimizer = method.configure_optimizer(model)
         model.train()
 

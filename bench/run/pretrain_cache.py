@@ -147,7 +147,7 @@ def pretrain_or_load(method: Method, dataset, seed: int, device: torch.device, c
 
     Returns the cache's side of the result's ``pretraining`` block: ``cached``, ``key``, ``path``.
     """
-    if not method.pretrain_modalities or method.config.train.epochs == 0:
+    if not method.pretrains:
         method.pretrain(dataset, RunContext(device=device, seed=seed, progress=progress))
         return {"cached": False, "key": None}
     settings = {g: dataset.settings(g) for g in dataset.groups()}

@@ -201,7 +201,7 @@ def validate_run(spec: RunSpec) -> ValidatedRun:
     test = dataset_cls("test", eval_modalities, data_config, root, progress=spec.progress, prepare=False)
     protocol.check_data(train, test)
     pre_data = None
-    if method.pretrain_modalities and method.config.train.epochs > 0:
+    if method.pretrains:
         pre_modalities = sorted(method.pretrain_modalities)
         lacking = [m for m in pre_modalities if m not in pre_cls.available_modalities]
         if lacking:

@@ -69,9 +69,9 @@ def curve_stem(spec: CurveSpec, modality: str) -> str:
 
 
 def _plan(spec: CurveSpec, method: str, seed: int, epochs: Sequence[int]) -> ValidatedRun:
-    overrides = dict(spec.run.overrides)
+    overrides = dict(spec.run.overrides, **{"train.epochs": str(max(epochs))})
     if max(epochs) > 0:
-        overrides.update({"train.epochs": str(max(epochs)), "train.snapshot_epochs": ",".join(map(str, epochs))})
+        overrides["train.snapshot_epochs"] = ",".join(map(str, epochs))
     plan = validate_run(dataclasses.replace(spec.run, method=method, seed=seed, overrides=overrides))
     if spec.split == "val":
         # the protocol will see the carved parts of train, not the test split: check those too. Approximate by
@@ -111,7 +111,7 @@ def snapshot_files(plan: ValidatedRun, epochs: Sequence[int], root: Path) -> dic
     ``None`` for epoch 0 of a method that does not pretrain: its weights are the seeded random init.
     """
     spec, method = plan.spec, plan.method
-    if not method.pretrain_modalities or max(epochs) == 0:
+    if not method.pretrains:
         pretrain_or_load(method, plan.pre_data or plan.train_data, spec.seed, plan.device, root, spec.progress)
         return {0: None}
     data = plan.pre_data

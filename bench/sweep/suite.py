@@ -29,7 +29,7 @@ from ssl3d.core.config import ConfigError
 from ssl3d.core.errors import UserError
 from ssl3d.bench.sweep.launch_config import LaunchConfig
 from ssl3d.bench.run.results import ResultStore, settings_label
-from ssl3d.bench.run.runner import RunSpec, execute, run_log_of
+from ssl3d.bench.run.runner import RunSpec, execute, run_log_of, split_overrides
 from ssl3d.bench.protocols.tasks import TASKS, compatibility
 from ssl3d.datasets import DATASETS
 from ssl3d.methods import METHODS
@@ -45,14 +45,14 @@ class PlannedRun:
 DEFAULT_TASKS = "synth-*"  # with the default, only the embedded synth dataset's own tasks (not synth-scenes-*)
 
 
-def _pretraining_problem(method_name: str, dataset_name: str, preset: str, overrides: dict[str, str]) -> str | None:
-    """Why the method cannot pretrain on the task's dataset (a points-only release for a multi-modal method)."""
+def _pretraining_problem(method_name: str, dataset_name: str, preset: str, method_o: dict[str, str]) -> str | None:
+    """Why the method cannot pretrain on the task's dataset (a points-only release for a multi-modal method).
+
+    ``method_o``: the method's share of ``--set``, as the runner routes it (``split_overrides``).
+    """
     method_cls = METHODS.get(method_name)
-    if not method_cls.pretrain_modalities:
-        return None
-    method_o = {k.removeprefix("method."): v for k, v in overrides.items() if k.startswith(("method.", "train."))}
     try:
-        if method_cls.from_preset(preset, method_o).config.train.epochs == 0:
+        if not method_cls.from_preset(preset, method_o).pretrains:
             return None
     except (UserError, ValueError):  # a preset or key this method lacks: its own run reports that, not the plan
         return None
@@ -82,10 +82,12 @@ def plan_suite(methods: str = "*", tasks: str = DEFAULT_TASKS, preset: str = "qu
     if not method_names:
         raise ConfigError(f"no method matches {methods!r}; methods: {', '.join(METHODS.names())}")
     for task_name in task_names:
-        supported, unsupported = compatibility(TASKS.get(task_name), method_names)
+        task = TASKS.get(task_name)
+        method_o = split_overrides(dict(overrides or {}), task.protocol)[0]  # a key of no section fails here
+        supported, unsupported = compatibility(task, method_names)
         for method_name in method_names:
             problem = None if method_name in unsupported else \
-                _pretraining_problem(method_name, TASKS.get(task_name).dataset, preset, dict(overrides or {}))
+                _pretraining_problem(method_name, task.dataset, preset, method_o)
             if method_name in unsupported:
                 skipped.append((method_name, task_name, f"{method_name} {unsupported[method_name]}"))
             elif problem:
