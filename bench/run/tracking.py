@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ssl3d.core.errors import UserError
+from ssl3d.methods.trainer import EPOCH_RECORD  # the LogRecord attribute the loop puts each epoch's scalars in
 
 TRACKERS = ("csv", "tensorboard", "mlflow")
-EPOCH_RECORD = "ssl3d_epoch"  # the LogRecord attribute methods/trainer.py puts each epoch's scalars in
 
 
 class TrackerUnavailableError(UserError, ImportError):
