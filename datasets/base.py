@@ -323,7 +323,3 @@ def dataset_summary(ds: ShapeDataset) -> dict[str, Any]:
     """Shapes per class of a prepared split (for reports)."""
     counts = np.bincount(ds.labels, minlength=ds.num_classes)
     return {"split": ds.split, "shapes": int(len(ds)), "per_class": dict(zip(ds.class_names, map(int, counts)))}
-
-
-def replace_config(config: DataConfig, **changes: Any) -> DataConfig:
-    return dataclasses.replace(config, **changes)

@@ -214,9 +214,6 @@ class SceneDataset(ShapeDataset):
     def room_name(self, r: int) -> str:
         return self._room_names[r]
 
-    def room_area(self, r: int) -> int:
-        return int(self._room_areas[r])
-
     def room_points(self, r: int) -> tuple[np.ndarray, np.ndarray]:
         """``(points [N, 6 or 9], labels int64 [N])`` of room ``r`` (an index into the split's rooms)."""
         self._ensure_ready()

@@ -1,55 +1,8 @@
-r"""CM-CV: joint 2D/3D self-supervision by cross-modality and cross-view correspondence.
+"""CM-CV: joint 2D/3D self-supervision by cross-modality and cross-view correspondence.
 
-Jing, Zhang and Tian, "Self-supervised Feature Learning by Cross-modality and
-Cross-view Correspondences", CVPR Workshops 2021 (no official code exists).
-
-Implemented:
-
-* Sec. 3.2, the three networks: :math:`F_{img}` = torchvision ResNet18, the
-  512-d global-average-pooled feature; :math:`F_p` = DGCNN, four EdgeConv
-  blocks of two layers (64/64/64/128), a 512-d point-wise layer and max-pooling
-  (``DGCNN.from_preset("cmcv")``); :math:`F_f` = FC 1024 -> 256 -> 2 on
-  :math:`[F_{img}(img), F_p(p)]`.
-* Sec. 3.3 and Algorithm 1, the samples :math:`(p, img_1, img_2, img_3)`,
-  labels :math:`y = (1, 1, 0)` (:class:`~ssl3d.methods.samplers.CrossViewSampler`) and the loss
-  :math:`L = L_{triplet} + \beta L_{cross}` (Eq. 1-3,
-  :class:`~ssl3d.methods.losses.cmcv.CMCVLoss`); ``cm`` is the ablation
-  without the cross-view term (":math:`F_p`-CM", Tables 1-5).
-* Sec. 4.1, the augmentation (random crop, horizontal flip p = 0.5; rotation
-  about the up axis in :math:`[0, 2\pi)`, Gaussian jitter 0.02;
-  :mod:`ssl3d.methods.augment`), 2048 points,
-  V = 180 random views, and SGD (lr 0.001, momentum 0.9, weight decay 5e-4,
-  x0.1 every 40,000 of 120,000 iterations, batch 32).
-* Sec. 4.2, the pretext metrics of Tables 1-2
-  (:func:`~ssl3d.methods.cmcv_metrics.pretext_metrics`).
-
-Departures from the paper:
-
-* No pretrained weights (none exist offline); the renders are grey, so
-  :math:`F_{img}`'s first convolution takes 1 channel (random init), and the
-  colour ``image`` query is turned into BT.601 luminance
-  (:math:`0.299 R + 0.587 G + 0.114 B`) and resized to ``view_size``.
-* Renders come from the benchmark's renderer (two-light grey shading, the
-  random-camera ranges of Sec. 3.1), not the paper's Phong renderer.
-* "Randomly cropped" is unstated: training takes a random square crop of side
-  ``round(crop_fraction * view_size)`` (7/8, the ImageNet 224-of-256 ratio);
-  evaluation takes the centre crop, so both see objects at the same scale.
-  ``view_size`` 224 is our choice (the paper gives no size).
-* :math:`F_f`'s activation, the margin :math:`\alpha`, the weight :math:`\beta`
-  and DGCNN's :math:`k` are unstated: ReLU, 1, 1 and 20. :math:`F_f`'s last
-  layer starts at zero (every pair at chance); initialisation is unstated.
-* Iterations: the shared loop schedules per epoch, so an "epoch" here is
-  ``iterations_per_epoch`` steps (the sampler is that many batches long,
-  every object used equally often to within one, in a shuffled order): 120
-  epochs x 1000 steps with the x0.1 step every 40 epochs is exactly the
-  paper's schedule.
-* ``heldout_views`` of the V views of every object are never used in training;
-  the pretext metrics are measured on them (on the pretraining objects), not
-  on the test split as in Tables 1-2, because ``pretrain`` sees only the
-  pretraining data. mPD is the plain (not squared) Euclidean distance.
-* ``quick`` (2-core CPU): 256 points, k = 10, 12 views of 48 px (2 held
-  out, 42-px crops), batch 16, 2 passes over the data (90 steps on default
-  synth), SGD lr 0.01 without decay (the paper's 0.001 barely moves in 90 steps).
+Paper: L. Jing, L. Zhang, Y. Tian, "Self-supervised Feature Learning by Cross-modality and
+Cross-view Correspondences", CVPR Workshops 2021 (no official code).
+Paper-to-code map and departures: docs/methods.md#cm-cv
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """CM-CV's settings (Jing et al., CVPRW 2021): the ``cmcv`` config and the ``cm`` ablation's.
 
-The defaults are the paper's (Sec. 3-4.1) where it states them; the module
-docstring of :mod:`ssl3d.methods.cmcv` lists the choices made where it does not.
+Defaults are the paper's (Sec. 3-4.1) where it states them; the choices made where it
+does not: docs/methods.md#cm-cv
 """
 
 from __future__ import annotations

@@ -1,88 +1,9 @@
-r"""CMIC: single-image 3D shape retrieval by cross-modal instance and category contrastive learning.
+"""CMIC: single-image 3D shape retrieval by cross-modal instance and category contrastive learning.
 
-Lin, Yang, Wang, Lai, Jia, Zhao and Gao, "Single Image 3D Shape Retrieval via
-Cross-Modal Instance and Category Contrastive Learning", ICCV 2021 (official
-code: Jittor, ``IGLICT/IBSR_jittor``). This is a PyTorch implementation.
-
-Implemented:
-
-* Sec. 3.1-3.2, Eq. (1)-(3): every query image takes the colours of another
-  query of the mini-batch by Reinhard colour transfer inside the object masks
-  (:func:`~ssl3d.methods.augment.colour_transfer.batch_colour_transfer`), plus the
-  "traditional" augmentation of Sec. 4.3 (random resized crop + horizontal
-  flip, the same affine on image and mask,
-  :func:`~ssl3d.methods.augment.crops.random_resized_crop_flip`).
-* Sec. 3.3-3.4, the networks (:class:`CMICNet`): query encoder :math:`f_q` =
-  ResNet50 with a 4-channel first convolution (RGB + mask), head BatchNorm +
-  Linear to 128; rendering encoder :math:`f_{r1}` = ResNet34 (``render_arch``;
-  the released code uses ResNet18) with a 1-channel first convolution, same
-  head, on :math:`M = 12` grey views; attention :math:`f_{r2}`: one linear
-  layer on the query embedding, dot product with the :math:`M` view
-  embeddings, softmax over the views, weighted sum
-  (:meth:`CMICNet.attend`):
-
-  .. math::
-      a_{im} = \operatorname{softmax}_m\big((W v_i^q) \cdot v^r_{j,m}\big),\qquad
-      v^r_{ji} = \textstyle\sum_m a_{im}\, v^r_{j,m}.
-
-* Eq. (4)-(6): :math:`L = L_{inst} + \beta_1 L_{cats}`, :math:`\tau = 0.1`,
-  :math:`\beta_1 = 0.2`, category loss with the ground-truth shape kept
-  (Table 4) (:class:`~ssl3d.methods.losses.cmic.CMICLoss`), on the
-  query-specific embeddings of every (query, shape) pair of the batch.
-* Sec. 3.5: retrieval ranks shapes by the similarity of the query embedding to
-  the query-specific shape embedding (:meth:`CMIC.ibsr_similarity_batch`).
-* Sec. 4.1: Adam, lr 5e-5, betas (0.5, 0.999), batch 60, 224 px, 500 epochs.
-* Table 2 ablations as registered variants: ``cmic-noncat`` (no category
-  loss, :math:`\beta_1 = 0`), ``cmic-hsv`` (HSV jitter instead of colour
-  transfer), ``cmic-noaug`` (affine augmentation only) and ``cmic-triplet``
-  (the triplet Instance-Category loss of Sec. 4.3).
-
-Embeddings: ``image`` = the L2-normalised query embedding :math:`v^q` (needs
-``image`` and ``mask``); ``views`` = the mean of the L2-normalised view
-embeddings, the shape embedding when no query is given (the paper always
-conditions on a query; the mean is what uniform attention weights give).
-
-**Not purely self-supervised.** The category loss (Eq. 5) uses the batch's
-category ``label``, as the paper does; ``cmic-noncat`` is the variant that uses
-no labels (instance identity is the only supervision).
-
-Batches must not hold the same shape twice (a duplicate would be a false
-negative of Eq. 4). ``synth`` has one photo per shape and the trainer shows each
-item once per epoch, so this holds; a dataset with several photos per shape
-gives a ``shape_index`` key (``pix3d`` does), and then only the first photo of
-each shape in a batch is kept.
-
-Departures from the paper:
-
-* **No ImageNet weights** (the released code starts from ImageNet ResNets;
-  nothing is downloaded here): ``weights`` defaults to None (random init); a
-  torchvision weight name already in the torch hub cache may be given.
-* **Attention** is the released code's "general" attention weights (one
-  bias-free linear layer, the paper's "one MLP layer"); the released module's
-  unused output projection is left out.
-* **Normalisation**: embeddings are L2-normalised (as in the released code);
-  the attention-merged shape embedding is re-normalised, so similarities are
-  cosines in training (``CMICLoss`` default) and retrieval alike (the released
-  code uses the unnormalised dot product).
-* **Affine augmentation** parameters are unstated in the paper: the released
-  code's crop scale (0.85, 0.95) and flip 0.5 are used, with aspect ratio in
-  [3/4, 4/3]; its extra 5% translation is covered by the random crop position.
-  Renders are not augmented (the released code crops and flips them in
-  training but not at test time).
-* **Colour transfer** in l-alpha-beta space (paper) with the released code's
-  :math:`\sigma_s/\sigma_t` (the paper prints the inverse) over a derangement
-  of the batch; the masked statistics are our interpretation (the paper does
-  not say, the released code uses the whole image), see
-  :mod:`ssl3d.methods.augment.colour_transfer`.
-* **Duplicate photos** of a shape in a batch are dropped (see above); the
-  released code keeps them, so a shape's second copy is a negative in Eq. (4).
-* **Triplet variant**: margin 0.2 and :math:`\beta_1 = 0.2` (unstated).
-* **Views**: ``n_views`` < the data's views takes evenly spaced views of the
-  rig; the data's views are the benchmark's two-light grey renders.
-* **quick** (2-core CPU, about 30 s of pretraining on default synth):
-  ResNet18 for both encoders, 6 of the 12 views, 32 px images and views,
-  batch 32, 3 epochs (66 steps), lr 1e-3 (the paper's 5e-5 is for 500 epochs
-  from ImageNet weights and barely moves a random network in 66 steps).
+Paper: Lin, Yang, Wang, Lai, Jia, Zhao, Gao, "Single Image 3D Shape Retrieval via Cross-Modal
+Instance and Category Contrastive Learning", ICCV 2021. Official code: Jittor, ``IGLICT/IBSR_jittor``.
+Not purely self-supervised: the category loss reads labels (``cmic-noncat`` reads none).
+Paper-to-code map and departures: docs/methods.md#cmic
 """
 
 from __future__ import annotations

@@ -1,70 +1,9 @@
-r"""ParAE: self-supervised learning by fitting a discrete generative model (GMM) through a segmentation network.
+r"""ParAE: point-cloud features learnt by fitting a Gaussian mixture through a segmentation network.
 
-Paper: B. Eckart, W. Yuan, C. Liu, J. Kautz, "Self-Supervised Learning on 3D
-Point Clouds by Learning Discrete Generative Models", CVPR 2021. No official
-code was released; this file is the benchmark's reference implementation.
-
-What is implemented (Sections 3-4):
-
-* **Sec. 3.1-3.2, Eq. 1-4** - an off-the-shelf point-wise classification
-  network :math:`f_\psi` (PointNet or DGCNN segmentation network) outputs
-  logits :math:`\mathcal{S} \in \mathbb{R}^{N \times J}`, read as joint log
-  probabilities of points and :math:`J` latent partitions; the row-wise
-  softmax gives the posteriors :math:`\gamma_{ij}`.
-* **Sec. 3.3, Eq. 5-7** - the parameter-free map
-  :math:`\xi(\mathcal{P}, \mathcal{S}) = \Theta = \{\pi_j, \mu_j, \Sigma_j\}`
-  (:func:`~ssl3d.methods.losses.gmm.gmm_parameters`).
-* **Sec. 3.3, Eq. 8-11** - the pretext loss, the negative log-likelihood of
-  the cloud under its own mixture
-  (:class:`~ssl3d.methods.losses.gmm.ParametricBottleneckLoss`), minimised
-  over :math:`\psi` by Monte Carlo over the data set. No augmentation (Sec. 2:
-  "needs no transformation set or data augmentation").
-* **Sec. 4.1** - the representation is the global feature :math:`z`
-  (1024-d) inside the backbone, not :math:`\Theta`: for PointNet "directly
-  after the point-wise max-pool", for DGCNN "after the pooling layer after the
-  fifth EdgeConv layer" (the ``parae`` preset of
-  :class:`~ssl3d.methods.backbones.dgcnn.DGCNN`: EdgeConv blocks of 2 + 2 + 1
-  layers, a 1024-d point-wise layer, max-pool). :math:`J = 32`.
-* **Sec. 4.2** - pretraining for 25 epochs on clouds of :math:`N = 1024` points.
-
-Figure 2's split is kept literally: the network is ``encoder`` (:math:`f^{enc}_\psi`,
-up to :math:`z` and the local point features) + ``head`` (the segmentation head
-producing :math:`\mathcal{S}`, discarded after pretraining). ``embed`` returns
-:math:`z`, ``point_features`` the encoder's local features, ``encoder("points")``
-the module fine-tuning protocols train. Figure 3-style plots of :math:`\Theta`
-are in :mod:`ssl3d.methods.parae_viz`.
-
-Departures from the paper:
-
-* **Optimiser and schedule** are not stated in the paper. We use the usual
-  PointNet-family setting: Adam, lr :math:`10^{-3}`, weight decay
-  :math:`10^{-4}`, learning rate :math:`\times 0.7` every 20 epochs, batches of 32.
-* **Covariance ridge**: :math:`\Sigma_j + \epsilon I` with
-  :math:`\epsilon = 10^{-4}` (not in Eq. 7) keeps every covariance positive
-  definite and bounds the density of a collapsed partition (see
-  :func:`~ssl3d.methods.losses.gmm.gmm_parameters`).
-* **Loss scale**: the NLL is averaged over points (Eq. 11 sums them); this only
-  rescales the gradient by :math:`1/N` and makes the loss independent of N.
-* **PointNet details** unstated by ParAE: we use the PointNet segmentation
-  network of Qi et al. with its input and feature T-Nets and PointNet's
-  orthogonality regulariser (weight :math:`10^{-3}`, Qi et al. Eq. 2) added to
-  the NLL; the head is (512, 256, 128) on [64-d local, z]. The T-Nets start at
-  the identity, so at initialisation the encoder is functionally a PointNet
-  without T-Nets, i.e. the ``random-pointnet`` baseline's architecture.
-* **Point sampling**: the paper draws 1024 uniformly random surface points per
-  mesh; the benchmark's data contract gives farthest-point samples. With
-  ``pretrain_points`` < N the pretext task uses a fresh random subset of each
-  cloud at every step (``quick`` preset), while evaluation keeps all N points
-  so that its data equal the random-init baselines'.
-* **quick preset** (2-core CPU): 512-point random subsets per step, no T-Nets
-  and 4 epochs (PointNet), k = 10 neighbours and 2 epochs (DGCNN). The latent
-  stays 1024-d; evaluation data are unchanged.
-* **DGCNN head dropout** 0.5 after each hidden layer of the segmentation head,
-  as in the DGCNN segmentation network; the paper does not say whether it was
-  kept for pretraining.
-* **Pretraining data**: the benchmark pretrains on the task's training split
-  (labels unused) unless ``--pretrain-data`` says otherwise; the paper
-  pretrains on ShapeNet.
+Paper: B. Eckart, W. Yuan, C. Liu, J. Kautz, "Self-Supervised Learning on 3D Point Clouds by
+Learning Discrete Generative Models", CVPR 2021 (no official code). The random-DGCNN baseline
+matched to ``parae-dgcnn`` lives in :mod:`ssl3d.methods.baselines`.
+Paper-to-code map and departures: docs/methods.md#parae
 """
 
 from __future__ import annotations
@@ -79,14 +18,10 @@ from ssl3d.methods.backbones.dgcnn import DGCNN
 from ssl3d.methods.backbones.outputs import PointBackboneOutput
 from ssl3d.methods.backbones.pointnet import PointNet, transform_regularizer
 from ssl3d.methods.base import Method, register_method
-from ssl3d.methods.baselines import _RandomPointBackbone
 from ssl3d.methods.config import MethodConfig, TrainConfig
 from ssl3d.methods.losses.gmm import GMMParams, ParametricBottleneckLoss, gmm_parameters
 
-__all__ = [
-    "ParAE", "ParAEConfig", "ParAEDGCNN", "ParAEDGCNNConfig", "ParAENet",
-    "RandomDGCNN", "RandomDGCNNConfig", "random_point_subset",
-]
+__all__ = ["ParAE", "ParAEConfig", "ParAEDGCNN", "ParAEDGCNNConfig", "ParAENet", "random_point_subset"]
 
 _PAPER_PRETRAIN = dict(epochs=25, batch_size=32, optimizer="adam", lr=1e-3, weight_decay=1e-4,
                        scheduler="step", step_size=20, gamma=0.7)
@@ -303,30 +238,3 @@ class ParAEDGCNN(ParAE):
     name = "parae-dgcnn"
     Config = ParAEDGCNNConfig
 
-
-@dataclass(frozen=True)
-class RandomDGCNNConfig(MethodConfig):
-    """Random DGCNN: the ``parae-dgcnn`` encoder, nothing trained."""
-
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=0))  # no pretraining
-    global_dim: int = field(default=1024, metadata={"range": "[1, inf)"})  # width of the max-pooled global feature z (as parae-dgcnn)
-    k: int = field(default=20, metadata={"range": "[1, inf)"})  # neighbours per point in every EdgeConv (as parae-dgcnn)
-
-    # quick follows parae-dgcnn's quick architecture so the two stay a matched pair
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "paper": {},
-        "quick": {"k": ParAEDGCNNConfig.PRESETS["quick"]["k"]},
-        "cpu": {"k": ParAEDGCNNConfig.PRESETS["quick"]["k"]},
-    }
-
-
-@register_method("random-dgcnn")
-class RandomDGCNN(_RandomPointBackbone):
-    """DGCNN (Wang et al., TOG 2019), ``parae`` configuration, with random weights; 1024-d max-pooled z."""
-
-    name = "random-dgcnn"
-    Config = RandomDGCNNConfig
-    paper = "Wang et al., Dynamic Graph CNN, TOG 2019 (architecture of parae-dgcnn; no pretraining)"
-
-    def build_model(self) -> nn.Module:
-        return DGCNN.from_preset("parae", k=self.config.k, global_dim=self.config.global_dim)

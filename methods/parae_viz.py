@@ -1,19 +1,8 @@
-r"""Figure 3-style pictures of ParAE's parametric bottleneck :math:`\Theta`.
+r"""Figure 3-style pictures of ParAE's mixture :math:`\Theta` (Eckart et al., CVPR 2021, Sec. 4.2, Fig. 3 top).
 
-Eckart et al. (CVPR 2021, Sec. 4.2, Fig. 3 top) show a pretrained network's
-mixture :math:`g(\cdot; \Theta)` as one ellipsoid per Gaussian component, its
-1-sigma iso-contour
-
-.. math::
-    \{\mathbf{x} : (\mathbf{x} - \mu_j)^\top \Sigma_j^{-1} (\mathbf{x} - \mu_j) = 1\}
-    = \{\mu_j + V_j \Lambda_j^{1/2} \mathbf{u} : \lVert \mathbf{u} \rVert = 1\},
-    \qquad \Sigma_j = V_j \Lambda_j V_j^\top.
-
-:func:`plot_partitions` draws two panels: the points coloured by their most
-likely partition :math:`\arg\max_j \gamma_{ij}`, and the ellipsoids of the
-components in the same colours over faint points. The benchmark's frame is
-+Y up; matplotlib's 3-D axes are Z up, so points are drawn after the proper
-rotation :math:`(x, y, z) \mapsto (x, -z, y)` (a quarter turn about x).
+:func:`plot_partitions` draws the points coloured by their most likely partition and each
+component's 1-sigma ellipsoid (:func:`ellipsoid_surface`).
+What the figure shows: docs/methods.md#plotting-the-mixture-fig-3
 """
 
 from __future__ import annotations

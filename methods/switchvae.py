@@ -1,101 +1,9 @@
-r"""SwitchVAE: voxel + multi-view VAE with a shared decoder and random encoder switching.
+"""SwitchVAE: a voxel and a multi-view VAE sharing one voxel decoder, with a random switch between encoders.
 
-Paper: C. Wu, J. Pfrommer, M. Zhou, J. Beyerer, "Generative-Contrastive
-Learning for Self-Supervised Latent Representations of 3D Shapes from
-Multi-Modal Euclidean Input", IEEE Transactions on Multimedia, 2023
-(arXiv 2301.04612). Official code: TensorFlow/Keras, ``0xzhou/SwitchVAE``.
-
-Implemented:
-
-* Sec. 3.2 / 4.1 - two VAE encoders, one per modality, and one voxel decoder
-  shared by both: the voxel encoder (:class:`~ssl3d.methods.backbones.voxel_cnn.VoxelEncoder`:
-  4 Conv3d, 343-d feature, 128-d mean/log-variance), the multi-view image
-  encoder (:class:`~ssl3d.methods.backbones.image.MultiViewVAEEncoder`:
-  ResNet18 shared over views, flattened feature map -> FC 1024 per view, GRU
-  over the views -> 1024, FC heads to the 128-d mean/log-variance) and the
-  mirrored decoder to :math:`32^3`
-  (:class:`~ssl3d.methods.backbones.voxel_cnn.VoxelDecoder`).
-* Sec. 3.2 - switch encoding: the latent fed to the decoder is the image
-  encoder's with probability ``p_image`` = 0.2 (Sec. 4: "the switch layer
-  randomly selects either the voxel encoder with a probability of 80%, or the
-  multi-view image encoder with a probability of 20%"), else the voxel
-  encoder's (:func:`choose_branch`). Both encoders run every step, so the
-  contrastive term always sees both latents; the unselected branch receives
-  gradients only through that term (the paper's "stop gradient on a random
-  branch", Sec. 1 and 3.1).
-* Sec. 3.3, Eq. 1-4 - :math:`L = L_{recon}(x^{vox}, d(z^\alpha)) + \lambda_{KL}
-  L_{KL}(\mu^\alpha, \sigma^\alpha) + \lambda_{contras} \lVert z^{img} -
-  z^{vox} \rVert^2`, from :mod:`ssl3d.methods.losses.switchvae`
-  (:func:`weighted_bce` with :math:`\gamma` = 0.8, :func:`gaussian_kl`,
-  :func:`latent_contrastive`, :func:`kl_anneal_weight`, :func:`beta_tc_kl`).
-* Sec. 4 - SGD, momentum 0.9, Nesterov, lr 2e-4 decayed by 0.96 every 10
-  epochs after epoch 50, batch 32, 8 views of 137 px, latent 128.
-* Tables 1-2 ablations as registered variants: ``switchvae``, ``voxel-vae``
-  (voxel encoder only), ``image-vae`` (image encoder only, voxel target),
-  ``switchvae-nocontrast`` (:math:`\lambda_{contras} = 0`), and Sec. 4.4's
-  ``switch-btcvae`` (:math:`\beta`-TCVAE KL with :math:`\beta = 5`).
-
-Embeddings (Sec. 4.3) are the latent means :math:`\mu` of the encoder that
-matches the input modality; reconstructions decode :math:`\mu`.
-
-Departures from the paper:
-
-* **No ImageNet weights.** The paper's ResNet18 is ImageNet-pretrained;
-  nothing is downloaded here, so ``image_weights`` defaults to None (random
-  init). A torchvision weight name already in the torch hub cache or a local
-  state-dict file may be given.
-* **Grey views, one input channel.** The data's views are grey renders
-  [B, V, 1, H, W]; the ResNet's first convolution takes one channel (with
-  pretrained weights it is the mean of the RGB kernel, see
-  :func:`~ssl3d.methods.backbones.image.resnet_trunk`). Views are standardised
-  with the grey ImageNet statistics; 3-channel views are averaged to grey.
-* **Latent normalisation in Eq. 4** (``contrast_norm``). The paper compares
-  "normalized" latents with a squared L2 distance without saying how they are
-  normalised; the official code compares the raw sampled latents
-  (``MSE(z_img, z_vox)``, summed over dimensions) and relies on the
-  BatchNorm of both encoders' mean/log-variance heads (which both encoders
-  here have). Default ``"sphere"``: each sampled latent is L2-normalised onto
-  the sphere of radius :math:`\sqrt{D}` (the norm of a unit-variance
-  latent, as the BatchNorm-ed latents of the official code have), i.e.
-  :math:`D \lVert \bar z^{img} - \bar z^{vox} \rVert^2 = 2D(1 - \cos)`. It
-  is the paper's "normalized latents + L2 loss" at the official term's scale
-  (both are about :math:`2D` for unrelated latents; on synth batches at
-  initialisation its gradient is as large as the reconstruction gradient,
-  the raw term's 3x larger), so :math:`\lambda_{contras} = 1` keeps its meaning; unlike the raw
-  term it cannot be lowered by shrinking the latents, and it does not depend
-  on BatchNorm running statistics in eval mode. ``"none"`` is the official
-  raw term; ``"unit"`` the unit sphere (the loss module's default), whose
-  gradient on synth batches is about 140x smaller than the reconstruction
-  gradient at :math:`\lambda_{contras} = 1`, which makes the term inert.
-* **KL weight warm-up.** The paper gives no :math:`\lambda_{KL}`; the official
-  scripts ramp it linearly from 0 to 1 over the first 100 epochs
-  (``kl_warmup_epochs`` = 100, ``lambda_kl`` = 1; 0 disables the ramp).
-* **Epochs.** The paper states none and the official scripts fix no number
-  of passes: ``run_training.sh`` changed over time (``--num_epochs`` 6, 150,
-  400 with ``steps_per_epoch=5``), and an official "epoch" is
-  ``steps_per_epoch`` batches, not a pass. 150 passes is our choice: room for
-  the decay after epoch 50 and the 100-epoch KL ramp (both counted in passes
-  here, in official epochs there), then 50 epochs at full KL weight.
-* **Switch granularity.** The text draws the switch "for every training
-  epoch", the official code per batch; ``switch="batch"`` (default) follows
-  the code, ``"epoch"`` the text. Each draw comes from its own generator
-  seeded from (run seed, epoch) and, per batch, the global step: the same
-  branch on every DDP rank, reproducible and resumable.
-* **beta-TCVAE** (``switch-btcvae``): analytic KL + :math:`(\beta - 1)` TC,
-  the official code's form, with the dataset size from the pretraining data.
-  It keeps the contrastive term and the KL warm-up (which scales KL and TC).
-* **Unstated details follow the official code:** BatchNorm on both
-  encoders' mean/log-variance heads (Sec. 4.1 only says "fully connected
-  layers"), Glorot init and BatchNorm-ed logits in the voxel networks.
-* **Sampling only in training.** In eval mode ``training_step`` uses
-  :math:`z = \mu` (a deterministic loss for a fixed batch); embeddings and
-  reconstructions always use :math:`\mu`.
-* **quick preset** (2-core CPU, minutes): 4 views of 64 px (the data keeps
-  the ``first8`` rig; the model uses the first ``n_views``), 2 epochs of
-  batch 16 (90 steps on default synth), KL weight 0 in epoch 1 and 1 in
-  epoch 2. The paper's optimiser is kept: SGD at lr 2e-4 moves fast here
-  because every loss term is a per-sample sum (on synth it lowers the voxel
-  VAE's reconstruction loss faster than Adam at 1e-3 over 30 steps).
+Paper: C. Wu, J. Pfrommer, M. Zhou, J. Beyerer, "Generative-Contrastive Learning for Self-Supervised
+Latent Representations of 3D Shapes from Multi-Modal Euclidean Input", IEEE Transactions on Multimedia,
+2023 (arXiv 2301.04612). Official code: TensorFlow/Keras, ``0xzhou/SwitchVAE``.
+Paper-to-code map and departures: docs/methods.md#switchvae
 """
 
 from __future__ import annotations
@@ -146,7 +54,7 @@ class SwitchVAEConfig(MethodConfig):
     lambda_kl: float = field(default=1.0, metadata={"range": "[0, inf)"})  # KL weight after warm-up (paper: unstated; official: 1)
     kl_warmup_epochs: int = field(default=100, metadata={"range": "[0, inf)"})  # linear KL ramp 0 -> lambda_kl over these epochs (official code: 100); 0 = off
     lambda_contras: float = field(default=1.0, metadata={"range": "[0, inf)"})  # contrastive weight (Table 1: 0 vs 1)
-    contrast_norm: Literal["sphere", "unit", "none"] = "sphere"  # latent normalisation in Eq. 4 (module docstring)
+    contrast_norm: Literal["sphere", "unit", "none"] = "sphere"  # latent normalisation in Eq. 4 (docs/methods.md#switchvae)
     kl: Literal["gaussian", "beta_tc"] = "gaussian"  # Eq. 3, or beta-TCVAE decomposition (Sec. 4.4)
     beta: float = field(default=5.0, metadata={"range": "[0, inf)"})  # beta-TCVAE total-correlation weight (Sec. 4.4: 5); used when kl="beta_tc"
 
@@ -210,7 +118,7 @@ def _rig_for(n_views: int) -> dict[str, Any]:
 
 @register_method("switchvae")
 class SwitchVAE(Method):
-    """SwitchVAE (Wu et al., TMM 2023): voxel + multi-view VAE, shared decoder, switched latents (module docstring)."""
+    """SwitchVAE (Wu et al., TMM 2023): voxel + multi-view VAE, shared decoder, switched latents."""
 
     name = "switchvae"
     Config = SwitchVAEConfig

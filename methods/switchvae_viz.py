@@ -1,17 +1,8 @@
-r"""Exploring a SwitchVAE latent space: interpolation and shape arithmetic (Wu et al., TMM 2023, Sec. 4.4).
+"""SwitchVAE's latent-space figures (Wu et al., TMM 2023, Sec. 4.4): interpolation (Fig. 6), shape arithmetic (Fig. 7).
 
-Two figures of the paper, written as PNG grids of decoded occupancy grids:
-
-* **latent interpolation** (Fig. 6): :math:`z_t = (1 - t)\,\mu_a + t\,\mu_b`
-  for :math:`t` evenly spaced in :math:`[0, 1]`, each decoded to a
-  :math:`32^3` grid (:func:`interpolate_latents`, :func:`latent_interpolation`);
-* **shape arithmetic** (Fig. 7): :math:`z = \mu_a - \mu_b + \mu_c`, decoded
-  (:func:`shape_arithmetic`).
-
-:math:`\mu` is the latent mean of the encoder matching the input modality
-(``voxels`` or ``views``), as for embeddings. Grids are drawn as their
-exposed voxel faces with Lambertian shading in matplotlib (no scikit-image
-needed); the grid's up axis (array axis 1, +Y) is drawn vertical.
+Both write PNG grids of decoded occupancy grids, drawn as their exposed voxel faces with Lambertian
+shading in matplotlib (no scikit-image needed), +Y vertical.
+Usage: docs/methods.md#exploring-the-latent-space-sec-44-figs-6-7
 """
 
 from __future__ import annotations

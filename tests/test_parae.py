@@ -18,8 +18,9 @@ from PIL import Image
 
 from ssl3d.methods import get_method, list_methods
 from ssl3d.methods.backbones.pointnet import transform_regularizer
+from ssl3d.methods.baselines import RandomDGCNN
 from ssl3d.methods.losses.gmm import ParametricBottleneckLoss, gmm_log_likelihood, gmm_parameters
-from ssl3d.methods.parae import ParAE, ParAEDGCNN, RandomDGCNN, random_point_subset
+from ssl3d.methods.parae import ParAE, ParAEDGCNN, random_point_subset
 from ssl3d.methods.parae_viz import _up_is_z, ellipsoid_surface, plot_partitions
 
 from conftest import optimisation_steps

@@ -63,10 +63,6 @@ class SynthDataset(ShapeDataset):
         return len(PART_NAMES)
 
     @property
-    def part_names(self) -> tuple[str, ...]:
-        return tuple(PART_NAMES)
-
-    @property
     def category_parts(self) -> dict[str, tuple[int, ...]]:
         return {c: tuple(CATEGORY_PARTS[c]) for c in self.class_names}
 

@@ -1,21 +1,12 @@
-r"""Colour-transfer augmentation of CMIC (Lin et al., ICCV 2021, Section 3.1).
+r"""Colour-transfer augmentation of CMIC (Lin et al., ICCV 2021, Sec. 3.1-3.2, Eq. 1-3).
 
-CMIC recolours every query image with the colour statistics of another query
-image of the same mini-batch (Section 3.2), so that the query encoder cannot
-rely on colour.  The transfer is the one of Reinhard et al., "Color Transfer
-between Images" (IEEE CG&A 2001): match per-channel mean and standard deviation
-in Ruderman's decorrelated :math:`l\alpha\beta` space.  The HSV alternative
-of CMIC's Table 2 (the ``cmic-hsv`` ablation) is :mod:`ssl3d.methods.augment.hsv`.
-
-Note:
-    The released CMIC code (``IGLICT/IBSR_jittor``) uses CIE L*a*b* instead of
-    :math:`l\alpha\beta`, whole-image statistics, and ``randperm`` (which may
-    map an image onto itself).  This module follows the paper's
-    :math:`l\alpha\beta` space and "other query images" (a derangement) and
-    Reinhard's (and the released code's) :math:`\sigma_s/\sigma_t`.  Taking
-    the statistics inside the object masks is our interpretation: the paper
-    does not say where they are measured.
+Every query image takes the colour statistics of another query of the mini-batch (Reinhard et al.,
+"Color Transfer between Images", IEEE CG&A 2001: per-channel mean and deviation matched in
+:math:`l\alpha\beta` space), so the query encoder cannot rely on colour. Where this differs from
+the paper and the released code (masked statistics, :math:`\sigma_s/\sigma_t`, a derangement):
+docs/methods.md#cmic
 """
+
 from __future__ import annotations
 
 import math

@@ -1,41 +1,10 @@
 r"""DGCNN (Wang et al., TOG 2019) with a memory-aware EdgeConv.
 
-EdgeConv computes, for every point :math:`i` and its :math:`k` nearest
-neighbours :math:`j \in \mathcal{N}(i)` (in the current feature space, so the
-graph is rebuilt at every layer),
-
-.. math::
-    x_i' = \max_{j \in \mathcal{N}(i)} h_\Theta\big([\,x_i,\; x_j - x_i\,]\big).
-
-The textbook implementation materialises the edge features as a
-``[B, 2C, N, k]`` tensor and runs ``Conv2d`` on it. Here the first layer of
-:math:`h_\Theta` is split by linearity,
-
-.. math::
-    W [x_i, x_j - x_i] = (W_1 - W_2)\, x_i + W_2\, x_j = a_i + b_j,
-
-so two per-point projections replace a :math:`k`-times larger convolution.
-Two further identities remove most edge-sized tensors altogether:
-
-* BatchNorm's batch statistics over all :math:`N k` edges follow in closed form
-  from per-point quantities: for the first layer from :math:`a`, :math:`b`,
-  the in-degrees and neighbour sums of :math:`b`
-  (:func:`~ssl3d.methods.backbones.edge_batchnorm.edge_moments`); for
-  a later linear layer :math:`z = W y` from the mean and the
-  :math:`C_{in} \times C_{in}` second-moment matrix of :math:`y`
-  (:func:`~ssl3d.methods.backbones.edge_batchnorm.linear_bn_act_max`);
-* BatchNorm + LeakyReLU is monotone per channel (increasing when
-  :math:`\gamma_c \ge 0`, decreasing otherwise), so the max over neighbours is
-  taken *before* it, on the pre-activations (max, or min where
-  :math:`\gamma_c < 0`).
-
-A one-layer EdgeConv therefore keeps nothing of size :math:`N k C` for
-backward (only per-point tensors and arg-max indices). A deeper EdgeConv MLP
-keeps its hidden edge activations (one tensor per hidden layer, activations
-applied in place), never the ``2C``-wide input nor the last layer's output.
-The aggregation layer + max-pool over points uses the same trick. Outputs,
-gradients and running statistics equal the dense formulation's (same
-parameters, same graph) up to floating-point rounding.
+The first EdgeConv layer is split by linearity, :math:`W [x_i, x_j - x_i] = (W_1 - W_2) x_i + W_2 x_j`,
+so no ``[B, 2C, N, k]`` edge tensor is built; BatchNorm's edge statistics come in closed form from
+per-point quantities and, BatchNorm + LeakyReLU being monotone per channel, the max over neighbours
+is taken before them (:mod:`~ssl3d.methods.backbones.edge_batchnorm`). Results equal the dense
+formulation's up to rounding. Derivation: docs/methods.md#memory-aware-edgeconv-dgcnn
 """
 
 from __future__ import annotations

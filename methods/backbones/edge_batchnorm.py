@@ -1,13 +1,9 @@
 r"""BatchNorm over EdgeConv's edges without materialising them: closed-form moments and max-before-activation.
 
-The identities behind :mod:`ssl3d.methods.backbones.dgcnn`'s memory-aware
-EdgeConv (see its module docstring): BatchNorm's batch statistics over all
-:math:`N k` edges follow from per-point quantities (:func:`edge_moments` for
-the first layer :math:`e_{ij} = a_i + b_j`, :func:`linear_bn_act_max` for a
-later linear layer), and BatchNorm + LeakyReLU is monotone per channel, so the
-max over neighbours can be taken before it. :func:`bn_affine` folds BatchNorm
-into a per-channel scale and shift, updating the running statistics exactly as
-``nn.BatchNorm1d`` does.
+:func:`edge_moments` (first layer, :math:`e_{ij} = a_i + b_j`) and :func:`linear_bn_act_max` (a later
+linear layer) give the batch statistics over all :math:`N k` edges from per-point quantities;
+:func:`bn_affine` folds BatchNorm into a per-channel scale and shift, updating the running statistics
+exactly as ``nn.BatchNorm1d`` does. Derivation: docs/methods.md#memory-aware-edgeconv-dgcnn
 """
 
 from __future__ import annotations

@@ -1,16 +1,8 @@
 r"""Image encoders: torchvision ResNet trunks, single-image and multi-view encoders.
 
-Used by CM-CV (:math:`F_{img}`: ResNet18, 512-d global-average-pooled feature;
-Jing et al. Sec. 3.2), CMIC (query encoder: ResNet50 with a 4-channel first
-convolution for RGB + mask, head BatchNorm + Linear to 128; rendering encoder:
-ResNet34 (the released code: ResNet18) with a 1-channel first convolution on
-grey views; Lin et al. Sec. 3.4) and SwitchVAE (view embedding: ResNet18
-shared across views, flattened feature map, FC to 1024 per view, GRU over the
-views to 1024, then the VAE's mean and log-variance heads,
-:class:`MultiViewVAEEncoder`; Wu et al. Sec. 3.2).
-
-Pretrained weights are never downloaded: ``weights`` names a torchvision
-weight set that must already sit in the torch hub cache, or a local file.
+Used by CM-CV, CMIC and SwitchVAE (:class:`MultiViewVAEEncoder`); the sizes each uses: docs/methods.md.
+Pretrained weights are never downloaded: ``weights`` names a torchvision weight set that must already
+sit in the torch hub cache, or a local file.
 """
 
 from __future__ import annotations

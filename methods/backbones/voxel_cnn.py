@@ -1,24 +1,8 @@
-r"""3D convolutional VAE encoder/decoder for occupancy grids (SwitchVAE, Sec. 3.2).
+r"""3D convolutional VAE encoder/decoder for occupancy grids (SwitchVAE, Wu et al., IEEE TMM 2023, Sec. 3.2).
 
-The voxel encoder of SwitchVAE (Wu et al., IEEE TMM 2023): four ``3x3x3``
-convolutions with strides {1, 2, 1, 2} and {8, 16, 32, 64} channels, ELU
-activations and batch normalisation, a fully connected layer to a 343-d
-feature, and two fully connected heads to the 128-d mean and log-variance of
-the latent Gaussian. The decoder "mirrors the voxel encoder, except that the
-last layer uses a sigmoid" and outputs a :math:`32^3` occupancy probability.
-
-Details the paper leaves open follow the official Keras code
-(``0xzhou/SwitchVAE``, ``utils/model.py``): stride-1 convolutions are unpadded
-("valid") and stride-2 ones padded ("same"), so :math:`32 \to 30 \to 15 \to 13
-\to 7`; each layer is conv :math:`\to` ELU :math:`\to` BatchNorm; the mean and
-log-variance heads are batch-normalised; the decoder reshapes its 343-d
-feature to a :math:`1 \times 7^3` grid and up-samples with transposed
-convolutions :math:`7 \to 7 \to 15 \to 15 \to 32 \to 32` (the last stride-2
-layer has a 4-wide kernel to land exactly on 32), the final layer being
-batch-normalised logits. Weights use Glorot-normal initialisation as there.
-
-Grids are indexed ``[x, y, z]`` with axis 1 up (the project's voxel contract);
-the networks never permute axes, so the decoder's output is in the same order.
+Layer sizes, and the details the paper leaves open (taken from the official Keras code
+``0xzhou/SwitchVAE``, ``utils/model.py``): docs/methods.md#switchvae. Grids are indexed
+``[x, y, z]`` with axis 1 up (the project's voxel contract); the networks never permute axes.
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
-r"""Losses of CM-CV: Jing, Zhang and Tian, "Self-supervised Feature Learning by
-Cross-modality and Cross-view Correspondences" (CVPR Workshops 2021),
-Section 3.3, Eq. (1)-(3) and Algorithm 1.
+r"""Losses of CM-CV (Jing et al., CVPR Workshops 2021, Sec. 3.3, Eq. 1-3, Algorithm 1).
 
-Each training sample holds a point cloud :math:`p`, two views
-:math:`img_1, img_2` of the same object and a view :math:`img_3` of another
-object.  The cross-view term is a triplet loss on the image features
-:math:`f_k = F_{img}(img_k)`; the cross-modality term is a binary
-cross-entropy on the fusion head :math:`F_f` deciding, for each of the three
-(image, point cloud) pairs, whether both come from the same object
-(labels :math:`y = (1, 1, 0)`).
+The cross-view triplet on the image features and the cross-modality cross-entropy of the fusion
+head on the three (view, cloud) pairs. Equations and departures: docs/methods.md#cm-cv
 """
+
 from __future__ import annotations
 
 from typing import Dict, Optional

@@ -1,28 +1,13 @@
-r"""Losses of CMIC: Lin et al., "Single Image 3D Shape Retrieval via Cross-Modal
-Instance and Category Contrastive Learning" (ICCV 2021), Section 3.3,
-Eq. (4)-(6), and the triplet variant of Section 4.3.
+r"""Losses of CMIC (Lin et al., ICCV 2021): Eq. 4-6 and the triplet variant of Sec. 4.3.
 
-Notation: :math:`v_i^q` is the embedding of query image :math:`i` and
-:math:`v_{ji}^r` the embedding of shape :math:`j` *for* query :math:`i` (CMIC
-merges the multi-view embeddings with a query-dependent attention,
-Section 3.4).  Here ``shape`` is either a plain :math:`(B, D)` tensor (one
-embedding per shape, shared by all queries) or a :math:`(B, B, D)` tensor with
-``shape[i, j]`` :math:`= v_{ji}^r`.  Shape :math:`i` is the ground truth of
-query :math:`i`, so a batch must not hold the same shape twice (a duplicate
-would count as a negative).
-
-Conventions shared by all functions here:
-
-* Embeddings are L2-normalised by default (``normalize=True``): the released
-  encoders normalise their outputs, and the similarity is the dot product.
-  The released attention merges unit vectors into a vector of norm
-  :math:`\le 1` without re-normalising; pass ``normalize=False`` to use the
-  inputs exactly as given.
-* The paper sums over the queries of the batch; the losses here average
-  (as the released code does), so the scale does not depend on :math:`B`.
-* Only the query-to-shape direction is used, as in Eq. (4)-(5) (the
-  denominator runs over shapes :math:`j` for a fixed query :math:`i`).
+``query`` holds the query embeddings :math:`v_i^q` :math:`(B, D)`; ``shape`` either one embedding per
+shape :math:`(B, D)`, shared by all queries, or the query-specific ones, ``shape[i, j]`` :math:`= v_{ji}^r`
+:math:`(B, B, D)`. Shape :math:`i` is query :math:`i`'s ground truth, so a batch must not hold a shape
+twice. Embeddings are L2-normalised first, as the released encoders' outputs are; ``normalize=False``
+takes them as given (e.g. the released attention's merged vectors, of norm :math:`\le 1`).
+Equations and departures: docs/methods.md#cmic
 """
+
 from __future__ import annotations
 
 from typing import Dict, Optional

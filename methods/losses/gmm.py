@@ -1,14 +1,11 @@
-r"""ParAE's parametric bottleneck: a Gaussian mixture computed from point-wise
-partition logits, and the negative log-likelihood of the points under it
-(Eckart et al., "Self-Supervised Learning on 3D Point Clouds by Learning
-Discrete Generative Models", CVPR 2021, Section 3, Eq. 4-11).
+r"""ParAE's parametric bottleneck (Eckart et al., CVPR 2021, Sec. 3, Eq. 4-11).
 
-Everything is computed in log space: the soft partition weights come from
-``log_softmax``, the mixture weights from a log-sum-exp over points, the
-Gaussian densities from Cholesky factors and triangular solves, and the
-mixture from a log-sum-exp over components. So the loss and its gradients stay
-finite when a partition is (numerically) empty or all points coincide.
+The Gaussian mixture of point-wise partition logits, and the points' negative log-likelihood under
+it. Everything is computed in log space (``log_softmax``, log-sum-exp over points and components,
+Cholesky factors and triangular solves), so the loss and its gradients stay finite when a partition
+is (numerically) empty or all points coincide. Equations and departures: docs/methods.md#parae
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -1,19 +1,9 @@
-r"""Loss functions of SwitchVAE (Wu et al., "Generative-Contrastive Learning for
-Self-Supervised Latent Representations of 3D Shapes from Multi-Modal Euclidean
-Input", IEEE TMM 2023, arXiv 2301.04612), Section 3.3, Eq. 1-4.
+r"""Loss terms of SwitchVAE (Wu et al., IEEE TMM 2023, arXiv 2301.04612): Sec. 3.3, Eq. 1-4, and the beta-TCVAE KL of Sec. 4.4.
 
-The total objective (Eq. 1) for the branch :math:`\alpha \in \{img, vox\}`
-picked by the switch is
-
-.. math::
-    L = L_{recon}(x^{vox}, \hat{x}^{\alpha})
-        + \lambda_{KL} L_{KL}(\mu^{\alpha}, \sigma^{\alpha})
-        + \lambda_{contras} L_{contras}(z^{img}, z^{vox}).
-
-Every term is a per-sample sum (over voxels, latent dimensions) averaged over
-the batch, as in the official TensorFlow code (``utils/custom_loss.py``:
-``K.mean(K.sum(...))``), so the relative scale of the terms matches it.
+Every term is a per-sample sum averaged over the batch, as in the official code, so the terms'
+relative scale matches it. Equations and departures: docs/methods.md#switchvae
 """
+
 from __future__ import annotations
 
 import math
