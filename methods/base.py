@@ -158,7 +158,7 @@ class Method:
         """Whether any epoch's training depends on ``config.train.epochs`` (a cosine schedule does).
 
         When it does not, the first E epochs of a longer pretraining are an E-epoch pretraining, and the
-        cache serves one from the other's snapshot (bench/pretrain_cache.py). A method whose ``lr_factor``,
+        cache serves one from the other's snapshot (bench/run/pretrain_cache.py). A method whose ``lr_factor``,
         ``on_epoch_start``, ``training_step`` or ``pretrain_dataset`` reads the total must override this;
         ``check_method`` tests the answer.
         """
@@ -197,7 +197,7 @@ class Method:
 
     def after_pretraining(self, data: Dataset) -> None:
         """Called once the weights are final: after :meth:`pretrain`, and after the pretraining cache served them
-        from a longer pretraining's snapshot (bench/pretrain_cache.py), so records computed from the trained
+        from a longer pretraining's snapshot (bench/run/pretrain_cache.py), so records computed from the trained
         networks (CM-CV's pretext metrics in ``pretrain_info``) exist either way. Default: nothing."""
 
     def _check_modality(self, modality: str, allowed: frozenset[str], what: str) -> None:

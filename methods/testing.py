@@ -29,7 +29,7 @@ random tensors from :func:`fake_batch`, so it needs no dataset on disk:
   their documented shapes where the method declares them;
 * unless :meth:`Method.schedule_reads_total_epochs` says an epoch reads the total, the epoch-2
   snapshot of a 3-epoch pretraining equals a 2-epoch pretraining bitwise (the pretraining cache
-  serves one for the other: bench/pretrain_cache.py);
+  serves one for the other: bench/run/pretrain_cache.py);
 * the state dict survives ``torch.save`` / ``torch.load(weights_only=True)``
   into a fresh instance that embeds identically;
 * a method declaring ``untrained_network_of`` (:func:`check_untrained_twin`)
@@ -160,7 +160,7 @@ def check_untrained_twin(cls: type[Method], *, preset: str = "quick", overrides:
     batch. Nothing to check when it is unset.
 
     The leaderboard then lets that method's untrained runs stand for ``cls``'s on every task
-    (``ssl3d.bench.untrained``), so every hook a protocol may call is compared.
+    (``ssl3d.bench.report.untrained``), so every hook a protocol may call is compared.
     """
     twin_name = getattr(cls, "untrained_network_of", "")
     if not twin_name:
