@@ -11,7 +11,7 @@
                 [--partition P] [--time-min M] [--gpus G] [--cpus C] [--mem-gb GB] [--parallel N] [--retries R]
     bench perf [--methods PATTERN] [--presets quick paper] [--device cpu|cuda] [--steps K]
     bench list [--json]
-    bench leaderboard [--results-dir DIR] [--plot]
+    bench leaderboard [--results-dir DIR] [--plot] [--html]
     bench reproduce TASK/METHOD[/MODALITY] [--reference NAME|DIR] [--preset P] [--settings S] [--device D]
     bench prepare NAME [--from PATH ...] [--no-download] [--data-root DIR] [--split S ...]
                   [--modalities M ...] [--set data.KEY=VALUE ...] [--progress | --no-progress]
@@ -160,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     board = sub.add_parser("leaderboard", help="aggregate results over seeds into tables")
     board.add_argument("--results-dir", default=None, help="results folder (default $SSL3D_RESULTS or ./results/local)")
     board.add_argument("--plot", action="store_true", help="also write bar charts and t-SNE plots to <results>/plots/")
+    board.add_argument("--html", action="store_true", help="also write <results>/leaderboard.html: one self-contained "
+                       "page (sortable, filterable tables, plots inline); never into a --reference")
     board.add_argument("--reference", default=None, metavar="NAME|DIR",
                        help="also show a committed reference leaderboard (e.g. synth-quick = results/synth-quick); "
                             "read only")
@@ -309,6 +311,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if (store.root / "runs").is_dir():  # sweep jobs write only result.json: their rows are added here
         store.sync_leaderboard(only_if_missing=True)
     summary, markdown = write_leaderboard(args.results_dir, plot=args.plot)
+    if args.html:  # the results folder's page only: a --reference folder is read, never written
+        from ssl3d.bench.report.html import write_page
+
+        markdown += f"\npage: {write_page(store.root)}"
     print(markdown)
     if reference:
         print(reference)

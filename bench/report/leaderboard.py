@@ -219,9 +219,7 @@ def write_leaderboard(results_dir: str | os.PathLike[str] | None = None, plot: b
         runs, skipped = store.read_leaderboard_checked()
     summary = summarize(runs)
     comparison = compare_with_reported(summary, load_reported(store.root))
-    presets = sorted(runs["preset"].astype(str).unique()) if not runs.empty else []
-    claims = pd.concat([check_claims(runs, preset=p) for p in presets], ignore_index=True) if presets else pd.DataFrame()
-    claims = claims[claims["verdict"] != "not run"] if not claims.empty else claims
+    claims = claims_table(runs)
     gains = pretraining_gains(runs)
     markdown = (skipped_note(store.leaderboard_path, skipped) + to_markdown(summary) + "\n"
                 + comparison_markdown(comparison))
@@ -243,6 +241,13 @@ def write_leaderboard(results_dir: str | os.PathLike[str] | None = None, plot: b
         for path in write_plots(root, summary, runs):
             markdown += f"\nplot: {path}"
     return summary, markdown
+
+
+def claims_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The papers' claims checked on each preset of ``runs``; claims not run (under two seeds a side) left out."""
+    presets = sorted(runs["preset"].astype(str).unique()) if not runs.empty else []
+    claims = pd.concat([check_claims(runs, preset=p) for p in presets], ignore_index=True) if presets else pd.DataFrame()
+    return claims[claims["verdict"] != "not run"] if not claims.empty else claims
 
 
 def curves_markdown(root: Path) -> str:

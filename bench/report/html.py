@@ -1,0 +1,397 @@
+"""A results folder as one self-contained HTML page: sortable, filterable tables with CI bars, and its plots inline."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import struct
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from ssl3d.bench.report.leaderboard import claims_table, summarize
+from ssl3d.bench.report.untrained import pretraining_gains
+from ssl3d.bench.run.results import ResultStore, SkippedLine, text_columns
+from ssl3d.core.io import atomic_write_text
+
+__all__ = ["FILTERS", "IMAGE_FOLDERS", "PAGE_NAME", "build_page", "write_page"]
+
+PAGE_NAME = "leaderboard.html"
+FILTERS = ("task", "modality", "preset", "method")  # the select boxes (and the rows' data-* attributes)
+# embedded in this order, each folder's PNGs sorted by file name
+IMAGE_FOLDERS = {
+    "plots": "Bar charts per task (mean ± 95% CI over seeds) and t-SNE maps of frozen features "
+             "(<code>bench leaderboard --plot</code>).",
+    "curves": "Budget curves: the metric against pretraining epochs, mean ± 95% CI over seeds, scored on the "
+              "split in the file name (<code>val</code>: carved from train, used to choose budgets; "
+              "<code>bench curve</code>).",
+    "knee-curves": "One-seed curves to larger budgets, from which each method's pretraining budget was chosen.",
+}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+BAR_WIDTH = 200
+Column = tuple[str, str, str]  # (key, header label, type: "text" | "num" | "none" = not sortable)
+
+CSS = """
+body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 1.5em 3em;color:#1d2330;background:#fff}
+h1{font-size:1.5em;margin:.8em 0 .2em}h2{font-size:1.2em;margin:1.6em 0 .3em;border-bottom:1px solid #d8dce6}
+p{margin:.35em 0;max-width:75em}code{background:#f1f3f7;padding:0 .25em;border-radius:3px}
+nav a{margin-right:1em}.sub{color:#4b5468}.warn{color:#a3261b;font-weight:600}#filters label{white-space:nowrap}
+#filters{background:#f7f8fb;border:1px solid #d8dce6;border-radius:6px;padding:.5em .8em;margin:.8em 0;display:flex;
+flex-wrap:wrap;gap:.4em 1.2em;align-items:center}select,input[type=search]{font:inherit;max-width:16em}
+table{border-collapse:collapse;margin:.3em 0 .8em;font-variant-numeric:tabular-nums}
+th,td{padding:2px 8px;border-bottom:1px solid #e6e8ee;text-align:left;vertical-align:middle}
+th{background:#eef0f5;position:sticky;top:0;z-index:1;white-space:nowrap}
+th[data-type=text],th[data-type=num]{cursor:pointer}th[data-type=text]:hover,th[data-type=num]:hover{background:#dfe3ec}
+th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
+td.num{text-align:right;white-space:nowrap}.v-refuted{color:#a3261b;font-weight:600}
+td.set{font-family:ui-monospace,monospace;font-size:.85em;color:#4b5468;max-width:22em}
+tbody tr:nth-child(even){background:#fafbfd}tbody tr:hover{background:#eef4ff}.count{color:#4b5468;font-size:.9em}
+svg.bar{display:block}svg.bar rect{fill:#5b8bd0}svg.bar rect.neg{fill:#d0705b}svg.bar path{stroke:#1d2330;fill:none}
+svg.bar line{stroke:#8a92a6;stroke-dasharray:2 2}.v-holds{color:#17713a;font-weight:600}.v-inconclusive{color:#6b5a10}
+.grid{display:grid;align-items:start;grid-template-columns:repeat(auto-fill,minmax(380px,1fr));gap:12px}
+figure{margin:0;border:1px solid #e6e8ee;border-radius:6px;padding:6px;background:#fff}
+figure.wide{grid-column:1/-1}figure img{width:100%;height:auto;cursor:zoom-in}figure.wide img{cursor:zoom-out}
+figcaption{font-size:.85em;color:#4b5468;word-break:break-all}
+"""
+
+JS = """
+"use strict";
+(function () {
+  const doc = document, root = doc.documentElement, all = (sel) => Array.from(doc.querySelectorAll(sel));
+  window.addEventListener("error", (e) => { root.dataset.jsError = String(e.message); });
+  const selects = all("select[data-filter]"), tables = all("table.board");
+  const query = doc.getElementById("q"), percat = doc.getElementById("percat");
+  function matches(row, want, text) {
+    if (want.some(([k, v]) => row.dataset[k] !== undefined && !row.dataset[k].split("|").includes(v))) return false;
+    if (row.dataset.percat && !percat.checked) return false;
+    return !text || row.textContent.toLowerCase().includes(text);
+  }
+  function apply(save) {
+    const want = selects.filter((s) => s.value).map((s) => [s.dataset.filter, s.value]);
+    const text = query.value.trim().toLowerCase();
+    for (const table of tables) {
+      const rows = Array.from(table.tBodies[0].rows), shown = new Set(rows.filter((r) => matches(r, want, text)));
+      rows.forEach((row) => { row.hidden = !shown.has(row); });
+      doc.getElementById(table.id + "-count").textContent = shown.size + " of " + rows.length + " rows shown";
+    }
+    if (save) saveState();
+  }
+  function sortBy(th, descending) {
+    const body = th.closest("table").tBodies[0], col = th.cellIndex, num = th.dataset.type === "num";
+    const key = (row) => {
+      const cell = row.cells[col], v = cell.dataset.v !== undefined ? cell.dataset.v : cell.textContent;
+      return num ? (v === "" ? NaN : parseFloat(v)) : v;
+    };
+    const rows = Array.from(body.rows).map((row) => [key(row), row]), sign = descending ? -1 : 1;
+    rows.sort(([a], [b]) => (num && (isNaN(a) || isNaN(b))) ? isNaN(a) - isNaN(b)  // no number: last either way
+      : sign * (num ? a - b : a.localeCompare(b)));
+    for (const other of th.parentNode.cells) other.removeAttribute("aria-sort");
+    th.setAttribute("aria-sort", descending ? "descending" : "ascending");
+    body.append(...rows.map((pair) => pair[1]));
+  }
+  function saveState() {
+    const p = new URLSearchParams(), th = doc.querySelector("#summary th[aria-sort]");
+    selects.forEach((s) => { if (s.value) p.set(s.dataset.filter, s.value); });
+    if (query.value) p.set("q", query.value);
+    if (percat.checked) p.set("percat", "1");
+    if (th) p.set("sort", (th.getAttribute("aria-sort") === "descending" ? "-" : "") + th.dataset.key);
+    try { history.replaceState(null, "", "#" + p.toString()); } catch (e) { /* a browser may refuse on file: */ }
+  }
+  function loadState() {  // #task=...&method=...&q=...&percat=1&sort=-mean: a link to a view
+    const p = new URLSearchParams(location.hash.slice(1)), sort = p.get("sort") || "";
+    selects.forEach((s) => {
+      const v = p.get(s.dataset.filter);
+      if (Array.from(s.options).some((o) => o.value === v)) s.value = v;  // an unknown value is ignored
+    });
+    query.value = p.get("q") || "";
+    percat.checked = p.get("percat") === "1";
+    const th = all("#summary th").find((h) => h.dataset.key === sort.replace(/^-/, "") && h.dataset.type !== "none");
+    if (th) sortBy(th, sort.startsWith("-"));
+  }
+  tables.forEach((table) => table.tHead.addEventListener("click", (e) => {
+    const th = e.target.closest("th"), now = th && th.getAttribute("aria-sort");
+    if (!th || th.dataset.type === "none") return;
+    sortBy(th, now ? now === "ascending" : th.dataset.type === "num");  // numbers: largest first
+    saveState();
+  }));
+  [...selects, percat].forEach((el) => el.addEventListener("change", () => apply(true)));
+  query.addEventListener("input", () => apply(true));
+  doc.getElementById("reset").addEventListener("click", () => {
+    selects.forEach((s) => { s.value = ""; }); query.value = ""; percat.checked = false; apply(true);
+  });
+  all("figure img").forEach((img) => img.addEventListener("click", () => img.parentNode.classList.toggle("wide")));
+  loadState();
+  apply(false);
+  root.dataset.js = "ready";
+})();
+"""
+
+
+def esc(value: object) -> str:
+    """``value`` as HTML text or attribute value (quotes escaped too)."""
+    return html.escape(str(value), quote=True)
+
+
+def _td(text: str, sort: str | None = None, cls: str = "", title: str = "") -> str:
+    attrs = (f' data-v="{esc(sort)}"' if sort is not None else "") + (f' class="{cls}"' if cls else "")
+    attrs += f' title="{esc(title)}"' if title else ""
+    return f"<td{attrs}>{esc(text)}</td>"
+
+
+def _num(value: float, spec: str = ".2f") -> tuple[str, str]:
+    """(shown text, sort key) of a number; both empty for NaN. The key has 12 digits: a library's last-bit change
+    leaves the committed pages as they are."""
+    value = float(value)
+    return ("", "") if math.isnan(value) else (format(value, spec), format(value, ".12g"))
+
+
+def _num_td(value: float, spec: str = ".2f", title: str = "") -> str:
+    text, key = _num(value, spec)
+    return _td(text, key, "num", title)
+
+
+def _bar(value: float, ci: float, lo: float, hi: float) -> str:
+    """An inline SVG bar from 0 to ``value`` with a ``± ci`` whisker, on the axis [lo, hi]."""
+    def x(v: float) -> float:
+        return min(max((v - lo) / (hi - lo) * BAR_WIDTH, 0.0), float(BAR_WIDTH))
+
+    zero, end = x(0.0), x(value)
+    left, width, cls = min(zero, end), abs(end - zero), ' class="neg"' if value < 0 else ""
+    parts = [f'<rect{cls} x="{left:.1f}" y="3" width="{width:.1f}" height="6"/>']
+    if not math.isnan(ci):
+        a, b = x(value - ci), x(value + ci)
+        parts.append(f'<path d="M{a:.1f} 6H{b:.1f}M{a:.1f} 2V10M{b:.1f} 2V10"/>')
+    if lo < 0 < hi:
+        parts.append(f'<line x1="{zero:.1f}" x2="{zero:.1f}" y1="0" y2="12"/>')
+    return (f'<td><svg class="bar" width="{BAR_WIDTH}" height="12" viewBox="0 0 {BAR_WIDTH} 12" aria-hidden="true">'
+            + "".join(parts) + "</svg></td>")
+
+
+def _overall(frame: pd.DataFrame) -> set[tuple[str, str]]:
+    """The (task, metric) pairs that have a value over all categories (a metric without ``:``)."""
+    return {(str(t), str(m)) for t, m in zip(frame["task"], frame["metric"]) if ":" not in str(m)}
+
+
+def _axis_key(task: str, metric: str, overall: set[tuple[str, str]]) -> tuple[str, str, bool]:
+    """The rows that share a bar axis: a task's metric; its per-category rows, hidden at first, share their own."""
+    base = metric.split(":")[0]
+    return task, base, ":" in metric and (task, base) in overall
+
+
+def _axes(frame: pd.DataFrame, value: str, ci: str, centred: bool,
+          overall: set[tuple[str, str]]) -> dict[tuple[str, str, bool], tuple[float, float]]:
+    """Each bar axis: from 0 (or the lowest CI end) to the highest CI end (or 0); symmetric about 0 if ``centred``."""
+    spans: dict[tuple[str, str, bool], tuple[float, float]] = {}
+    for task, metric, v, half in zip(frame["task"], frame["metric"], frame[value].astype(float),
+                                     frame[ci].astype(float).fillna(0.0)):
+        key = _axis_key(str(task), str(metric), overall)
+        lo, hi = spans.get(key, (0.0, 0.0))
+        spans[key] = (min(lo, v - half), max(hi, v + half))
+    axes = {}
+    for key, (lo, hi) in spans.items():
+        lo, hi = (-max(-lo, hi), max(-lo, hi)) if centred else (lo, hi)
+        axes[key] = (lo, hi if hi > lo else lo + 1.0)
+    return axes
+
+
+def _table(table_id: str, columns: Sequence[Column], rows: Iterable[tuple[dict[str, str], list[str]]]) -> str:
+    """A sortable table: ``rows`` are (data-* filter attributes, rendered ``<td>`` cells)."""
+    head = "".join(f'<th data-key="{key}" data-type="{kind}">{esc(label)}</th>' for key, label, kind in columns)
+    lines = [f'<p class="count" id="{table_id}-count"></p>',
+             f'<table class="board" id="{table_id}"><thead><tr>{head}</tr></thead><tbody>']
+    for attrs, cells in rows:
+        data = "".join(f' data-{k}="{esc(v)}"' for k, v in attrs.items())
+        lines.append(f"<tr{data}>" + "".join(cells) + "</tr>")
+    lines.append("</tbody></table>")
+    return "\n".join(lines)
+
+
+SUMMARY_COLUMNS: tuple[Column, ...] = (
+    ("task", "task", "text"), ("modality", "modality", "text"), ("preset", "preset", "text"),
+    ("method", "method", "text"), ("settings", "settings", "text"), ("data", "data", "text"),
+    ("metric", "metric", "text"), ("mean", "mean", "num"), ("ci", "± CI", "num"), ("n", "n", "num"),
+    ("bar", "mean ± CI", "none"))
+
+
+def _attrs(row: tuple, overall: set[tuple[str, str]]) -> dict[str, str]:
+    """A row's filter attributes: the FILTERS columns, the metric without its ``:category``, and ``percat`` when
+    it is the per-category part of a metric the task also has overall (hidden until asked for)."""
+    _, base, percat = _axis_key(str(row.task), str(row.metric), overall)
+    return {f: str(getattr(row, f)) for f in FILTERS} | {"metric": base} | ({"percat": "1"} if percat else {})
+
+
+def _summary_rows(summary: pd.DataFrame) -> Iterable[tuple[dict[str, str], list[str]]]:
+    overall = _overall(summary)
+    axes = _axes(summary, "mean", "ci95", False, overall)
+    for r in summary.itertuples(index=False):
+        metric, attrs = str(r.metric), _attrs(r, overall)
+        cells = [_td(r.task), _td(r.modality), _td(r.preset), _td(r.method), _td(r.settings, cls="set"),
+                 _td(r.data_key, title=f"pretraining data: {r.pretrain_data}; dataset version: {r.dataset_version}"),
+                 _td(metric), _num_td(r.mean), _num_td(r.ci95),
+                 _td(str(r.n), str(r.n), "num", f"seeds {r.seeds}"),
+                 _bar(float(r.mean), float(r.ci95), *axes[_axis_key(str(r.task), metric, overall)])]
+        yield attrs, cells
+
+
+GAINS_COLUMNS: tuple[Column, ...] = (
+    ("task", "task", "text"), ("modality", "modality", "text"), ("preset", "preset", "text"),
+    ("method", "method", "text"), ("metric", "metric", "text"), ("pretrained", "pretrained", "num"),
+    ("n_pretrained", "n", "num"), ("untrained", "untrained", "num"), ("n_untrained", "n", "num"),
+    ("difference", "difference", "num"), ("ci", "± CI", "num"), ("p", "p", "num"), ("bar", "difference ± CI", "none"))
+
+
+def _gains_rows(gains: pd.DataFrame) -> Iterable[tuple[dict[str, str], list[str]]]:
+    overall = _overall(gains)
+    axes = _axes(gains, "difference", "ci95", True, overall)
+    for r in gains.itertuples(index=False):
+        attrs = _attrs(r, overall)
+        source = "" if r.untrained_method == r.method else f"the untrained runs of {r.untrained_method}"
+        cells = [_td(r.task), _td(r.modality), _td(r.preset), _td(r.method), _td(r.metric), _num_td(r.pretrained),
+                 _td(str(r.n_pretrained), str(r.n_pretrained), "num"), _num_td(r.untrained, title=source),
+                 _td(str(r.n_untrained), str(r.n_untrained), "num"), _num_td(r.difference, "+.2f"),
+                 _num_td(r.ci95), _num_td(r.p_value, ".3f"),
+                 _bar(float(r.difference), float(r.ci95), *axes[_axis_key(str(r.task), str(r.metric), overall)])]
+        yield attrs, cells
+
+
+CLAIMS_COLUMNS: tuple[Column, ...] = (
+    ("paper", "paper", "text"), ("source", "source", "text"), ("claim", "claim", "text"), ("task", "task", "text"),
+    ("modality", "modality", "text"), ("preset", "preset", "text"), ("metric", "metric", "text"),
+    ("better", "better", "text"), ("mean_better", "mean ± CI (n)", "num"), ("worse", "worse", "text"),
+    ("mean_worse", "mean ± CI (n)", "num"), ("p", "p", "num"), ("verdict", "verdict", "text"))
+
+
+def _mean_ci_n(mean: float, ci: float, n: int) -> str:
+    text, key = _num(mean)
+    ci_text = _num(ci)[0]
+    return _td(f"{text}{' ± ' + ci_text if ci_text else ''} ({n})".strip(), key, "num")
+
+
+def _claims_rows(claims: pd.DataFrame) -> Iterable[tuple[dict[str, str], list[str]]]:
+    for r in claims.itertuples(index=False):
+        methods = [str(r.better), str(r.worse).split(" [")[0]]
+        attrs = {"task": str(r.task), "modality": str(r.modality), "preset": str(r.preset),
+                 "method": "|".join(dict.fromkeys(methods)), "metric": str(r.metric)}
+        verdict = str(r.verdict)
+        cells = [_td(r.paper), _td(r.source), _td(r.claim), _td(r.task), _td(r.modality), _td(r.preset),
+                 _td(r.metric), _td(r.better), _mean_ci_n(r.mean_better, r.ci95_better, r.n_better), _td(r.worse),
+                 _mean_ci_n(r.mean_worse, r.ci95_worse, r.n_worse), _num_td(r.p_value, ".3f"),
+                 _td(verdict, cls="v-" + verdict.split(" ")[0])]
+        yield attrs, cells
+
+
+def _filters(summary: pd.DataFrame) -> str:
+    """Select boxes listing exactly the values of the summary, a text filter and the per-category switch."""
+    parts = ['<form id="filters" onsubmit="return false"><strong>Filter</strong>']
+    metrics = sorted({str(m).split(":")[0] for m in summary["metric"]})
+    for name, values in [(f, sorted(set(summary[f].astype(str)))) for f in FILTERS] + [("metric", metrics)]:
+        options = "".join(f'<option value="{esc(v)}">{esc(v)}</option>' for v in values)
+        parts.append(f'<label>{name} <select data-filter="{name}"><option value="">all ({len(values)})</option>'
+                     f"{options}</select></label>")
+    parts.append('<label>text <input id="q" type="search" placeholder="any cell, e.g. rbf"></label>')
+    parts.append('<label><input id="percat" type="checkbox"> per-category rows (<code>metric:category</code> of a '
+                 'metric also shown overall)</label><button id="reset" type="button">reset</button></form>')
+    return "\n".join(parts)
+
+
+def _images(root: Path) -> list[tuple[str, str]]:
+    """(id, HTML) of one section per image folder that has PNGs, each PNG embedded as a base64 data URI."""
+    sections = []
+    for folder, about in IMAGE_FOLDERS.items():
+        figures = []
+        for path in sorted((root / folder).glob("*.png"), key=lambda p: p.name):
+            data = path.read_bytes()
+            if not data.startswith(PNG_SIGNATURE):
+                continue
+            width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk's
+            name = f"{folder}/{path.name}"
+            figures.append(f'<figure><img src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}" '
+                           f'alt="{esc(name)}" width="{width}" height="{height}" loading="lazy">'
+                           f"<figcaption>{esc(name)}</figcaption></figure>")
+        if figures:
+            sections.append((f"img-{folder}", f'<h2 id="img-{folder}">{esc(folder)}/ ({len(figures)} images)</h2>\n'
+                             f'<p>{about} Click an image to widen it.</p>\n<div class="grid">\n'
+                             + "\n".join(figures) + "\n</div>"))
+    return sections
+
+
+def _readme_title(root: Path) -> str:
+    """The first heading of the folder's README.md, without markdown's backticks ('' without one)."""
+    readme = root / "README.md"
+    lines = readme.read_text(encoding="utf-8").splitlines() if readme.is_file() else []
+    return next((line.lstrip("#").strip().replace("`", "") for line in lines if line.startswith("#")), "")
+
+
+def _header(root: Path, runs: pd.DataFrame, skipped: list[SkippedLine]) -> str:
+    """What the folder holds and how the page was made: from the runs' own columns, no clock."""
+    runs = text_columns(runs, ("task", "method", "preset", "created_at", "git_commit"))
+    name, title = esc(root.resolve().name), _readme_title(root)
+    parts = [f"<h1>ssl3d-bench leaderboard: {name}</h1>"]
+    if title:
+        parts.append(f'<p class="sub">{esc(title)}</p>')
+    if runs.empty:
+        parts.append("<p>No runs in this folder's <code>leaderboard.csv</code> yet.</p>")
+    else:
+        def listed(column: str) -> str:
+            return esc(", ".join(sorted(v for v in set(runs[column]) if v)))
+
+        seeds = " ".join(str(s) for s in sorted(set(runs["seed"].astype(int))))
+        parts.append(f"<p>{runs['run_id'].nunique()} runs ({len(runs)} metric rows) of {runs['method'].nunique()} "
+                     f"methods on the tasks {listed('task')}; preset {listed('preset')}; seeds {seeds}. Run between "
+                     f"{esc(runs['created_at'].min())} and {esc(runs['created_at'].max())} (the runs' "
+                     f"<code>created_at</code>) from code commits {listed('git_commit')}.</p>")
+    if skipped:
+        parts.append(f'<p class="warn">{len(skipped)} malformed lines of leaderboard.csv were left out '
+                     "(<code>bench leaderboard</code> says which and why).</p>")
+    parts.append("<p>Made by <code>bench leaderboard --html</code> (its <code>--results-dir</code> being this folder) "
+                 'from <a href="leaderboard.csv">leaderboard.csv</a> (the numbers of <code>summary.csv</code> and '
+                 "<code>leaderboard.md</code>), the PNGs under plots/, curves/ and knee-curves/ and README.md's title: "
+                 "a pure function of those files, with no date of its own; regenerate it after adding runs. "
+                 "Everything is inline, so it opens from disk with no network.</p>")
+    return "\n".join(parts)
+
+
+def _sections(summary: pd.DataFrame, gains: pd.DataFrame, claims: pd.DataFrame,
+              images: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(id, HTML) of each section that has something to show, in page order."""
+    out = [("summary-section", "<h2 id=\"summary-section\">Results: mean ± 95% CI over seeds</h2>\n<p>One row per "
+            "task, method, modality, preset, settings (the run's <code>--set</code> overrides) and evaluation data "
+            "(<code>data</code>: a hash of its settings; rows with different data are not comparable) and metric. "
+            "CI: the half-width of the two-sided 95% Student t interval (empty for n = 1). Bar: the mean, whisker: "
+            "± CI, one axis per task and metric (per-category rows: their own). Click a header to sort.</p>\n"
+            + _table("summary", SUMMARY_COLUMNS, _summary_rows(summary)))]
+    if not gains.empty:
+        out.append(("gains-section", "<h2 id=\"gains-section\">Pretrained vs the same network untrained</h2>\n<p>"
+                    "Untrained: <code>--set train.epochs=0</code> (same architecture, data and protocol). Difference: "
+                    "pretrained − untrained, ± Welch 95% CI; p: two-sided Welch t-test over seeds.</p>\n"
+                    + _table("gains", GAINS_COLUMNS, _gains_rows(gains))))
+    if not claims.empty:
+        out.append(("claims-section", "<h2 id=\"claims-section\">The papers' claims on this leaderboard</h2>\n<p>"
+                    "Welch's one-sided t-test over seeds, alpha = 0.05; the same verdicts as claims.csv.</p>\n"
+                    + _table("claims", CLAIMS_COLUMNS, _claims_rows(claims))))
+    return out + images
+
+
+def build_page(results_dir: str | Path) -> str:
+    """The page of a results folder, from its ``leaderboard.csv`` and PNGs only: the same files, the same bytes."""
+    root = Path(results_dir)
+    runs, skipped = ResultStore(root).read_leaderboard_checked()
+    summary = summarize(runs)
+    sections = _sections(summary, pretraining_gains(runs), claims_table(runs), _images(root))
+    labels = {"summary-section": "results", "gains-section": "pretrained vs untrained",
+              "claims-section": "claims"} | {f"img-{f}": f"{f}/" for f in IMAGE_FOLDERS}
+    nav = "<nav>" + "".join(f'<a href="#{key}">{esc(labels[key])}</a>' for key, _ in sections) + "</nav>"
+    body = [_header(root, runs, skipped), nav, _filters(summary)] + [html_ for _, html_ in sections]
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+            f"<title>ssl3d-bench leaderboard: {esc(root.resolve().name)}</title>\n<style>{CSS}</style>\n</head>\n"
+            "<body>\n" + "\n".join(body) + f"\n<script>{JS}</script>\n</body>\n</html>\n")
+
+
+def write_page(results_dir: str | Path) -> Path:
+    """Write ``<results_dir>/leaderboard.html`` (atomically) and return its path."""
+    path = Path(results_dir) / PAGE_NAME
+    atomic_write_text(path, build_page(results_dir))
+    return path
