@@ -92,3 +92,15 @@ def install_example_plugin(example: Path, tmp_path: Path) -> Path:
               for group, points in project["entry-points"].items()]
     (dist / "entry_points.txt").write_text("\n".join(groups))
     return site
+
+
+def run_example_contract_test(example: Path, site: Path) -> None:
+    """Run the example plugin's own test file (``test_<example>.py``) with pytest in ``site``; it must pass."""
+    import subprocess
+
+    name = f"test_{example.name}.py"
+    (site / name).write_text((example / name).read_text())
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", name], cwd=site,
+                         env=subprocess_env([site]), capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 passed" in run.stdout

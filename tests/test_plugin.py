@@ -13,13 +13,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import BENCH, REPO_ROOT, install_example_plugin, subprocess_env, tiny_set_args
+from conftest import BENCH, REPO_ROOT, install_example_plugin, run_example_contract_test, subprocess_env, tiny_set_args
 
 EXAMPLE = REPO_ROOT / "docs" / "examples" / "ssl3d_rotnet"
 
@@ -73,12 +72,7 @@ class Misnamed(Method):
 
 
 def test_the_plugin_example_passes_its_own_contract_test(plugin_path):
-    (plugin_path / "test_ssl3d_rotnet.py").write_text((EXAMPLE / "test_ssl3d_rotnet.py").read_text())
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_ssl3d_rotnet.py"],
-                         cwd=plugin_path, env=subprocess_env([plugin_path]), capture_output=True, text=True,
-                         timeout=600)
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "1 passed" in run.stdout
+    run_example_contract_test(EXAMPLE, plugin_path)
 
 
 def test_broken_plugins_are_reported_and_everything_else_still_lists(plugin_path):

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import BENCH, REPO_ROOT, install_example_plugin, subprocess_env, tiny_set_args
+from conftest import BENCH, REPO_ROOT, install_example_plugin, run_example_contract_test, subprocess_env, tiny_set_args
 
 EXAMPLE = REPO_ROOT / "docs" / "examples" / "ssl3d_pyg_method"
 
@@ -51,9 +50,4 @@ def test_pyg_plugin_lists_and_runs_the_quick_preset(plugin_path, tmp_path):
 
 
 def test_the_pyg_example_passes_its_own_contract_test(plugin_path):
-    (plugin_path / "test_ssl3d_pyg_method.py").write_text((EXAMPLE / "test_ssl3d_pyg_method.py").read_text())
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_ssl3d_pyg_method.py"],
-                         cwd=plugin_path, env=subprocess_env([plugin_path]), capture_output=True, text=True,
-                         timeout=600)
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "1 passed" in run.stdout
+    run_example_contract_test(EXAMPLE, plugin_path)

@@ -1,4 +1,4 @@
-"""`bench reproduce`: rerun a committed cell's seeds, compare per seed and for the mean (CI, Welch test)."""
+"""`bench reproduce`: rerun a committed cell's seeds, compare per seed and for the mean (CI, paired test)."""
 
 from __future__ import annotations
 
@@ -16,17 +16,19 @@ from ssl3d.core.config import ConfigError
 from conftest import TINY_SYNTH
 
 
-def test_ci_and_welch_against_hand_computed_values():
-    c = Comparison("overall_acc", {0: 80.0, 1: 82.0, 2: 84.0}, {0: 83.0, 1: 85.0, 2: 87.0})
+def test_ci_and_paired_test_against_hand_computed_values():
+    c = Comparison("overall_acc", {0: 80.0, 1: 82.0, 2: 84.0}, {0: 83.0, 1: 84.0, 2: 88.0})
     # committed: mean 82, sd 2 -> CI half-width t(0.975, 2) * 2 / sqrt(3); reproduced mean 85 is 3 away
     assert c.ci95 == pytest.approx(4.302653 * 2 / math.sqrt(3), rel=1e-6) and c.inside_ci
-    # Welch: t = (82 - 85) / sqrt(4/3 + 4/3); equal variances and sizes -> df = 2 (n - 1) = 4
-    t = -3 / math.sqrt(8 / 3)
-    assert c.welch_t == pytest.approx(t) and c.welch_p == pytest.approx(2 * stats.t.sf(abs(t), 4))
+    # paired differences 3, 2, 4: mean 3, sd 1 -> t = 3 sqrt(3) on 2 dof
+    assert c.test == "paired t" and c.p_value == pytest.approx(2 * stats.t.sf(3 * math.sqrt(3), 2))
     far = Comparison("overall_acc", {0: 80.0, 1: 82.0, 2: 84.0}, {0: 90.0, 1: 90.5, 2: 91.0})
-    assert not far.inside_ci and far.welch_p < 0.05
+    assert not far.inside_ci and far.p_value < 0.05
+    welch = Comparison("overall_acc", {0: 80.0, 1: 82.0, 2: 84.0}, {3: 83.0, 4: 85.0, 5: 87.0})
+    t = -3 / math.sqrt(8 / 3)  # Welch with equal variances and sizes: df = 2 (n - 1) = 4
+    assert welch.test == "Welch t" and welch.p_value == pytest.approx(2 * stats.t.sf(abs(t), 4))
     same = Comparison("m", {0: 1.0, 1: 1.0}, {0: 1.0, 1: 1.0})
-    assert same.inside_ci and math.isnan(same.welch_p)  # no spread: no test, and the mean is the committed one
+    assert same.inside_ci and same.test == "equal" and same.p_value == 1.0
 
 
 def test_reproduce_a_tiny_cell_on_the_same_machine(tmp_path, capsys):

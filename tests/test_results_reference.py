@@ -84,3 +84,32 @@ def test_a_damaged_reference_is_reported_not_repaired(tmp_path, monkeypatch, cap
     assert main(["leaderboard", "--results-dir", "mine", "--reference", str(reference)]) == 2
     assert f"{reference / 'leaderboard.csv'}:1: the header line is not a leaderboard header" in capsys.readouterr().err
     assert _snapshot(reference) == before and not (tmp_path / "mine").exists()
+
+
+REFERENCES = sorted(p.parent.name for p in (REPO_ROOT / "results").glob("*/leaderboard.csv") if p.parent.name != "local")
+PAGE_FILES = ("leaderboard.md", "summary.csv", "comparison.csv", "claims.csv", "pretraining_gains.csv")
+
+
+@pytest.mark.parametrize("name", REFERENCES)
+def test_the_committed_pages_are_what_bench_leaderboard_writes_from_the_result_files(name, tmp_path):
+    """The pages are a function of the result files: regenerating a copy of the folder changes no byte."""
+    from ssl3d.bench.report.leaderboard import write_leaderboard
+
+    folder = REPO_ROOT / "results" / name
+    copy = shutil.copytree(folder, tmp_path / name, ignore=shutil.ignore_patterns(*PAGE_FILES, "runs"))
+    write_leaderboard(copy)
+    for page in PAGE_FILES:
+        committed = folder / page
+        made = copy / page
+        assert made.exists() == committed.exists(), page
+        if committed.exists():
+            assert made.read_bytes() == committed.read_bytes(), f"results/{name}/{page} is stale: run bench " \
+                f"leaderboard --results-dir results/{name} --html"
+
+
+def test_the_readme_verdict_table_is_the_committed_leaderboards():
+    from ssl3d.bench.report.verdicts import verdict_table
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- verdicts:start", 1)[1].split("\n", 1)[1].split("<!-- verdicts:end -->", 1)[0]
+    assert block == verdict_table(REPO_ROOT / "results" / "modelnet10-cpu")

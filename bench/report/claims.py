@@ -1,21 +1,20 @@
-"""The papers' comparative claims, checked against the leaderboard.
+"""The papers' comparative claims, checked against the leaderboard, with directions fixed in advance.
 
-Each :class:`Claim` says "on ``task`` / ``modality``, ``metric`` of method A is
-higher than that of method B", as one of the four papers states it for its
-own data (the ``source`` names the table). :func:`check_claims` takes the
-per-seed values of both methods from ``leaderboard.csv`` (same preset, no
-``--set`` overrides, the same evaluation data) and tests the claim with
-Welch's one-sided t-test:
+Each :class:`Claim` says "on ``task`` / ``modality``, ``metric`` of method A is higher than that of
+method B", as one of the four papers states it (``source`` names the table): the direction is the
+paper's, written here before any run. :func:`check_claims` compares both methods' per-seed values
+(same preset, the same evaluation data) by a paired t-test where both ran the same seeds, Welch's
+otherwise, and the page's claims form one family for Benjamini-Hochberg (identical comparisons
+counted once):
 
-* **holds** - A's mean is higher and :math:`p < \\alpha` for "A > B";
-* **refuted** - A's mean is lower and :math:`p < \\alpha` for "B > A";
-* **inconclusive** - neither (the direction agrees or not, but the seeds do
-  not separate the two; the verdict says which);
+* **holds** - the one-sided test in the paper's direction has q < alpha;
+* **refuted** - the two-sided test has q < alpha and the difference is opposite to the paper's;
+* **inconclusive** - neither (the note says whether the direction agrees);
 * **not run** - fewer than two seeds of either method.
 
-With three seeds a side this test has little power: "inconclusive" is the
-honest answer for small effects, and a "holds" on synth says nothing about
-the paper's dataset (nor does a "refuted").
+A one-sided test in the direction the data happen to show can never refute. With three seeds a
+side these tests have little power: "inconclusive" is the honest answer for small effects.
+Definitions: docs/protocols.md#statistics.
 """
 
 from __future__ import annotations
@@ -24,12 +23,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from ssl3d.bench.report.multiplicity import ALPHA, add_qvalues, distinct_tests, format_p
 from ssl3d.bench.run.results import text_columns
-from ssl3d.core.stats import ci95_halfwidth
+from ssl3d.core.stats import ci95_halfwidth, compare_seeds
 
-__all__ = ["CLAIMS", "Claim", "check_claims", "claims_markdown", "claims_on_datasets"]
+__all__ = ["CLAIMS", "Claim", "check_claims", "claim_rows", "claims_markdown", "claims_on_datasets", "claims_verdicts"]
 
 
 @dataclass(frozen=True)
@@ -111,12 +110,13 @@ CLAIMS: tuple[Claim, ...] = (
 )
 
 
-def _seed_values(runs: pd.DataFrame, claim: Claim, method: str, preset: str, settings: str = "") -> pd.Series:
-    """Per-seed values (latest row per seed) indexed by data_key, for the claim's cell."""
+def _seed_values(runs: pd.DataFrame, claim: Claim, method: str, preset: str, settings: str = "") -> pd.DataFrame:
+    """Per-seed values (latest row per seed): columns data_key, seed, value, for the claim's cell."""
     sel = runs[(runs["task"] == claim.task) & (runs["modality"] == claim.modality) & (runs["metric"] == claim.metric)
                & (runs["method"] == method) & (runs["preset"] == preset) & (runs["settings"] == settings)]
     sel = sel.sort_values("created_at").drop_duplicates(["data_key", "seed"], keep="last")
-    return sel.set_index("data_key")["value"].astype(float)
+    return pd.DataFrame({"data_key": sel["data_key"], "seed": sel["seed"].astype(int),
+                         "value": sel["value"].astype(float)})
 
 
 def claims_on_datasets(claims: tuple[Claim, ...], tasks: set[str]) -> tuple[Claim, ...]:
@@ -136,73 +136,107 @@ def claims_on_datasets(claims: tuple[Claim, ...], tasks: set[str]) -> tuple[Clai
 
 
 def check_claims(runs: pd.DataFrame, claims: tuple[Claim, ...] | None = None, preset: str = "quick",
-                 alpha: float = 0.05) -> pd.DataFrame:
-    """One row per claim: both means, 95% CIs, n, Welch's one-sided p-value and the verdict.
+                 alpha: float = ALPHA) -> pd.DataFrame:
+    """One row per claim: both means, 95% CIs and n, the test, the difference and the verdict.
 
     Args:
         runs: ``leaderboard.csv`` rows (one per run and metric).
         claims: the claims to check; default :data:`CLAIMS` on every dataset present in ``runs``
             (:func:`claims_on_datasets`).
         preset: the preset whose runs are compared.
-        alpha: significance level of the one-sided tests.
+        alpha: the false discovery rate of the verdicts (:func:`claims_verdicts`).
     """
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1); got {alpha}")
+    table, sides = claim_rows(runs, claims, preset)
+    return claims_verdicts(table, sides, alpha)
+
+
+def claim_rows(runs: pd.DataFrame, claims: tuple[Claim, ...] | None = None,
+               preset: str = "quick") -> tuple[pd.DataFrame, list[tuple[dict[int, float], dict[int, float]]]]:
+    """The claims' rows before their verdicts, and each row's two per-seed value maps."""
     runs = text_columns(runs, ("preset", "settings", "data_key"))
     if claims is None:
         claims = claims_on_datasets(CLAIMS, set(runs["task"].astype(str)) if not runs.empty else set())
-    rows = []
+    rows, sides = [], []
     for claim in claims:
-        a = _seed_values(runs, claim, claim.better, preset)
-        b = _seed_values(runs, claim, claim.worse, preset, claim.worse_settings)
-        shared = sorted(set(a.index) & set(b.index), key=lambda k: -(a.index == k).sum())  # most-seeded first
-        va = a[a.index == shared[0]].to_numpy() if shared else np.array([])
-        vb = b[b.index == shared[0]].to_numpy() if shared else np.array([])
-        row = {"preset": preset, "paper": claim.paper, "source": claim.source, "claim": claim.statement, "task": claim.task,
-               "modality": claim.modality, "metric": claim.metric, "better": claim.better,
-               "worse": f"{claim.worse} [{claim.worse_settings}]" if claim.worse_settings else claim.worse,
-               "mean_better": np.nan, "ci95_better": np.nan, "n_better": len(va),
-               "mean_worse": np.nan, "ci95_worse": np.nan, "n_worse": len(vb), "p_value": np.nan}
-        if len(va) < 2 or len(vb) < 2:
-            rows.append({**row, "verdict": "not run"})
-            continue
-        row.update(mean_better=va.mean(), ci95_better=ci95_halfwidth(va), mean_worse=vb.mean(),
-                   ci95_worse=ci95_halfwidth(vb))
-        if np.ptp(np.concatenate([va, vb])) == 0:  # identical constants: no evidence either way
-            rows.append({**row, "p_value": 1.0, "verdict": "inconclusive (equal)"})
-            continue
-        greater = float(stats.ttest_ind(va, vb, equal_var=False, alternative="greater").pvalue)
-        less = float(stats.ttest_ind(va, vb, equal_var=False, alternative="less").pvalue)
-        if va.mean() > vb.mean() and greater < alpha:
-            verdict, p = "holds", greater
-        elif va.mean() < vb.mean() and less < alpha:
-            verdict, p = "refuted", less
-        else:
-            direction = "same direction" if va.mean() > vb.mean() else "opposite direction"
-            verdict, p = f"inconclusive ({direction})", greater
-        rows.append({**row, "p_value": p, "verdict": verdict})
-    return pd.DataFrame(rows)
+        a, b = _shared_data(_seed_values(runs, claim, claim.better, preset),
+                            _seed_values(runs, claim, claim.worse, preset, claim.worse_settings))
+        worse = f"{claim.worse} [{claim.worse_settings}]" if claim.worse_settings else claim.worse
+        c = compare_seeds(a, b)
+        rows.append({"preset": preset, "paper": claim.paper, "source": claim.source, "claim": claim.statement,
+                     "task": claim.task, "modality": claim.modality, "metric": claim.metric, "better": claim.better,
+                     "worse": worse, "direction": f"{claim.better} > {worse}",
+                     "mean_better": np.mean(list(a.values())) if a else np.nan, "ci95_better": ci95_halfwidth(list(a.values())),
+                     "n_better": len(a), "mean_worse": np.mean(list(b.values())) if b else np.nan,
+                     "ci95_worse": ci95_halfwidth(list(b.values())), "n_worse": len(b), "test": c.test,
+                     "difference": c.difference, "p_value": c.p_greater, "p_two_sided": c.p_two_sided})
+        sides.append((a, b))
+    return pd.DataFrame(rows), sides
 
 
-def claims_markdown(table: pd.DataFrame, alpha: float = 0.05) -> str:
+def _shared_data(a: pd.DataFrame, b: pd.DataFrame) -> tuple[dict[int, float], dict[int, float]]:
+    """Both sides' per-seed values on the evaluation data they share most seeds of."""
+    shared = sorted(set(a["data_key"]) & set(b["data_key"]), key=lambda k: -(a["data_key"] == k).sum())
+    if not shared:
+        return {}, {}
+    pick = lambda side: dict(zip(side.loc[side["data_key"] == shared[0], "seed"],  # noqa: E731
+                                 side.loc[side["data_key"] == shared[0], "value"]))
+    return pick(a), pick(b)
+
+
+def claims_verdicts(table: pd.DataFrame, sides: list[tuple[dict, dict]], alpha: float = ALPHA) -> pd.DataFrame:
+    """Verdicts at false discovery rate ``alpha`` over the table's distinct claims.
+
+    ``q_value`` is the Benjamini-Hochberg q of the one-sided p in the paper's direction (``p_value``),
+    ``q_two_sided`` that of the two-sided p; identical comparisons share a place in the family.
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1); got {alpha}")
+    if table.empty:
+        return table
+    run = (table["n_better"] >= 2) & (table["n_worse"] >= 2)
+    out = add_qvalues(table.assign(p_value=table["p_value"].where(run)), sides, "p_value", "q_value")
+    out = add_qvalues(out.assign(p_two_sided=out["p_two_sided"].where(run)), sides, "p_two_sided", "q_two_sided")
+    out["verdict"] = [_verdict(r, alpha) for r in out.itertuples()]
+    return out
+
+
+def _verdict(r, alpha: float) -> str:
+    if r.n_better < 2 or r.n_worse < 2:
+        return "not run"
+    if r.test == "equal":
+        return "inconclusive (equal)"
+    if r.q_value < alpha:
+        return "holds"
+    if r.q_two_sided < alpha and r.difference < 0:
+        return "refuted"
+    return f"inconclusive ({'same' if r.difference > 0 else 'opposite'} direction)"
+
+
+def claims_markdown(table: pd.DataFrame, alpha: float = ALPHA) -> str:
     """The claims table as markdown, with a count of verdicts."""
     if table.empty:
         return "### The papers' claims on this leaderboard\n\nNo claims checked.\n"
     lines = ["### The papers' claims on this leaderboard\n",
-             f"Welch's one-sided t-test over seeds, alpha = {alpha}; cells mean ± 95% CI (n).\n",
-             "| paper | source | claim | task / modality / metric | better | worse | p | verdict |",
-             "|---|---|---|---|---|---|---|---|"]
+             "Each claim's direction is the paper's, fixed before any run. Paired t-test over seeds where both "
+             f"sides ran the same seeds (else Welch's); q = Benjamini-Hochberg over the {distinct_tests(table)} "
+             f"distinct claims of this page (a row marked \"= N\" repeats claim N's test); holds: one-sided q < {alpha} "
+             f"in the paper's direction; refuted: two-sided q < {alpha} the other way. Cells mean ± 95% CI (n).\n",
+             "| # | paper | source | claim | task / modality / metric | paper's direction | better | worse | test | "
+             "p (paper's direction) | q | p two-sided | q two-sided | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def cell(mean: float, ci: float, n: int) -> str:
         if np.isnan(mean):
             return f"({n})"
         return f"{mean:.2f}" + ("" if np.isnan(ci) else f" ± {ci:.2f}") + f" ({n})"
 
-    for r in table.itertuples():
-        p = "" if np.isnan(r.p_value) else f"{r.p_value:.3f}"
-        lines.append(f"| {r.paper} | {r.source} | {r.claim} | {r.task} / {r.modality} / {r.metric} | "
-                     f"{r.better}: {cell(r.mean_better, r.ci95_better, r.n_better)} | "
-                     f"{r.worse}: {cell(r.mean_worse, r.ci95_worse, r.n_worse)} | {p} | **{r.verdict}** |")
+    for i, r in enumerate(table.itertuples(), start=1):
+        test = f"= {int(r.same_test_as) + 1}" if r.same_test_as >= 0 else r.test
+        lines.append(f"| {i} | {r.paper} | {r.source} | {r.claim} | {r.task} / {r.modality} / {r.metric} | "
+                     f"{r.direction} | {r.better}: {cell(r.mean_better, r.ci95_better, r.n_better)} | "
+                     f"{r.worse}: {cell(r.mean_worse, r.ci95_worse, r.n_worse)} | {test} | {format_p(r.p_value)} | "
+                     f"{format_p(r.q_value)} | {format_p(r.p_two_sided)} | {format_p(r.q_two_sided)} | "
+                     f"**{r.verdict}** |")
     counts = table["verdict"].str.split(" ").str[0].value_counts()
     lines.append("\n" + ", ".join(f"{k}: {v}" for k, v in counts.items()) + "\n")
     return "\n".join(lines)

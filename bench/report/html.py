@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ssl3d.bench.report.html_assets import CSS, JS
 from ssl3d.bench.report.leaderboard import claims_table, summarize
 from ssl3d.bench.report.untrained import pretraining_gains
 from ssl3d.bench.run.results import ResultStore, SkippedLine, text_columns
@@ -32,102 +33,6 @@ IMAGE_FOLDERS = {
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 BAR_WIDTH = 200
 Column = tuple[str, str, str]  # (key, header label, type: "text" | "num" | "none" = not sortable)
-
-CSS = """
-body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 1.5em 3em;color:#1d2330;background:#fff}
-h1{font-size:1.5em;margin:.8em 0 .2em}h2{font-size:1.2em;margin:1.6em 0 .3em;border-bottom:1px solid #d8dce6}
-p{margin:.35em 0;max-width:75em}code{background:#f1f3f7;padding:0 .25em;border-radius:3px}
-nav a{margin-right:1em}.sub{color:#4b5468}.warn{color:#a3261b;font-weight:600}#filters label{white-space:nowrap}
-#filters{background:#f7f8fb;border:1px solid #d8dce6;border-radius:6px;padding:.5em .8em;margin:.8em 0;display:flex;
-flex-wrap:wrap;gap:.4em 1.2em;align-items:center}select,input[type=search]{font:inherit;max-width:16em}
-table{border-collapse:collapse;margin:.3em 0 .8em;font-variant-numeric:tabular-nums}
-th,td{padding:2px 8px;border-bottom:1px solid #e6e8ee;text-align:left;vertical-align:middle}
-th{background:#eef0f5;position:sticky;top:0;z-index:1;white-space:nowrap}
-th[data-type=text],th[data-type=num]{cursor:pointer}th[data-type=text]:hover,th[data-type=num]:hover{background:#dfe3ec}
-th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
-td.num{text-align:right;white-space:nowrap}.v-refuted{color:#a3261b;font-weight:600}
-td.set{font-family:ui-monospace,monospace;font-size:.85em;color:#4b5468;max-width:22em}
-tbody tr:nth-child(even){background:#fafbfd}tbody tr:hover{background:#eef4ff}.count{color:#4b5468;font-size:.9em}
-svg.bar{display:block}svg.bar rect{fill:#5b8bd0}svg.bar rect.neg{fill:#d0705b}svg.bar path{stroke:#1d2330;fill:none}
-svg.bar line{stroke:#8a92a6;stroke-dasharray:2 2}.v-holds{color:#17713a;font-weight:600}.v-inconclusive{color:#6b5a10}
-.grid{display:grid;align-items:start;grid-template-columns:repeat(auto-fill,minmax(380px,1fr));gap:12px}
-figure{margin:0;border:1px solid #e6e8ee;border-radius:6px;padding:6px;background:#fff}
-figure.wide{grid-column:1/-1}figure img{width:100%;height:auto;cursor:zoom-in}figure.wide img{cursor:zoom-out}
-figcaption{font-size:.85em;color:#4b5468;word-break:break-all}
-"""
-
-JS = """
-"use strict";
-(function () {
-  const doc = document, root = doc.documentElement, all = (sel) => Array.from(doc.querySelectorAll(sel));
-  window.addEventListener("error", (e) => { root.dataset.jsError = String(e.message); });
-  const selects = all("select[data-filter]"), tables = all("table.board");
-  const query = doc.getElementById("q"), percat = doc.getElementById("percat");
-  function matches(row, want, text) {
-    if (want.some(([k, v]) => row.dataset[k] !== undefined && !row.dataset[k].split("|").includes(v))) return false;
-    if (row.dataset.percat && !percat.checked) return false;
-    return !text || row.textContent.toLowerCase().includes(text);
-  }
-  function apply(save) {
-    const want = selects.filter((s) => s.value).map((s) => [s.dataset.filter, s.value]);
-    const text = query.value.trim().toLowerCase();
-    for (const table of tables) {
-      const rows = Array.from(table.tBodies[0].rows), shown = new Set(rows.filter((r) => matches(r, want, text)));
-      rows.forEach((row) => { row.hidden = !shown.has(row); });
-      doc.getElementById(table.id + "-count").textContent = shown.size + " of " + rows.length + " rows shown";
-    }
-    if (save) saveState();
-  }
-  function sortBy(th, descending) {
-    const body = th.closest("table").tBodies[0], col = th.cellIndex, num = th.dataset.type === "num";
-    const key = (row) => {
-      const cell = row.cells[col], v = cell.dataset.v !== undefined ? cell.dataset.v : cell.textContent;
-      return num ? (v === "" ? NaN : parseFloat(v)) : v;
-    };
-    const rows = Array.from(body.rows).map((row) => [key(row), row]), sign = descending ? -1 : 1;
-    rows.sort(([a], [b]) => (num && (isNaN(a) || isNaN(b))) ? isNaN(a) - isNaN(b)  // no number: last either way
-      : sign * (num ? a - b : a.localeCompare(b)));
-    for (const other of th.parentNode.cells) other.removeAttribute("aria-sort");
-    th.setAttribute("aria-sort", descending ? "descending" : "ascending");
-    body.append(...rows.map((pair) => pair[1]));
-  }
-  function saveState() {
-    const p = new URLSearchParams(), th = doc.querySelector("#summary th[aria-sort]");
-    selects.forEach((s) => { if (s.value) p.set(s.dataset.filter, s.value); });
-    if (query.value) p.set("q", query.value);
-    if (percat.checked) p.set("percat", "1");
-    if (th) p.set("sort", (th.getAttribute("aria-sort") === "descending" ? "-" : "") + th.dataset.key);
-    try { history.replaceState(null, "", "#" + p.toString()); } catch (e) { /* a browser may refuse on file: */ }
-  }
-  function loadState() {  // #task=...&method=...&q=...&percat=1&sort=-mean: a link to a view
-    const p = new URLSearchParams(location.hash.slice(1)), sort = p.get("sort") || "";
-    selects.forEach((s) => {
-      const v = p.get(s.dataset.filter);
-      if (Array.from(s.options).some((o) => o.value === v)) s.value = v;  // an unknown value is ignored
-    });
-    query.value = p.get("q") || "";
-    percat.checked = p.get("percat") === "1";
-    const th = all("#summary th").find((h) => h.dataset.key === sort.replace(/^-/, "") && h.dataset.type !== "none");
-    if (th) sortBy(th, sort.startsWith("-"));
-  }
-  tables.forEach((table) => table.tHead.addEventListener("click", (e) => {
-    const th = e.target.closest("th"), now = th && th.getAttribute("aria-sort");
-    if (!th || th.dataset.type === "none") return;
-    sortBy(th, now ? now === "ascending" : th.dataset.type === "num");  // numbers: largest first
-    saveState();
-  }));
-  [...selects, percat].forEach((el) => el.addEventListener("change", () => apply(true)));
-  query.addEventListener("input", () => apply(true));
-  doc.getElementById("reset").addEventListener("click", () => {
-    selects.forEach((s) => { s.value = ""; }); query.value = ""; percat.checked = false; apply(true);
-  });
-  all("figure img").forEach((img) => img.addEventListener("click", () => img.parentNode.classList.toggle("wide")));
-  loadState();
-  apply(false);
-  root.dataset.js = "ready";
-})();
-"""
-
 
 def esc(value: object) -> str:
     """``value`` as HTML text or attribute value (quotes escaped too)."""
@@ -239,7 +144,8 @@ GAINS_COLUMNS: tuple[Column, ...] = (
     ("task", "task", "text"), ("modality", "modality", "text"), ("preset", "preset", "text"),
     ("method", "method", "text"), ("metric", "metric", "text"), ("pretrained", "pretrained", "num"),
     ("n_pretrained", "n", "num"), ("untrained", "untrained", "num"), ("n_untrained", "n", "num"),
-    ("difference", "difference", "num"), ("ci", "± CI", "num"), ("p", "p", "num"), ("bar", "difference ± CI", "none"))
+    ("test", "test", "text"), ("difference", "difference", "num"), ("ci", "± CI", "num"), ("p", "p", "num"),
+    ("q", "q", "num"), ("bar", "difference ± CI", "none"))
 
 
 def _gains_rows(gains: pd.DataFrame) -> Iterable[tuple[dict[str, str], list[str]]]:
@@ -250,8 +156,8 @@ def _gains_rows(gains: pd.DataFrame) -> Iterable[tuple[dict[str, str], list[str]
         source = "" if r.untrained_method == r.method else f"the untrained runs of {r.untrained_method}"
         cells = [_td(r.task), _td(r.modality), _td(r.preset), _td(r.method), _td(r.metric), _num_td(r.pretrained),
                  _td(str(r.n_pretrained), str(r.n_pretrained), "num"), _num_td(r.untrained, title=source),
-                 _td(str(r.n_untrained), str(r.n_untrained), "num"), _num_td(r.difference, "+.2f"),
-                 _num_td(r.ci95), _num_td(r.p_value, ".3f"),
+                 _td(str(r.n_untrained), str(r.n_untrained), "num"), _td(_test(r)), _num_td(r.difference, "+.2f"),
+                 _num_td(r.ci95), _num_td(r.p_value, ".3f"), _num_td(r.q_value, ".3f"),
                  _bar(float(r.difference), float(r.ci95), *axes[_axis_key(str(r.task), str(r.metric), overall)])]
         yield attrs, cells
 
@@ -260,7 +166,13 @@ CLAIMS_COLUMNS: tuple[Column, ...] = (
     ("paper", "paper", "text"), ("source", "source", "text"), ("claim", "claim", "text"), ("task", "task", "text"),
     ("modality", "modality", "text"), ("preset", "preset", "text"), ("metric", "metric", "text"),
     ("better", "better", "text"), ("mean_better", "mean ± CI (n)", "num"), ("worse", "worse", "text"),
-    ("mean_worse", "mean ± CI (n)", "num"), ("p", "p", "num"), ("verdict", "verdict", "text"))
+    ("mean_worse", "mean ± CI (n)", "num"), ("test", "test", "text"), ("p", "p (paper's direction)", "num"),
+    ("q", "q", "num"), ("p2", "p two-sided", "num"), ("q2", "q two-sided", "num"), ("verdict", "verdict", "text"))
+
+
+def _test(r) -> str:
+    """The row's test, or which earlier row (1-based) already ran the same one."""
+    return f"= row {int(r.same_test_as) + 1}" if r.same_test_as >= 0 else str(r.test)
 
 
 def _mean_ci_n(mean: float, ci: float, n: int) -> str:
@@ -277,7 +189,8 @@ def _claims_rows(claims: pd.DataFrame) -> Iterable[tuple[dict[str, str], list[st
         verdict = str(r.verdict)
         cells = [_td(r.paper), _td(r.source), _td(r.claim), _td(r.task), _td(r.modality), _td(r.preset),
                  _td(r.metric), _td(r.better), _mean_ci_n(r.mean_better, r.ci95_better, r.n_better), _td(r.worse),
-                 _mean_ci_n(r.mean_worse, r.ci95_worse, r.n_worse), _num_td(r.p_value, ".3f"),
+                 _mean_ci_n(r.mean_worse, r.ci95_worse, r.n_worse), _td(_test(r)), _num_td(r.p_value, ".3f"),
+                 _num_td(r.q_value, ".3f"), _num_td(r.p_two_sided, ".3f"), _num_td(r.q_two_sided, ".3f"),
                  _td(verdict, cls="v-" + verdict.split(" ")[0])]
         yield attrs, cells
 
@@ -365,11 +278,14 @@ def _sections(summary: pd.DataFrame, gains: pd.DataFrame, claims: pd.DataFrame,
     if not gains.empty:
         out.append(("gains-section", "<h2 id=\"gains-section\">Pretrained vs the same network untrained</h2>\n<p>"
                     "Untrained: <code>--set train.epochs=0</code> (same architecture, data and protocol). Difference: "
-                    "pretrained − untrained, ± Welch 95% CI; p: two-sided Welch t-test over seeds.</p>\n"
+                    "pretrained − untrained, ± 95% CI; p: two-sided t-test over seeds, paired where both sides ran the "
+                    "same seeds (test); q: Benjamini-Hochberg over the table's distinct tests.</p>\n"
                     + _table("gains", GAINS_COLUMNS, _gains_rows(gains))))
     if not claims.empty:
         out.append(("claims-section", "<h2 id=\"claims-section\">The papers' claims on this leaderboard</h2>\n<p>"
-                    "Welch's one-sided t-test over seeds, alpha = 0.05; the same verdicts as claims.csv.</p>\n"
+                    "Directions fixed in advance (the paper's); paired t-test where both sides ran the same seeds, "
+                    "else Welch's; holds: one-sided q &lt; 0.05, refuted: two-sided q &lt; 0.05 the other way "
+                    "(Benjamini-Hochberg over the page's distinct claims); the same verdicts as claims.csv.</p>\n"
                     + _table("claims", CLAIMS_COLUMNS, _claims_rows(claims))))
     return out + images
 

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ssl3d.bench.report.claims import check_claims, claims_markdown
+from ssl3d.bench.report.claims import claim_rows, claims_markdown, claims_verdicts
 from ssl3d.bench.protocols import PROTOCOLS
 from ssl3d.core.stats import ci95_halfwidth
+from ssl3d.bench.report.eval_sizes import collect_eval_sizes, read_eval_sizes, write_eval_sizes
 from ssl3d.bench.report.untrained import gains_markdown, pretraining_gains
 from ssl3d.core.io import atomic_write_text
 from ssl3d.bench.run.results import LOCAL_RESULTS, LeaderboardFormatError, ResultStore, SkippedLine, text_columns
@@ -231,9 +232,12 @@ def write_leaderboard(results_dir: str | os.PathLike[str] | None = None, plot: b
     root = Path(store.root)
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / "summary.csv", summary.to_csv(index=False))
-    atomic_write_text(root / "comparison.csv", comparison.to_csv(index=False))
-    atomic_write_text(root / "claims.csv", claims.to_csv(index=False))
-    atomic_write_text(root / "pretraining_gains.csv", gains.to_csv(index=False))
+    for name, table in (("comparison.csv", comparison), ("claims.csv", claims), ("pretraining_gains.csv", gains)):
+        if table.empty:  # no such rows: no file (an old one would describe runs that are gone)
+            (root / name).unlink(missing_ok=True)
+        else:
+            atomic_write_text(root / name, table.to_csv(index=False))
+    write_eval_sizes(root, read_eval_sizes(root) | collect_eval_sizes(root))
     atomic_write_text(root / "leaderboard.md", "# ssl3d-bench leaderboard\n\n" + markdown)
     if plot and not summary.empty:
         from ssl3d.bench.report.plots import write_plots
@@ -244,10 +248,17 @@ def write_leaderboard(results_dir: str | os.PathLike[str] | None = None, plot: b
 
 
 def claims_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """The papers' claims checked on each preset of ``runs``; claims not run (under two seeds a side) left out."""
+    """The papers' claims on each preset of ``runs``, one family of tests; claims not run (under two seeds a side)
+    left out before the q-values."""
     presets = sorted(runs["preset"].astype(str).unique()) if not runs.empty else []
-    claims = pd.concat([check_claims(runs, preset=p) for p in presets], ignore_index=True) if presets else pd.DataFrame()
-    return claims[claims["verdict"] != "not run"] if not claims.empty else claims
+    rows, sides = [], []
+    for preset in presets:
+        table, pairs = claim_rows(runs, preset=preset)
+        for record, pair in zip(table.to_dict("records"), pairs):
+            if record["n_better"] >= 2 and record["n_worse"] >= 2:
+                rows.append(record)
+                sides.append(pair)
+    return claims_verdicts(pd.DataFrame(rows), sides) if rows else pd.DataFrame()
 
 
 def curves_markdown(root: Path) -> str:

@@ -8,9 +8,9 @@ the reference folder is only read), then, for every metric:
 * per seed: committed value, reproduced value, difference;
 * the means, the committed mean's 95% CI (Student t over its seeds) and whether
   the reproduced mean lies inside it;
-* Welch's t-test of the two sets of seeds (unequal variances; Welch 1947,
-  eq. 9 for the degrees of freedom): a small p says the two machines disagree
-  by more than the seed-to-seed spread explains.
+* a paired t-test over the seeds (each seed run on both machines; Welch's t-test
+  when the seeds differ, ``core.stats.compare_seeds``): a small p says the two
+  machines disagree by more than the seed-to-seed spread of the differences explains.
 
 Seed-level numbers are not bitwise reproducible across CPU models and thread
 counts (float reductions are ordered differently), so per-seed differences are
@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from ssl3d.bench.report.leaderboard import resolve_reference
 from ssl3d.bench.run.results import ResultStore, text_columns
 from ssl3d.bench.run.runner import RunSpec, execute
-from ssl3d.core.stats import ci95_halfwidth
+from ssl3d.core.stats import ci95_halfwidth, compare_seeds
 from ssl3d.bench.protocols.tasks import get_task
 from ssl3d.core.config import ConfigError
 from ssl3d.core.io import atomic_write_text
@@ -48,14 +47,17 @@ class Comparison:
     reproduced: dict[int, float]
     ci95: float = field(init=False)  # half-width of the committed mean's 95% CI (nan with one seed)
     inside_ci: bool = field(init=False)
-    welch_t: float = field(init=False)  # nan when both sets have no spread
-    welch_p: float = field(init=False)
+    test: str = field(init=False)  # "paired t", "Welch t", "equal" (the same numbers) or "" (too few seeds)
+    p_value: float = field(init=False)  # two-sided
 
     def __post_init__(self) -> None:
         a, b = np.array(list(self.committed.values())), np.array(list(self.reproduced.values()))
         self.ci95 = ci95_halfwidth(a)
         self.inside_ci = bool(abs(b.mean() - a.mean()) <= self.ci95) if not math.isnan(self.ci95) else False
-        self.welch_t, self.welch_p = welch(a, b)
+        if self.committed == self.reproduced:
+            self.inside_ci = True
+        result = compare_seeds(self.reproduced, self.committed)
+        self.test, self.p_value = result.test, result.p_two_sided
 
     @property
     def committed_mean(self) -> float:
@@ -64,14 +66,6 @@ class Comparison:
     @property
     def reproduced_mean(self) -> float:
         return float(np.mean(list(self.reproduced.values())))
-
-
-def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Welch's t statistic and two-sided p; (nan, nan) when it is undefined (no spread, or fewer than 2 each)."""
-    if len(a) < 2 or len(b) < 2 or (np.var(a, ddof=1) == 0 and np.var(b, ddof=1) == 0):
-        return float("nan"), float("nan")
-    result = stats.ttest_ind(a, b, equal_var=False)
-    return float(result.statistic), float(result.pvalue)
 
 
 def parse_cell(cell: str) -> tuple[str, str, str | None]:
@@ -141,11 +135,11 @@ def report_markdown(comparisons: list[Comparison], facts: dict[str, Any]) -> str
         lines += [f"## {c.metric}", "", "| seed | committed | reproduced | difference |", "|---|---|---|---|"]
         lines += [f"| {s} | {c.committed[s]:.4f} | {c.reproduced[s]:.4f} | {c.reproduced[s] - c.committed[s]:+.4f} |"
                   for s in sorted(c.committed)]
-        p = "n/a (no spread)" if math.isnan(c.welch_p) else f"{c.welch_p:.3f} (t = {c.welch_t:.3f})"
+        p = "n/a (fewer than 2 seeds)" if math.isnan(c.p_value) else f"{c.p_value:.3f} ({c.test})"
         lines += [f"| mean | {c.committed_mean:.4f} ± {c.ci95:.4f} | {c.reproduced_mean:.4f} | "
                   f"{c.reproduced_mean - c.committed_mean:+.4f} |", "",
                   f"reproduced mean {'inside' if c.inside_ci else 'OUTSIDE'} the committed 95% CI; "
-                  f"Welch's t-test p = {p}", ""]
+                  f"two-sided p = {p}", ""]
     return "\n".join(lines)
 
 

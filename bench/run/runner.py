@@ -42,7 +42,7 @@ from ssl3d.core.errors import UserError, attach_log_path, log_path_of
 from ssl3d.datasets import DATASETS, default_root
 from ssl3d.methods import METHODS, Method
 from ssl3d.methods.trainer import epoch_seconds
-from ssl3d.core.distributed import device_for_rank, dist_info, init_distributed, main_process_first
+from ssl3d.core.distributed import device_for_rank, init_distributed, main_process_first
 from ssl3d.core.seeding import seed_everything
 
 log = logging.getLogger("ssl3d.run")

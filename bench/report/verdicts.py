@@ -1,0 +1,78 @@
+"""The README's verdict table: headline cells of a leaderboard, pretrained against the same network untrained.
+
+``python -m ssl3d.bench.report.verdicts RESULTS_DIR`` prints it; README.md holds exactly that output
+for ``results/modelnet10-cpu`` (a test checks it). Each cell's CI counts the seeds and the test set's
+sampling (``core.stats.ci95_seeds_and_test``); the difference, p and q are the leaderboard page's
+(paired over seeds, Benjamini-Hochberg over the page's gains table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ssl3d.bench.report.claims import UNTRAINED
+from ssl3d.bench.report.eval_sizes import read_eval_sizes
+from ssl3d.bench.report.multiplicity import distinct_tests, format_p
+from ssl3d.bench.report.untrained import pretraining_gains
+from ssl3d.bench.run.results import ResultStore, text_columns
+from ssl3d.core.stats import ci95_seeds_and_test
+
+__all__ = ["HEADLINE", "verdict_table"]
+
+#: (method, modality) of the headline cells: each paper's main method on each modality it embeds
+HEADLINE = (("parae-pointnet", "points"), ("parae-dgcnn", "points"), ("voxel-vae", "voxels"),
+            ("switchvae", "voxels"), ("switchvae", "views"), ("cmcv", "points"), ("cmcv", "views"),
+            ("cmic", "views"), ("cmic", "image"))
+MODALITY_NAMES = {"image": "image (photo-like)"}
+
+
+def _cell(values: np.ndarray, n_test: int | None) -> str:
+    ci = ci95_seeds_and_test(values, n_test) if n_test else float("nan")
+    return f"{values.mean():.2f}" + ("" if np.isnan(ci) else f" ± {ci:.2f}")
+
+
+def _values(runs: pd.DataFrame, method: str, modality: str, settings: str) -> np.ndarray:
+    sel = runs[(runs["method"] == method) & (runs["modality"] == modality) & (runs["settings"] == settings)]
+    return sel.sort_values("created_at").drop_duplicates("seed", keep="last")["value"].to_numpy(dtype=float)
+
+
+def verdict_table(root: str | Path, task: str = "modelnet10-svm", metric: str = "overall_acc", preset: str = "cpu",
+                  cells: tuple[tuple[str, str], ...] = HEADLINE) -> str:
+    """The markdown table (with a one-line legend) of ``cells`` on ``task`` / ``metric`` / ``preset``."""
+    root = Path(root)
+    all_runs, _ = ResultStore(root).read_leaderboard_checked()
+    page_gains = pretraining_gains(all_runs)  # the page's family: q-values as on leaderboard.md
+    gains = page_gains[(page_gains["task"] == task) & (page_gains["metric"] == metric)
+                       & (page_gains["preset"] == preset)].set_index(["method", "modality"])
+    runs = text_columns(all_runs, ("preset", "settings"))
+    runs = runs[(runs["task"] == task) & (runs["metric"] == metric) & (runs["preset"] == preset)]
+    n_test = read_eval_sizes(root).get(task)
+    lines = ["| method | modality | pretrained | untrained | paired difference | p | q |", "|---|---|---|---|---|---|---|"]
+    for method, modality in cells:
+        if (method, modality) not in gains.index:
+            raise ValueError(f"{root}: no pretrained and untrained runs of {method} / {modality} on {task} / {preset}")
+        g = gains.loc[(method, modality)]
+        untrained = _values(runs, str(g["untrained_method"]), modality, UNTRAINED)
+        lines.append(f"| `{method}` | {MODALITY_NAMES.get(modality, modality)} | "
+                     f"{_cell(_values(runs, method, modality, ''), n_test)} | {_cell(untrained, n_test)} | "
+                     f"{g['difference']:+.2f} ± {g['ci95']:.2f} | {format_p(g['p_value'])} | {format_p(g['q_value'])} |")
+    size = f"the {n_test} test shapes" if n_test else "the test set (size unknown: seeds only)"
+    legend = (f"Cells: mean over seeds ± 95% CI counting the seeds and the sampling of {size}; difference: "
+              "pretrained − untrained, paired over seeds, ± its 95% CI; p: paired t-test; q: Benjamini-Hochberg "
+              f"over the {distinct_tests(page_gains)} distinct pretrained-vs-untrained tests of the leaderboard page.")
+    return "\n".join(lines) + "\n\n" + textwrap.fill(legend, width=100) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m ssl3d.bench.report.verdicts", description=__doc__.splitlines()[0])
+    parser.add_argument("results_dir")
+    print(verdict_table(parser.parse_args(argv).results_dir), end="")
+
+
+if __name__ == "__main__":
+    main()
