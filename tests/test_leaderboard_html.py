@@ -135,12 +135,13 @@ def test_gains_and_claims_tables_match_the_leaderboard(name, pages, runs):
     gains, claims = pretraining_gains(runs[name]), claims_table(runs[name])
     assert ("gains" in tables) == (not gains.empty) and ("claims" in tables) == (not claims.empty)
     if not gains.empty:
-        shown = Counter((c[0], c[3], c[4], c[9], c[10]) for _, c in tables["gains"]["rows"])
-        assert shown == Counter((r.task, r.method, r.metric, f"{r.difference:+.2f}", _fmt(r.ci95))
+        shown = Counter((c[0], c[3], c[4], c[10], c[11], c[13]) for _, c in tables["gains"]["rows"])
+        assert shown == Counter((r.task, r.method, r.metric, f"{r.difference:+.2f}", _fmt(r.ci95), _fmt(r.q_value, ".3f"))
                                 for r in gains.itertuples())
     if not claims.empty:
-        shown = Counter((c[2], c[3], c[7], c[12]) for _, c in tables["claims"]["rows"])
-        assert shown == Counter((r.claim, r.task, r.better, r.verdict) for r in claims.itertuples())
+        shown = Counter((c[2], c[3], c[7], c[13], c[16]) for _, c in tables["claims"]["rows"])
+        assert shown == Counter((r.claim, r.task, r.better, _fmt(r.q_value, ".3f"), r.verdict)
+                                for r in claims.itertuples())
 
 
 @pytest.mark.parametrize("name", REFERENCES)
