@@ -5,7 +5,8 @@ and stored in one HDF5 file per (dataset, split, modality, settings). Building
 proceeds in *shards* of consecutive shapes: each shard is computed by a worker
 process and written atomically as a small ``.npz`` file, so an interrupted
 build resumes with the shards that are missing and finished shapes are never
-redone. When every shard exists they are merged, again atomically, into the
+redone; Ctrl-C stops a build at once (queued shards cancelled, running ones ended,
+finished ones kept). When every shard exists they are merged, again atomically, into the
 final ``.h5`` file, whose presence means "complete"; nothing half-written is
 ever read back.
 
@@ -25,12 +26,14 @@ the cache (``valid`` = False), the error is kept by name in the file's
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -233,11 +236,16 @@ def _build_missing(missing: dict[str, Path], n_items: int, computer: ShapeComput
                 bar.update(b - a)
         else:
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            ignore_sigint = functools.partial(signal.signal, signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: this process stops them
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=ignore_sigint) as pool:
                 futures = [pool.submit(_compute_shard, computer, a, b, shard) for a, b, shard in todo]
-                for fut in as_completed(futures):
-                    _, count, _ = fut.result()
-                    bar.update(count)
+                try:
+                    for fut in as_completed(futures):
+                        _, count, _ = fut.result()
+                        bar.update(count)
+                except BaseException:  # Ctrl-C or a failed shard: the rest would be computed for nothing
+                    _stop_pool(pool)
+                    raise
     finally:
         bar.close()
     shards = []
@@ -253,6 +261,15 @@ def _build_missing(missing: dict[str, Path], n_items: int, computer: ShapeComput
         reports[group].n_built = n_items - done_before
         reports[group].seconds = time.perf_counter() - t0
     return reports
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel the queued shards and end the running ones now; the finished shard files stay for the next build."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # what Python 3.14's terminate_workers() ends
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in workers:
+        proc.terminate()  # a shard file appears by rename once written: a killed shard leaves none (or a temp file)
+        proc.join(timeout=10)
 
 
 def _merge_shards(path: Path, shards: list[dict[str, np.ndarray]], group: str, attrs: dict[str, Any]) -> None:

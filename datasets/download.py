@@ -9,7 +9,10 @@ Extraction refuses, before writing anything, any member that could write
 outside the target: absolute paths, ``..`` components that escape, symbolic
 or hard links whose target escapes, device/FIFO files, and any symbolic link
 in a zip archive (zipfile cannot extract one as a link)
-(:class:`UnsafeArchiveError` names the member).
+(:class:`UnsafeArchiveError` names the member). It also reads the whole archive
+once first: a file that is no archive, a truncated one or a member failing its
+CRC is refused with :class:`ArchiveError` (naming the archive, and the member
+where there is one), again before anything is written.
 
 Where each dataset's archives come from (URLs, archive names, checksums) is
 declared on the dataset class (:class:`~ssl3d.datasets.real.RawPart`); this
@@ -20,8 +23,11 @@ archive elsewhere and give it to ``bench prepare <dataset> --from PATH``.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import http.client
+import lzma
 import os
 import re
 import shutil
@@ -32,16 +38,19 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
 from ssl3d.core.errors import UserError
+from ssl3d.datasets.errors import DataFileError
 
 __all__ = [
     "DownloadError",
     "ChecksumError",
     "UnsafeArchiveError",
+    "ArchiveError",
     "download",
     "extract_archive",
     "sha256sum",
@@ -64,6 +73,18 @@ class ChecksumError(DownloadError):
 
 class UnsafeArchiveError(UserError, ValueError):
     """An archive member would land outside the extraction target, or is a device file."""
+
+
+class ArchiveError(DataFileError):
+    """A file that is not a zip/tar archive, or a truncated or damaged one: ``ARCHIVE: what is wrong``."""
+
+
+class BadZipArchiveError(ArchiveError, zipfile.BadZipFile):
+    """A truncated or damaged zip archive (still a ``zipfile.BadZipFile``)."""
+
+
+class BadTarArchiveError(ArchiveError, tarfile.ReadError):
+    """A truncated or damaged tar archive (still a ``tarfile.ReadError``)."""
 
 
 def sha256sum(path: str | os.PathLike[str]) -> str:
@@ -146,7 +167,6 @@ def download(
         if sha256 is None or sha256sum(dest) == sha256.lower():
             return dest
         raise ChecksumError(f"{dest} exists but its SHA-256 is {sha256sum(dest)}, expected {sha256}; delete it to download again")
-    dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".partial")
     if partial.exists() and not resume:
         partial.unlink()
@@ -164,6 +184,7 @@ def download(
             partial.unlink()
             start = 0
             response = _open(url, 0, connect_timeout, timeout)
+    dest.parent.mkdir(parents=True, exist_ok=True)  # only once connected: an offline run creates no folder
     with response:
         if start and response.status != 206:
             start = 0  # server ignored Range and sends the whole file
@@ -259,9 +280,10 @@ def _check_zip(archive: Path, zf: zipfile.ZipFile) -> None:
 def extract_archive(archive: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
     """Safely extract a zip or tar(.gz/.bz2/.xz/.tgz) archive into a new folder ``target``.
 
-    All members are checked before anything is written; extraction goes to a
-    temporary folder inside ``target``'s parent, which is renamed to
-    ``target`` only when complete.
+    All members are checked, and the whole archive is read once (every zip
+    member's CRC, a compressed tar stream to its end), before anything is
+    written; extraction goes to a temporary folder inside ``target``'s parent,
+    which is renamed to ``target`` only when complete.
 
     Args:
         archive: the archive file (type detected from its content).
@@ -273,7 +295,9 @@ def extract_archive(archive: str | os.PathLike[str], target: str | os.PathLike[s
     Raises:
         FileNotFoundError: ``archive`` does not exist.
         FileExistsError: ``target`` already exists.
-        ValueError: ``archive`` is neither a zip nor a tar file.
+        ArchiveError: ``archive`` is neither a zip nor a tar file (a ``ValueError``), or is a
+            truncated or damaged one (also a ``zipfile.BadZipFile`` / ``tarfile.ReadError``);
+            the message names the archive, what is wrong and the member where there is one.
         UnsafeArchiveError: a member is absolute, escapes via ``..`` or a link,
             is a device file, or is a symlink inside a zip (nothing is written).
     """
@@ -283,25 +307,88 @@ def extract_archive(archive: str | os.PathLike[str], target: str | os.PathLike[s
     if target.exists():
         raise FileExistsError(f"extraction target already exists: {target}; remove it or choose another folder")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".extracting", dir=target.parent))
-    try:
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zf:
-                _check_zip(archive, zf)
-                zf.extractall(tmp)
-        elif tarfile.is_tarfile(archive):
-            with tarfile.open(archive, "r:*") as tf:
-                members = tf.getmembers()
-                _check_tar(archive, members)
-                if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4: a second line of defence
-                    tf.extractall(tmp, members=members, filter="data")
-                else:
-                    tf.extractall(tmp, members=members)
+    with contextlib.ExitStack() as stack:
+        if _archive_kind(archive) == "zip":
+            zf = stack.enter_context(_open_zip(archive))
+            _check_zip(archive, zf)
+            _verify_zip(archive, zf)
+            extract = zf.extractall
         else:
-            raise ValueError(f"{archive} is neither a zip nor a tar archive (.zip, .tar, .tar.gz, .tgz, .tar.bz2, .tar.xz)")
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the dataset folder should not be
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            tf = stack.enter_context(tarfile.open(archive, "r:*"))
+            members = _tar_members(archive, tf)
+            _check_tar(archive, members)
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4: a second line of defence
+                extract = functools.partial(tf.extractall, members=members, filter="data")
+            else:
+                extract = functools.partial(tf.extractall, members=members)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".extracting", dir=target.parent))
+        try:
+            extract(tmp)
+            os.chmod(tmp, 0o755)  # mkdtemp makes it private; the dataset folder should not be
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return target
+
+
+_AGAIN = "download it again"
+_TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+_COMPRESSED = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"))
+
+
+def _archive_kind(archive: Path) -> str:
+    """``"zip"`` or ``"tar"``, else :class:`ArchiveError` saying what the file is instead."""
+    if zipfile.is_zipfile(archive):
+        return "zip"
+    if tarfile.is_tarfile(archive):
+        return "tar"
+    with open(archive, "rb") as fh:
+        head = fh.read(8)
+    if head.startswith(b"PK\x03\x04"):  # a zip's start without its end
+        raise BadZipArchiveError(archive, f"truncated zip archive: its end (the central directory) is missing; {_AGAIN}")
+    packer = next((name for magic, name in _COMPRESSED if head.startswith(magic)), None)
+    if packer is not None:
+        raise BadTarArchiveError(archive, f"truncated or damaged: a {packer} file without a readable tar archive inside; {_AGAIN}")
+    name = archive.name.lower()
+    kinds = "zip" if name.endswith(".zip") else "tar" if name.endswith(_TAR_SUFFIXES) else None
+    raise ArchiveError(archive, f"not a {kinds} archive ({'an empty file' if not head else 'its content is not one'})" if kinds else
+                       "neither a zip nor a tar archive (.zip, .tar, .tar.gz, .tgz, .tar.bz2, .tar.xz)")
+
+
+def _open_zip(archive: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, EOFError) as exc:
+        raise BadZipArchiveError(archive, f"damaged zip archive: its central directory cannot be read ({exc}); {_AGAIN}") from None
+
+
+def _verify_zip(archive: Path, zf: zipfile.ZipFile) -> None:
+    """Read every member through once, as ``ZipFile.testzip`` does, naming the first one that fails."""
+    for info in zf.infolist():
+        if info.is_dir():
+            continue
+        name = info.filename
+        try:
+            with zf.open(info) as fh:
+                while fh.read(_CHUNK):
+                    pass
+        except zipfile.BadZipFile as exc:  # a bad CRC-32 or local header
+            what = "CRC mismatch" if "CRC" in str(exc) else f"damaged header ({exc})"
+            raise BadZipArchiveError(archive, f"{what} in member {name!r}; the archive is damaged, {_AGAIN}") from None
+        except (EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
+            raise BadZipArchiveError(archive, f"truncated or damaged data in member {name!r} ({exc}); {_AGAIN}") from None
+        except (NotImplementedError, RuntimeError) as exc:  # a compression method zipfile lacks; encryption
+            raise ArchiveError(archive, f"member {name!r} cannot be read ({exc}); extract the archive with `unzip` "
+                                        "and pass the folder with `--from`") from None
+
+
+def _tar_members(archive: Path, tf: tarfile.TarFile) -> list[tarfile.TarInfo]:
+    """Every member, the archive read to its end on the way (a compressed stream checks its CRC there)."""
+    try:
+        members = tf.getmembers()
+        while tf.fileobj.read(_CHUNK):
+            pass
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
+        raise BadTarArchiveError(archive, f"truncated or damaged tar archive ({exc}); {_AGAIN}") from None
+    return members

@@ -8,10 +8,11 @@ per skipped file rather than per modality group.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -63,7 +64,8 @@ def prepare_dataset(
     config = apply_overrides(cls.Config(), settings, section="data.")
     modalities = list(modalities or getattr(cls, "prepare_modalities", ("points",)))
     if issubclass(cls, RealShapeDataset):
-        _fetch(cls, root, from_paths, download, modalities, progress, echo)
+        with _removing_new_empty_folders([root, root / name, root / name / "raw", root / name / "downloads"]):
+            _fetch(cls, root, from_paths, download, modalities, progress, echo)
     elif from_paths:
         real = [n for n in DATASETS.names() if issubclass(DATASETS.get(n), RealShapeDataset)]
         raise ConfigError(f"{name} is generated, not downloaded: --from applies to {', '.join(real)}")
@@ -88,6 +90,23 @@ def _gallery_to_build(ds: ShapeDataset) -> ShapeDataset | None:
         return None
     modalities = [m for m in ds.modalities if m in probe.available_modalities]
     return ds.gallery_split(modalities) if modalities else None
+
+
+@contextlib.contextmanager
+def _removing_new_empty_folders(folders: Sequence[Path]) -> Iterator[None]:
+    """On an exception, remove those of ``folders`` that did not exist before and are still empty.
+
+    A failed fetch (offline download, damaged archive) then leaves no empty ``downloads/`` or
+    ``raw/`` behind; a kept partial download or anything else that was there stays.
+    """
+    new = [f for f in folders if not f.exists()]
+    try:
+        yield
+    except BaseException:
+        for folder in sorted(new, key=lambda f: len(f.parts), reverse=True):  # the deepest first
+            with contextlib.suppress(OSError):  # not empty (or gone): kept
+                folder.rmdir()
+        raise
 
 
 def _fetch(cls: type[RealShapeDataset], root: Path, from_paths: Sequence[str], download: bool, modalities: Sequence[str],
