@@ -1,21 +1,7 @@
 """The ``bench`` command line.
 
-    bench run --method M --task T [--preset quick|cpu|paper] [--seed S | --seeds S ...]
-              [--device auto|cpu|cuda] [--set key=value ...] [--data-root DIR]
-              [--results-dir DIR] [--modality X] [--pretrain-data NAME] [--nproc N]
-              [--progress | --no-progress] [--log csv|tensorboard|mlflow]
-    bench curve --method M --task T --epochs 0 1 2 4 ... [--seeds S ...] [--split val|test]
-                [--baseline METHOD] [run's --preset/--device/--set/--data-root/--results-dir/--modality]
-    bench suite [--preset quick] [--seeds 0 1 2] [--methods PATTERN] [--tasks PATTERN] [--dry-run]
-                [--progress | --no-progress] [--launcher local|slurm|ray] [--status] [--ray-address ADDR]
-                [--partition P] [--time-min M] [--gpus G] [--cpus C] [--mem-gb GB] [--parallel N] [--retries R]
-    bench perf [--methods PATTERN] [--presets quick paper] [--device cpu|cuda] [--steps K]
-    bench list [--json]
-    bench leaderboard [--results-dir DIR] [--plot] [--html]
-    bench reproduce TASK/METHOD[/MODALITY] [--reference NAME|DIR] [--preset P] [--settings S] [--device D]
-    bench prepare NAME [--from PATH ...] [--no-download] [--data-root DIR] [--split S ...]
-                  [--modalities M ...] [--set data.KEY=VALUE ...] [--progress | --no-progress]
-    bench --version
+Commands: run, curve, suite, perf, list, leaderboard, reproduce, prepare (``bench CMD --help``;
+README.md's usage section shows each).
 
 The flag names are a fixed interface (other tools call them).
 
@@ -41,7 +27,7 @@ from typing import Callable, Sequence
 
 from ssl3d.bench.sweep.cli_flags import add_launch_flags
 from ssl3d.bench.run.tracking import TRACKERS
-from ssl3d.core.config import ConfigError, check_range, parse_set_args
+from ssl3d.core.config import ConfigError, check_distinct, check_range, parse_set_args
 from ssl3d.core.errors import UserError, log_path_of
 
 
@@ -52,8 +38,18 @@ def _version() -> str:
         return "unknown"
 
 
-def _int_in(flag: str, interval: str) -> Callable[[str], int]:
-    """An argparse ``type`` accepting integers in ``interval`` (see :func:`ssl3d.core.config.check_range`)."""
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line like every other mistake (the usage block is one --help away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the flags)\n")
+
+
+SEED_RANGES = ("[0, inf)", "[0, 4294967295]")  # numpy's and scikit-learn's seeds: [0, 2**32 - 1]
+
+
+def _int_in(flag: str, interval: str, *more: str) -> Callable[[str], int]:
+    """An argparse ``type``: integers in ``interval`` and each of ``more`` (see ssl3d.core.config.check_range)."""
 
     def parse(text: str) -> int:
         try:
@@ -61,7 +57,8 @@ def _int_in(flag: str, interval: str) -> Callable[[str], int]:
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
         try:
-            check_range(flag, value, interval)
+            for spec in (interval, *more):
+                check_range(flag, value, spec)
         except ConfigError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
         return value
@@ -87,7 +84,7 @@ def _add_log_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bench", description="ssl3d-bench: benchmark self-supervised 3D representations.")
+    parser = _Parser(prog="bench", description="ssl3d-bench: benchmark self-supervised 3D representations.")
     parser.add_argument("--version", action="version", version=f"ssl3d-bench {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -97,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--preset", default="quick",
                      help="method preset: quick (2-core CPU, minutes; default), cpu (converged on a 2-core CPU) or paper")
     seeds = run.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=_int_in("--seed", "[0, inf)"), default=None, help="one seed (default 0)")
-    seeds.add_argument("--seeds", type=_int_in("--seeds", "[0, inf)"), nargs="+", default=None,
+    seeds.add_argument("--seed", type=_int_in("--seed", *SEED_RANGES), default=None, help="one seed (default 0)")
+    seeds.add_argument("--seeds", type=_int_in("--seeds", *SEED_RANGES), nargs="+", default=None,
                        help="several seeds, run one after the other")
     run.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:i]")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -117,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     curve.add_argument("--task", required=True, help="registered task name")
     curve.add_argument("--epochs", type=_int_in("--epochs", "[0, inf)"), nargs="+", required=True,
                        help="budgets to evaluate (epoch 0, the untrained network, is always added)")
-    curve.add_argument("--seeds", type=_int_in("--seeds", "[0, inf)"), nargs="+", default=[0], help="seeds (default 0)")
+    curve.add_argument("--seeds", type=_int_in("--seeds", *SEED_RANGES), nargs="+", default=[0],
+                       help="seeds (default 0)")
     curve.add_argument("--split", choices=["val", "test"], default="val",
                        help="score on a validation part of train (default; for choosing) or on test (reporting only)")
     curve.add_argument("--baseline", default=None, help="random-init method drawn as a reference line (e.g. random-pointnet)")
@@ -130,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     suite = sub.add_parser("suite", help="run every compatible (method, task, modality) over seeds; resumable")
     suite.add_argument("--preset", default="quick", help="method preset for every run (default quick)")
-    suite.add_argument("--seeds", type=_int_in("--seeds", "[0, inf)"), nargs="+", default=[0, 1, 2],
+    suite.add_argument("--seeds", type=_int_in("--seeds", *SEED_RANGES), nargs="+", default=[0, 1, 2],
                        help="seeds (default 0 1 2)")
     suite.add_argument("--methods", default="*", help="method name pattern with wildcards (default *)")
     suite.add_argument("--tasks", default="synth-*",
@@ -304,17 +302,13 @@ def _grouped_by_reason(unsupported: dict[str, str]) -> dict[str, list[str]]:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from ssl3d.bench.report.leaderboard import reference_markdown, write_leaderboard
-    from ssl3d.bench.run.results import ResultStore
 
     reference = reference_markdown(args.reference) if args.reference else ""  # a bad name fails before any write
-    store = ResultStore(args.results_dir)
-    if (store.root / "runs").is_dir():  # sweep jobs write only result.json: their rows are added here
-        store.sync_leaderboard(only_if_missing=True)
-    summary, markdown = write_leaderboard(args.results_dir, plot=args.plot)
+    page = None
     if args.html:  # the results folder's page only: a --reference folder is read, never written
-        from ssl3d.bench.report.html import write_page
-
-        markdown += f"\npage: {write_page(store.root)}"
+        from ssl3d.bench.report.html import write_page as page
+    # the rows of result files only (sweep jobs) are added first; a file it cannot write is a warning, not an error
+    summary, markdown = write_leaderboard(args.results_dir, plot=args.plot, sync=True, page=page)
     print(markdown)
     if reference:
         print(reference)
@@ -356,11 +350,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.command == "run" and args.nproc > 1:
-        return _relaunch_with_torchrun(list(argv) if argv is not None else sys.argv[1:], args.nproc)
     handlers = {"perf": cmd_perf, "suite": cmd_suite, "run": cmd_run, "curve": cmd_curve, "list": cmd_list,
                 "leaderboard": cmd_leaderboard, "prepare": cmd_prepare, "reproduce": cmd_reproduce}
     try:
+        check_distinct("--seeds", getattr(args, "seeds", None) or [], "seed")  # would run (and count) twice
+        if args.command == "run" and args.nproc > 1:  # after the checks: not N copies of one error
+            return _relaunch_with_torchrun(list(argv) if argv is not None else sys.argv[1:], args.nproc)
         status = handlers[args.command](args)
         sys.stdout.flush()  # a reader that went away shows here, not at exit where Python can only complain about it
         return status

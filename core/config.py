@@ -105,6 +105,15 @@ def check_range(key: str, value: Any, spec: str) -> None:
                           f"must be {interval.describe()}")
 
 
+def check_distinct(flag: str, values: list[Any], what: str = "value") -> None:
+    """Raise :class:`ConfigError` naming ``flag`` when a value is listed more than once (``--seeds 0 0``)."""
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        many = len(repeated) > 1
+        listed = f"{what}{'s' if many else ''} {', '.join(map(str, repeated))} {'are' if many else 'is'}"
+        raise ConfigError(f"{flag} {' '.join(map(str, values))}: {listed} given twice; list each {what} once")
+
+
 def check_ranges(config: Any, section: str = "") -> None:
     """Check every field of a (nested) dataclass config against its declared range."""
     for f in dataclasses.fields(config):
@@ -143,8 +152,13 @@ def _resolved_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def parse_value(raw: Any, annotation: Any, key: str) -> Any:
-    """Convert ``raw`` (often a string from the command line) to ``annotation``."""
+def parse_value(raw: Any, annotation: Any, key: str, example: Any = None) -> Any:
+    """Convert ``raw`` (often a string from the command line) to ``annotation``.
+
+    A tuple or list field takes ``[a,b]`` (JSON) or ``a,b``: a fixed-length tuple (``tuple[float, float]``)
+    exactly that many values, a variable-length one (``tuple[int, ...]``, ``list[int]``) one or more when
+    given as text; ``example`` (the field's current value) shows the expected form in an error message.
+    """
     origin = get_origin(annotation)
     if origin is Literal:
         choices = get_args(annotation)
@@ -165,13 +179,7 @@ def parse_value(raw: Any, annotation: Any, key: str) -> Any:
                 errors.append(str(exc))
         raise ConfigError("; ".join(errors))
     if origin in (tuple, list):
-        items = raw
-        if isinstance(raw, str):
-            text = raw.strip()
-            items = json.loads(text) if text.startswith("[") else [s for s in text.split(",") if s]
-        (inner, *_rest) = get_args(annotation) or (str,)
-        parsed = [parse_value(item, inner, key) for item in items]
-        return tuple(parsed) if origin is tuple else parsed
+        return _parse_sequence(raw, annotation, key, example)
     if annotation is bool:
         if isinstance(raw, bool):
             return raw
@@ -195,6 +203,71 @@ def parse_value(raw: Any, annotation: Any, key: str) -> Any:
             raise ConfigError(f"{key}={raw!r}: NaN is not a valid setting")
         return value
     return raw
+
+
+_NOUNS = {float: ("number", "numbers"), int: ("integer", "integers"), bool: ("true/false value", "true/false values")}
+
+
+def _sequence_shape(annotation: Any) -> tuple[tuple[Any, ...], bool]:
+    """(element types, variable length?) of ``tuple[float, float]``, ``tuple[int, ...]`` or ``list[str]``."""
+    args = get_args(annotation) or (str, ...)
+    if get_origin(annotation) is list:
+        args = (args[0], ...)
+    return args, len(args) == 2 and args[1] is Ellipsis
+
+
+def _sequence_form(annotation: Any, example: Any) -> str:
+    """``2 numbers, e.g. [0.9,0.999]``: what a tuple/list field takes, for an error message."""
+    args, variable = _sequence_shape(annotation)
+    kinds = {args[0]} if variable else set(args)
+    singular, plural = _NOUNS.get(next(iter(kinds)), ("value", "values")) if len(kinds) == 1 else ("value", "values")
+    count = "one or more" if variable else str(len(args))
+    what = f"{count} {singular if count == '1' else plural}"
+    items = list(example) if isinstance(example, (tuple, list)) and example else []
+    if not items:  # no value to show: made-up ones of the right types
+        samples = {float: (0.5, 1.0), int: (1, 2), bool: (True, False)}
+        items = [samples.get(arg, ("a", "b"))[i % 2] for i, arg in enumerate(args[:1] * 2 if variable else args)]
+    if all(isinstance(v, (int, float)) for v in items):
+        return f"{what}, e.g. [{','.join(f'{v:g}' if isinstance(v, float) else str(v).lower() for v in items)}]"
+    return f"{what}, e.g. {','.join(map(str, items))}"
+
+
+def _parse_sequence(raw: Any, annotation: Any, key: str, example: Any) -> Any:
+    """A tuple/list field's value from ``[a,b]`` / ``a,b`` text or a sequence, typed and length-checked."""
+    origin = get_origin(annotation)
+    args, variable = _sequence_shape(annotation)
+
+    def refuse(detail: str = "") -> ConfigError:
+        shown = raw if isinstance(raw, str) else ",".join(map(str, raw)) if isinstance(raw, (tuple, list)) else raw
+        return ConfigError(f"{key}={shown}: expected {_sequence_form(annotation, example)}{detail}")
+
+    if isinstance(raw, str):
+        text = raw.strip()
+        if text.startswith("["):
+            try:
+                items = json.loads(text)
+            except json.JSONDecodeError:
+                raise refuse(" (not a JSON list)") from None
+        else:
+            items = [part.strip() for part in text.split(",")] if text else []
+            if any(part == "" for part in items):
+                raise refuse(" (an empty item)")
+        if not isinstance(items, list) or (variable and not items):
+            raise refuse()
+    else:
+        items = list(raw) if isinstance(raw, (tuple, list)) else [raw]  # a number from a preset or task option
+    if not variable and len(items) != len(args):
+        raise refuse(f" (got {len(items)} value{'' if len(items) == 1 else 's'})")
+    types_ = [args[0]] * len(items) if variable else list(args)
+    parsed = []
+    for item, inner in zip(items, types_):
+        if isinstance(item, (list, dict)) and get_origin(inner) not in (tuple, list):
+            raise refuse(f" ({json.dumps(item)} is not a single value)")
+        try:
+            parsed.append(parse_value(item, inner, key))
+        except ConfigError:
+            raise refuse(f" ({item!r} is not a valid {getattr(inner, '__name__', inner)})") from None
+    return tuple(parsed) if origin is tuple else parsed
 
 
 def apply_overrides(config: C, overrides: Mapping[str, Any], *, section: str = "") -> C:
@@ -225,7 +298,7 @@ def _set_path(config: Any, path: list[str], raw: Any, *, full_key: str, root: An
     elif dataclasses.is_dataclass(current):
         raise ConfigError(f"{full_key!r} is a section; set one of its keys: {', '.join(flat_keys(current))}")
     else:
-        value = parse_value(raw, _resolved_hints(type(config))[head], full_key)
+        value = parse_value(raw, _resolved_hints(type(config))[head], full_key, example=current)
         if RANGE_KEY in names[head].metadata:
             check_range(full_key, value, names[head].metadata[RANGE_KEY])
     return dataclasses.replace(config, **{head: value})

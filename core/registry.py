@@ -112,6 +112,10 @@ class Registry(Generic[T]):
             except Exception as exc:  # a broken plugin must not break `bench list`
                 self._plugin_problem(ep.name, f"{type(exc).__name__}: {exc}")
                 continue
+            except SystemExit as exc:  # nor end the command (KeyboardInterrupt still does)
+                self._plugin_problem(ep.name, f"SystemExit: the plugin called sys.exit({exc.code!r}) "
+                                              "while it was imported")
+                continue
             if inspect.ismodule(obj):
                 continue  # its import registered what it holds, through the decorator
             if not self.accepts(obj):

@@ -19,6 +19,7 @@ expected; the mean inside the committed CI is the check (docs/protocols.md).
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -89,9 +90,22 @@ def find_cell(reference: str, cell: str, preset: str | None, settings: str) -> t
         found = "; ".join("/".join(str(k) for k in key) for key in groups.index) or "none"
         raise ConfigError(f"{folder / 'leaderboard.csv'}: cell {cell} (preset {preset or 'any'}, settings "
                           f"{settings!r}) matches {len(groups)} groups ({found}); give --preset, --settings or "
-                          f"the modality to pick one")
+                          f"the modality to pick one{_did_you_mean(cell, frame) if groups.empty else ''}")
     rows = rows.sort_values("created_at").drop_duplicates(["seed", "metric"], keep="last")
     return folder, rows
+
+
+def _did_you_mean(cell: str, frame: Any) -> str:
+    """``; did you mean 'synth-svm/random-pointnet'?`` when ``cell`` is not a cell of the leaderboard but close to one."""
+    columns = ["task", "method", "modality"][: len(cell.split("/"))]
+    cells = {"/".join(key) for key in frame[columns].drop_duplicates().itertuples(index=False)}
+    if cell in cells:  # the cell is there: its preset or settings are what did not match
+        return ""
+    close = difflib.get_close_matches(cell, sorted(cells), n=1)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    listed = sorted(cells)
+    return f"; its cells: {', '.join(listed[:12])}{f', ... ({len(listed)} in all)' if len(listed) > 12 else ''}"
 
 
 def reproduce_cell(reference: str, cell: str, preset: str | None = None, settings: str = "", device: str = "auto",
