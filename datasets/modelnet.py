@@ -59,7 +59,7 @@ import trimesh
 
 from ssl3d.datasets.base import DataConfig, ShapeInfo, register_dataset
 from ssl3d.datasets.cache import CacheReport
-from ssl3d.datasets.errors import DataFileError
+from ssl3d.datasets.errors import DataFileError, DatasetRequestError
 from ssl3d.datasets.formats.binvox import read_binvox
 from ssl3d.datasets.formats.modelnet import (
     MODELNET10_CLASSES,
@@ -232,9 +232,9 @@ class ModelNet40H5Dataset(RealShapeDataset):
     def index(self, split: str) -> list[ShapeInfo]:
         points, labels, names = _h5_split(self.raw_dir, split)
         if self.config.point_order == "first" and self.config.n_points > points.shape[1]:
-            raise ValueError(
-                f"modelnet40-h5 holds {points.shape[1]} points per cloud; n_points={self.config.n_points} "
-                "needs point_order='fps' (which repeats points) or a smaller n_points"
+            raise DatasetRequestError(
+                f"modelnet40-h5 holds {points.shape[1]} points per cloud; data.n_points={self.config.n_points} "
+                "needs data.point_order=fps (which repeats points) or a smaller data.n_points"
             )
         self._names = tuple(names)
         # the release has no shape ids: name clouds by split position and class

@@ -55,7 +55,7 @@ import numpy as np
 
 from ssl3d.datasets.base import DataConfig, ShapeInfo, register_dataset
 from ssl3d.datasets.cache import CacheReport
-from ssl3d.datasets.errors import DataFileError, DatasetNotPreparedError
+from ssl3d.datasets.errors import DataFileError, DatasetNotPreparedError, DatasetRequestError
 from ssl3d.datasets.formats.h5arrays import read_h5_arrays
 from ssl3d.datasets.modalities.points import subsample_points
 from ssl3d.datasets.real import RawPart, RealShapeDataset
@@ -165,9 +165,9 @@ class ScanObjectNNDataset(RealShapeDataset):
         cfg = self.config
         points, labels = _split_arrays(self.raw_dir, cfg.variant, split)
         if cfg.point_order == "first" and cfg.n_points > points.shape[1]:
-            raise ValueError(
-                f"scanobjectnn ({cfg.variant}) holds {points.shape[1]} points per object; n_points={cfg.n_points} "
-                "needs point_order='fps' (which repeats points) or a smaller n_points"
+            raise DatasetRequestError(
+                f"scanobjectnn ({cfg.variant}) holds {points.shape[1]} points per object; data.n_points={cfg.n_points} "
+                "needs data.point_order=fps (which repeats points) or a smaller data.n_points"
             )
         names = SCANOBJECTNN_CLASSES
         return [ShapeInfo(name=f"{cfg.variant}/{split}_{k:05d}_{names[int(y)]}", label=int(y), source=k)

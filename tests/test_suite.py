@@ -36,24 +36,26 @@ def test_suite_runs_then_resumes_without_rerunning(tmp_path):
 
 
 def test_a_method_that_cannot_pretrain_on_the_tasks_dataset_is_skipped_with_the_reason():
-    # modelnet40-svm reads the points-only h5 release: CM-CV pretrains on views and points, ParAE on points
-    planned, skipped = plan_suite("cmcv", "modelnet40-svm")
+    # modelnet40-fewshot reads only the points-only h5 release: CM-CV pretrains on views and points, ParAE on points
+    planned, skipped = plan_suite("cmcv", "modelnet40-fewshot")
     assert not planned
-    assert skipped == [("cmcv", "modelnet40-svm", "cmcv pretrains on points, views but modelnet40-h5 provides "
+    assert skipped == [("cmcv", "modelnet40-fewshot", "cmcv pretrains on points, views but modelnet40-h5 provides "
                         "points (bench run --pretrain-data NAME pretrains elsewhere)")]
-    assert [p.method for p in plan_suite("parae-pointnet", "modelnet40-svm")[0]] == ["parae-pointnet"]
+    assert [p.method for p in plan_suite("parae-pointnet", "modelnet40-fewshot")[0]] == ["parae-pointnet"]
     # untrained, it needs no pretraining data
-    untrained, skipped = plan_suite("cmcv", "modelnet40-svm", overrides={"train.epochs": "0"})
+    untrained, skipped = plan_suite("cmcv", "modelnet40-fewshot", overrides={"train.epochs": "0"})
     assert [(p.method, p.modality) for p in untrained] == [("cmcv", "points")] and not skipped
+    # modelnet40-svm also reads the OFF meshes, which give CM-CV's views
+    assert [p.modality for p in plan_suite("cmcv", "modelnet40-svm")[0]] == ["points", "views", "image"]
 
 
 def test_the_suite_routes_set_keys_through_the_runner():
     """A key of no section fails at planning, as it would in `bench run`, instead of being dropped."""
     with pytest.raises(ConfigError, match=r"--set trian.epochs: unknown section 'trian'"):
-        plan_suite("cmcv", "modelnet40-svm", overrides={"trian.epochs": "0"})
+        plan_suite("cmcv", "modelnet40-fewshot", overrides={"trian.epochs": "0"})
     # method.train.* and train.* are the same key: both make CM-CV untrained, so it needs no views
     for key in ("train.epochs", "method.train.epochs"):
-        planned, skipped = plan_suite("cmcv", "modelnet40-svm", overrides={key: "0"})
+        planned, skipped = plan_suite("cmcv", "modelnet40-fewshot", overrides={key: "0"})
         assert [p.method for p in planned] == ["cmcv"] and not skipped
 
 

@@ -2,18 +2,33 @@
 
 A task declares the modalities it can evaluate, in order of preference; a run
 picks the first one the method can embed unless ``--modality`` says otherwise.
+A task may read any of several releases of its data (ModelNet40's OFF meshes or
+PointNet's h5 clouds): a run reads the first prepared one that gives what it
+needs (:func:`choose_release`).
 Third-party packages add tasks through the entry-point group ``ssl3d.tasks``
 (an entry point may name a :class:`Task` object or a module that registers some).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from ssl3d.bench.protocols import PROTOCOLS, usable_modalities
+from ssl3d.core.config import ConfigError
 from ssl3d.core.registry import Registry
+from ssl3d.datasets import DATASETS
+from ssl3d.datasets.errors import DatasetNotPreparedError
 from ssl3d.methods import METHODS
+
+
+@dataclass(frozen=True)
+class Release:
+    """A dataset (release) a task can read, with the data options the task fixes for it."""
+
+    dataset: str
+    data_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -28,6 +43,8 @@ class Task:
         data_options: dataset-config overrides fixed by the task (e.g. ``n_points``).
         protocol_options: protocol-config overrides fixed by the task.
         description: one line for ``bench list``.
+        releases: other datasets the task can read instead, in order of preference after
+            ``dataset`` (a run reads the first prepared one that gives its modalities).
     """
 
     name: str
@@ -37,6 +54,11 @@ class Task:
     data_options: dict[str, Any] = field(default_factory=dict)
     protocol_options: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    releases: tuple[Release, ...] = ()
+
+    def candidates(self) -> tuple[Release, ...]:
+        """Every release the task reads, its own ``dataset`` first."""
+        return (Release(self.dataset, self.data_options), *self.releases)
 
 
 TASKS: Registry[Task] = Registry("task", "ssl3d.tasks", base=Task, instances=True)
@@ -76,6 +98,43 @@ def compatibility(task: Task, method_names: list[str]) -> tuple[dict[str, tuple[
     return supported, unsupported
 
 
+def choose_release(task: Task, needed: set[str], root: str | os.PathLike[str]) -> Release:
+    """The release a run reads: the first of ``task.candidates()`` that gives every ``needed`` modality and is
+    prepared under ``root``. A task with one release returns it (its dataset reports what is missing).
+
+    Errors name what would work: the release that gives the modalities and how to prepare it, or, when
+    nothing is prepared, where the official archive comes from.
+    """
+    candidates = task.candidates()
+    if len(candidates) == 1:
+        return candidates[0]
+    able = [r for r in candidates if needed <= set(DATASETS.get(r.dataset).available_modalities)]
+    for release in able:
+        if _prepared(release.dataset, root):
+            return release
+    wanted = ", ".join(sorted(needed))
+    if not able:
+        raise ConfigError(f"task {task.name!r}: no release of its data gives {wanted} "
+                          f"({'; '.join(_gives(r.dataset) for r in candidates)})")
+    prepared = [r.dataset for r in candidates if _prepared(r.dataset, root)]
+    first = DATASETS.get(able[0].dataset)
+    if prepared:
+        raise DatasetNotPreparedError(
+            f"task {task.name!r} needs {wanted}, which the prepared release {' and '.join(prepared)} does not give "
+            f"({'; '.join(_gives(r) for r in prepared)}); {first.not_prepared_message()}")
+    raise DatasetNotPreparedError(f"task {task.name!r} reads {' or '.join(r.dataset for r in candidates)}; none is "
+                                  f"prepared under {root}. For {wanted}: {first.not_prepared_message()}")
+
+
+def _prepared(dataset: str, root: str | os.PathLike[str]) -> bool:
+    check = getattr(DATASETS.get(dataset), "is_prepared", None)
+    return check is None or check(root)  # generated datasets (synth) are always there
+
+
+def _gives(dataset: str) -> str:
+    return f"{dataset} gives {', '.join(sorted(DATASETS.get(dataset).available_modalities))}"
+
+
 SHAPE_MODALITIES = ("points", "voxels", "views")
 
 register_task(Task(
@@ -101,13 +160,19 @@ register_task(Task(
 ))
 
 # -- real datasets (`bench prepare NAME` first; `--from PATH` without network) ----------------
+# modelnet40-svm reads whichever ModelNet40 release is prepared: point methods PointNet's h5 clouds first (the common
+# protocol: the first 1024 points; rows made from it before keep their data key), everything else the OFF meshes
+# (or a binvox voxel release of the same layout), which give every modality
 register_task(Task(
-    "modelnet40-svm", "modelnet40-h5", "svm", ("points",), data_options={"n_points": 1024, "point_order": "first"},
-    description="ModelNet40 (PointNet h5, first 1024 points): linear SVM on frozen features, the common point-cloud protocol",
+    "modelnet40-svm", "modelnet40-h5", "svm", ("points", "voxels", "views", "image"),
+    data_options={"n_points": 1024, "point_order": "first"}, releases=(Release("modelnet40"),),
+    description="ModelNet40: linear SVM on frozen features of points (PointNet h5, first 1024) or, from the OFF "
+                "meshes, of voxels, views, points or photo-like images",
 ))
 register_task(Task(
     "modelnet40-mesh-svm", "modelnet40", "svm", ("voxels", "views", "points"),
-    description="ModelNet40 OFF meshes: linear SVM on frozen features of voxels, views or points",
+    description="ModelNet40 OFF meshes: linear SVM on frozen features of voxels, views or points (modelnet40-svm "
+                "reads them too)",
 ))
 register_task(Task(
     "modelnet40-retrieval", "modelnet40", "retrieval", ("points", "views", "voxels"),

@@ -17,6 +17,7 @@ import os
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -26,14 +27,12 @@ from ssl3d.bench.protocols import PROTOCOLS
 from ssl3d.core.stats import ci95_halfwidth
 from ssl3d.bench.report.eval_sizes import collect_eval_sizes, read_eval_sizes, write_eval_sizes
 from ssl3d.bench.report.untrained import gains_markdown, pretraining_gains
-from ssl3d.core.io import atomic_write_text
-from ssl3d.bench.run.results import LOCAL_RESULTS, LeaderboardFormatError, ResultStore, SkippedLine, text_columns
+from ssl3d.core.io import atomic_write_text, os_error_reason
+from ssl3d.bench.run.results import CHECKOUT_RESULTS, LOCAL_RESULTS, LeaderboardFormatError, ResultStore, SkippedLine, text_columns
 from ssl3d.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
-# the committed reference leaderboards of a source checkout (editable installs); a wheel has none
-CHECKOUT_REFERENCES = Path(__file__).resolve().parents[2] / "results"
 
 GROUP_COLUMNS = ["task", "method", "modality", "preset", "settings", "pretrain_data", "dataset_version", "data_key",
                  "metric"]
@@ -204,14 +203,26 @@ def comparison_markdown(comparison: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_leaderboard(results_dir: str | os.PathLike[str] | None = None, plot: bool = False) -> tuple[pd.DataFrame, str]:
+def write_leaderboard(results_dir: str | os.PathLike[str] | None = None, plot: bool = False, sync: bool = False,
+                      page: Callable[[Path], Path] | None = None) -> tuple[pd.DataFrame, str]:
     """Aggregate ``leaderboard.csv`` into ``summary.csv``, ``comparison.csv``, ``claims.csv`` and ``leaderboard.md``.
 
-    With ``plot``, also bar charts and t-SNE plots under ``plots/``. Malformed lines are skipped (each
-    logged with file and line) and counted in the markdown; a file whose header is not a leaderboard
-    header is backed up and rebuilt from the result files. Returns (summary, markdown).
+    With ``plot``, also bar charts and t-SNE plots under ``plots/``; with ``page``, ``page(folder)`` writes
+    the HTML page last. Malformed lines are skipped (each logged with file and line) and counted in the
+    markdown; a file whose header is not a leaderboard header is backed up and rebuilt from the result files.
+    With ``sync``, the rows of result files not yet in ``leaderboard.csv`` (sweep jobs) are added first.
+    A file that cannot be written (a read-only folder, a full disk) is one warning naming it: the markdown
+    is returned all the same, for the user who asked to see it. Returns (summary, markdown).
     """
     store = ResultStore(results_dir)
+    if sync and (store.root / "runs").is_dir():
+        try:
+            store.sync_leaderboard(only_if_missing=True)
+        except OSError as exc:
+            if isinstance(exc, UserError):  # leaderboard.csv is a folder
+                raise
+            log.warning("could not add the rows of %s to %s (%s)", store.root / "runs", store.root / "leaderboard.csv",
+                        os_error_reason(exc))
     try:
         runs, skipped = store.read_leaderboard_checked()
     except LeaderboardFormatError as exc:
@@ -230,20 +241,33 @@ def write_leaderboard(results_dir: str | os.PathLike[str] | None = None, plot: b
         markdown += "\n" + claims_markdown(claims)
     markdown += curves_markdown(Path(store.root))
     root = Path(store.root)
-    root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(root / "summary.csv", summary.to_csv(index=False))
-    for name, table in (("comparison.csv", comparison), ("claims.csv", claims), ("pretraining_gains.csv", gains)):
-        if table.empty:  # no such rows: no file (an old one would describe runs that are gone)
-            (root / name).unlink(missing_ok=True)
-        else:
-            atomic_write_text(root / name, table.to_csv(index=False))
-    write_eval_sizes(root, read_eval_sizes(root) | collect_eval_sizes(root))
-    atomic_write_text(root / "leaderboard.md", "# ssl3d-bench leaderboard\n\n" + markdown)
-    if plot and not summary.empty:
-        from ssl3d.bench.report.plots import write_plots
+    target = root
+    try:  # a read-only folder or a full disk: the table is still shown (the user asked to see it), and why not saved
+        root.mkdir(parents=True, exist_ok=True)
+        target = root / "summary.csv"
+        atomic_write_text(target, summary.to_csv(index=False))
+        for name, table in (("comparison.csv", comparison), ("claims.csv", claims), ("pretraining_gains.csv", gains)):
+            target = root / name
+            if table.empty:  # no such rows: no file (an old one would describe runs that are gone)
+                target.unlink(missing_ok=True)
+            else:
+                atomic_write_text(target, table.to_csv(index=False))
+        target = root / "eval_sizes.csv"
+        write_eval_sizes(root, read_eval_sizes(root) | collect_eval_sizes(root))
+        target = root / "leaderboard.md"
+        atomic_write_text(target, "# ssl3d-bench leaderboard\n\n" + markdown)
+        if plot and not summary.empty:
+            from ssl3d.bench.report.plots import write_plots
 
-        for path in write_plots(root, summary, runs):
-            markdown += f"\nplot: {path}"
+            target = root / "plots"
+            for path in write_plots(root, summary, runs):
+                markdown += f"\nplot: {path}"
+        if page is not None:
+            target = root / "leaderboard.html"
+            markdown += f"\npage: {page(root)}"
+    except OSError as exc:
+        log.warning("could not write %s (%s): the leaderboard is shown but not saved in %s", target,
+                    os_error_reason(exc), root)
     return summary, markdown
 
 
@@ -292,11 +316,11 @@ def resolve_reference(name_or_path: str | os.PathLike[str]) -> Path:
     """
     candidates = [Path(name_or_path)]
     if str(name_or_path) != LOCAL_RESULTS:
-        candidates += [Path("results") / name_or_path, CHECKOUT_REFERENCES / name_or_path]
+        candidates += [Path("results") / name_or_path, CHECKOUT_RESULTS / name_or_path]
     for folder in candidates:
         if (folder / "leaderboard.csv").is_file():
             return folder
-    known = sorted({p.parent.name for d in (Path("results"), CHECKOUT_REFERENCES)
+    known = sorted({p.parent.name for d in (Path("results"), CHECKOUT_RESULTS)
                     for p in d.glob("*/leaderboard.csv")} - {LOCAL_RESULTS})
     raise ReferenceNotFoundError(f"no reference leaderboard {str(name_or_path)!r}: no leaderboard.csv in "
                             f"{', '.join(str(c) for c in candidates)}; known names: {', '.join(known) or 'none'}")

@@ -26,6 +26,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
 from filelock import FileLock
 
-from ssl3d.core.io import atomic_path, atomic_write_json, atomic_write_text
+from ssl3d.core.io import atomic_path, atomic_write_json, atomic_write_text, check_file, os_error_reason, write_failed
 from ssl3d.core.errors import UserError
 
 if TYPE_CHECKING:
@@ -72,6 +73,19 @@ LOCAL_RESULTS = "local"
 def default_results_dir() -> Path:
     """``$SSL3D_RESULTS`` or ``./results/local``."""
     return Path(os.environ.get("SSL3D_RESULTS") or Path("results") / LOCAL_RESULTS)
+
+
+CHECKOUT_RESULTS = Path(__file__).resolve().parents[2] / "results"  # each folder but LOCAL_RESULTS: a reference
+
+
+def check_not_reference(folder: str | os.PathLike[str], what: str) -> None:
+    """Refuse runs into (or below) a committed reference folder unless ``$SSL3D_WRITE_REFERENCE=1`` (maintainers)."""
+    path, base = Path(folder).resolve(), CHECKOUT_RESULTS.resolve()
+    inside = path.relative_to(base).parts if path.is_relative_to(base) else ()
+    if inside and inside[0] != LOCAL_RESULTS and os.environ.get("SSL3D_WRITE_REFERENCE") != "1":
+        where = f"{'in ' * (len(inside) > 1)}the committed reference {CHECKOUT_RESULTS / inside[0]}"
+        raise UserError(f"{what} {folder} is {where}: your runs go to results/{LOCAL_RESULTS} (the default) or another "
+                        "folder; a maintainer regenerating it sets SSL3D_WRITE_REFERENCE=1 (docs/leaderboard.md)")
 
 
 class LeaderboardFormatError(UserError, ValueError):
@@ -155,9 +169,11 @@ def _parse_row(header: list[str], line: str) -> dict[str, str]:
     except ValueError:
         raise ValueError(f"seed {row['seed']!r} is not an integer") from None
     try:
-        float(row["value"])
+        value = float(row["value"])
     except ValueError:
         raise ValueError(f"value {row['value']!r} is not a number") from None
+    if not math.isfinite(value):  # an inf or nan would make every mean and CI of its group inf or nan
+        raise ValueError(f"value {row['value']!r} is not a finite number")
     return row
 
 
@@ -179,7 +195,8 @@ class ResultStore:
         self.root = Path(root) if root is not None else default_results_dir()
 
     @property
-    def leaderboard_path(self) -> Path:
+    def leaderboard_path(self) -> Path:  # a folder of that name is a user error, raised at first touch
+        check_file(self.root / "leaderboard.csv", "; move it away (`bench leaderboard` writes it again from runs/)")
         return self.root / "leaderboard.csv"
 
     def run_dir(self, run_id: str) -> Path:
@@ -194,9 +211,16 @@ class ResultStore:
         ``leaderboard=False`` is for jobs on shared filesystems: the CSV is left to :meth:`sync_leaderboard`.
         """
         path = self.run_dir(result["run_id"]) / "result.json"
-        atomic_write_json(path, result)
+        try:
+            atomic_write_json(path, result)
+        except OSError as exc:  # a full disk, a read-only folder: nothing half-written is left
+            raise write_failed(path, exc) from exc
         if leaderboard:
-            self.append_rows(leaderboard_rows(result))
+            try:
+                self.append_rows(leaderboard_rows(result))
+            except OSError as exc:  # the result is saved: `bench leaderboard` adds the rows from its file
+                log.warning("%s is saved, but its rows are not in %s (%s); `bench leaderboard` adds them", path,
+                            self.root / "leaderboard.csv", os_error_reason(exc))
         return path
 
     def read_results(self) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
@@ -243,6 +267,10 @@ class ResultStore:
         row yet). Lines that could not be parsed (or a file without a leaderboard header) are kept in a
         ``leaderboard-backup-*.csv`` copy before the rewrite.
         """
+        if only_if_missing:  # decided without the lock first: a folder in sync (read-only, say) is only read
+            rows, parsed, unreadable = self.merged_rows()
+            if {str(r["run_id"]) for r in rows} <= {r["run_id"] for r in (parsed.rows if parsed else [])}:
+                return RebuildReport(runs=len({r["run_id"] for r in rows}), rows=len(rows), unreadable=unreadable)
         self.root.mkdir(parents=True, exist_ok=True)
         with self._lock():
             rows, parsed, unreadable = self.merged_rows()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -31,13 +32,13 @@ import torch
 from ssl3d.core.config import (
     ConfigError, apply_overrides, build_preset, check_range, config_hash, flat_keys, to_dict,
 )
-from ssl3d.core.io import atomic_path
+from ssl3d.core.io import QuietFileHandler, WriteFailedError, atomic_path, check_folder, os_error_reason, write_failed
 from ssl3d.bench.run.pretrain_cache import pretrain_or_load
 from ssl3d.bench.run.provenance import environment, git_commit
 from ssl3d.bench.run.tracking import check_tracker, flat_params, tracking
 from ssl3d.bench.protocols import PROTOCOLS, EvalContext, offered_modalities, usable_modalities
-from ssl3d.bench.run.results import ResultStore, settings_label
-from ssl3d.bench.protocols.tasks import TASKS, Task, compatibility, get_task
+from ssl3d.bench.run.results import ResultStore, check_not_reference, settings_label
+from ssl3d.bench.protocols.tasks import TASKS, Task, choose_release, compatibility, get_task
 from ssl3d.core.errors import UserError, attach_log_path, log_path_of
 from ssl3d.datasets import DATASETS, default_root
 from ssl3d.methods import METHODS, Method
@@ -181,9 +182,8 @@ def validate_run(spec: RunSpec) -> ValidatedRun:
     task = get_task(spec.task)
     method_cls = METHODS.get(spec.method)
     protocol_cls = PROTOCOLS.get(task.protocol)
-    dataset_cls = DATASETS.get(task.dataset)
-    pre_name = spec.pretrain_data or task.dataset
-    pre_cls = DATASETS.get(pre_name)
+    if spec.pretrain_data:
+        DATASETS.get(spec.pretrain_data)  # an unknown name fails before anything else is resolved
     method_o, data_o, proto_o = split_overrides(spec.overrides, protocol_cls.name)
     method = method_cls.from_preset(spec.preset, method_o)
     protocol = protocol_cls.for_task(task, proto_o)
@@ -193,9 +193,15 @@ def validate_run(spec: RunSpec) -> ValidatedRun:
         raise ConfigError(f"method {spec.method!r} cannot run task {task.name!r}: {spec.method} {refusal}")
     device = resolve_device(spec.device)
     root = Path(spec.data_root) if spec.data_root else default_root()
-    data_config = build_data_config(dataset_cls, task.data_options, method, data_o)
+    check_run_folders(spec, root)
+    needed = {modality} | (set(method.pretrain_modalities) if method.pretrains and not spec.pretrain_data else set())
+    release = choose_release(task, needed, root)
+    dataset_cls = DATASETS.get(release.dataset)
+    pre_name = spec.pretrain_data or release.dataset
+    pre_cls = DATASETS.get(pre_name)
+    data_config = build_data_config(dataset_cls, release.data_options, method, data_o)
     protocol.check_run(method, data_config)
-    pre_config = build_data_config(pre_cls, task.data_options if pre_name == task.dataset else {}, method, data_o)
+    pre_config = build_data_config(pre_cls, release.data_options if pre_name == release.dataset else {}, method, data_o)
     eval_modalities = protocol.dataset_modalities(modality)
     train = dataset_cls("train", eval_modalities, data_config, root, progress=spec.progress, prepare=False)
     test = dataset_cls("test", eval_modalities, data_config, root, progress=spec.progress, prepare=False)
@@ -212,6 +218,22 @@ def validate_run(spec: RunSpec) -> ValidatedRun:
         pre_data = pre_cls("train", pre_modalities, pre_config, root, progress=spec.progress, prepare=False)
     return ValidatedRun(spec, task, method, protocol, modality, device, data_config, train, test, pre_name,
                         pre_config, pre_data)
+
+
+def check_run_folders(spec: RunSpec, data_root: Path) -> None:
+    """Refuse a results folder or data root a run could not write into (nor a committed reference); writes nothing.
+
+    A data root that exists is only checked to be a folder: read-only caches serve runs (pretrain_cache.py).
+    """
+    store = ResultStore(spec.results_dir)
+    what = ("--results-dir" if spec.results_dir else "$SSL3D_RESULTS" if os.environ.get("SSL3D_RESULTS")
+            else "the results folder")
+    check_not_reference(store.root, what)
+    check_folder(store.root, what)
+    check_folder(store.root / "runs", f"{what} {store.root}: its runs folder")
+    _ = store.leaderboard_path  # raises when a folder has that name
+    what = "--data-root" if spec.data_root else "$SSL3D_DATA" if os.environ.get("SSL3D_DATA") else "the data root"
+    check_folder(data_root, what, writable=not data_root.exists())
 
 
 def execute(spec: RunSpec) -> dict[str, Any]:
@@ -235,7 +257,7 @@ def run_validated(plan: ValidatedRun) -> dict[str, Any]:
     run_id = new_run_id(spec)
     run_dir = store.run_dir(run_id)
     handler = _attach_log_file(run_dir / "run.log") if info.is_main else logging.NullHandler()
-    stack = contextlib.ExitStack()
+    stack, failed = contextlib.ExitStack(), False
     try:
         log.info("run %s: method=%s preset=%s task=%s modality=%s seed=%d device=%s",
                  run_id, spec.method, spec.preset, spec.task, plan.modality, spec.seed, device)
@@ -282,13 +304,16 @@ def run_validated(plan: ValidatedRun) -> dict[str, Any]:
                         "eval_s": round(t_eval - t_pre, 3), "total_s": round(t_eval - t0, 3)},
             "environment": environment(),
         }
-        if outcome.artifacts:
-            import numpy as np
+        try:
+            if outcome.artifacts:
+                import numpy as np
 
-            with atomic_path(run_dir / "artifacts.npz") as tmp:
-                with open(tmp, "wb") as fh:
-                    np.savez_compressed(fh, **outcome.artifacts)
-        path = store.save(result, leaderboard=spec.leaderboard)
+                with atomic_path(run_dir / "artifacts.npz") as tmp:
+                    with open(tmp, "wb") as fh:
+                        np.savez_compressed(fh, **outcome.artifacts)
+            path = store.save(result, leaderboard=spec.leaderboard)
+        except OSError as exc:  # a full disk, a read-only folder: the evaluation is lost, not the pretraining
+            raise _not_saved(exc, run_dir / "artifacts.npz", result, method) from exc
         for name, value in result["metrics"].items():
             tracker.scalar(f"{plan.task.name}/{name}", value, 0)
         tracker.params({"data_key": result["data_key"], "pretrain_key": str(pretrain_info.get("key"))}, {})
@@ -296,14 +321,29 @@ def run_validated(plan: ValidatedRun) -> dict[str, Any]:
         log.info("result written to %s", path)
         return result
     except BaseException as exc:  # KeyboardInterrupt included: the log says how the run ended
+        failed = True
         if info.is_main:
             _record_failure(handler, run_id, exc)
-            attach_log_path(exc, run_dir / "run.log")
+            if getattr(handler, "failed", None) is None:  # a log that could not be written is not worth a look
+                attach_log_path(exc, run_dir / "run.log")
         raise
     finally:
-        stack.close()
+        try:
+            stack.close()
+        except OSError as exc:  # the tracker's files on a full disk: never hides how the run ended
+            if not failed:
+                log.warning("%s: the tracker's files are incomplete (%s)", run_dir, os_error_reason(exc))
         logging.getLogger("ssl3d").removeHandler(handler)
         handler.close()
+
+
+def _not_saved(exc: OSError, artifacts: Path, result: dict[str, Any], method: Method) -> WriteFailedError:
+    """The one line for a result that could not be written, with its metrics and how to get it again."""
+    what = str(exc) if isinstance(exc, WriteFailedError) else str(write_failed(artifacts, exc))
+    metrics = ", ".join(f"{name}={value}" for name, value in result["metrics"].items())
+    again = "it reuses the cached pretraining and evaluates again" if method.pretrains else "it evaluates again"
+    return WriteFailedError(f"the result was NOT saved: {what}; its metrics were {metrics}; once that can be "
+                            f"written, run the same command again: {again}")
 
 
 def _record_failure(handler: logging.Handler, run_id: str, exc: BaseException) -> None:
@@ -315,8 +355,11 @@ def _record_failure(handler: logging.Handler, run_id: str, exc: BaseException) -
 
 
 def _attach_log_file(path: Path) -> logging.Handler:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = QuietFileHandler(path, encoding="utf-8")  # a full disk later: one line, not a traceback per record
+    except OSError as exc:  # a full disk, or a folder made read-only since validate_run: nothing has run yet
+        raise write_failed(path, exc) from exc
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("ssl3d")
     root.setLevel(logging.INFO)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from tqdm.auto import tqdm
@@ -29,9 +30,10 @@ from ssl3d.core.config import ConfigError
 from ssl3d.core.errors import UserError
 from ssl3d.bench.sweep.launch_config import LaunchConfig
 from ssl3d.bench.run.results import ResultStore, settings_label
-from ssl3d.bench.run.runner import RunSpec, execute, run_log_of, split_overrides
-from ssl3d.bench.protocols.tasks import TASKS, compatibility
+from ssl3d.bench.run.runner import RunSpec, check_run_folders, execute, run_log_of, split_overrides
+from ssl3d.bench.protocols.tasks import TASKS, Task, compatibility
 from ssl3d.datasets import DATASETS
+from ssl3d.datasets.base import default_root
 from ssl3d.methods import METHODS
 
 
@@ -45,8 +47,8 @@ class PlannedRun:
 DEFAULT_TASKS = "synth-*"  # with the default, only the embedded synth dataset's own tasks (not synth-scenes-*)
 
 
-def _pretraining_problem(method_name: str, dataset_name: str, preset: str, method_o: dict[str, str]) -> str | None:
-    """Why the method cannot pretrain on the task's dataset (a points-only release for a multi-modal method).
+def _pretraining_problem(method_name: str, task: Task, preset: str, method_o: dict[str, str]) -> str | None:
+    """Why the method cannot pretrain on any of the task's releases (a points-only release for a multi-modal method).
 
     ``method_o``: the method's share of ``--set``, as the runner routes it (``split_overrides``).
     """
@@ -56,12 +58,13 @@ def _pretraining_problem(method_name: str, dataset_name: str, preset: str, metho
             return None
     except (UserError, ValueError):  # a preset or key this method lacks: its own run reports that, not the plan
         return None
-    provided = DATASETS.get(dataset_name).available_modalities
-    lacking = sorted(set(method_cls.pretrain_modalities) - set(provided))
-    if not lacking:
+    needed = set(method_cls.pretrain_modalities)
+    gives = {r.dataset: set(DATASETS.get(r.dataset).available_modalities) for r in task.candidates()}
+    if any(needed <= provided for provided in gives.values()):
         return None
-    return (f"{method_name} pretrains on {', '.join(sorted(method_cls.pretrain_modalities))} but {dataset_name} "
-            f"provides {', '.join(sorted(provided))} (bench run --pretrain-data NAME pretrains elsewhere)")
+    return (f"{method_name} pretrains on {', '.join(sorted(needed))} but "
+            + "; ".join(f"{name} provides {', '.join(sorted(provided))}" for name, provided in gives.items())
+            + " (bench run --pretrain-data NAME pretrains elsewhere)")
 
 
 def plan_suite(methods: str = "*", tasks: str = DEFAULT_TASKS, preset: str = "quick",
@@ -87,7 +90,7 @@ def plan_suite(methods: str = "*", tasks: str = DEFAULT_TASKS, preset: str = "qu
         supported, unsupported = compatibility(task, method_names)
         for method_name in method_names:
             problem = None if method_name in unsupported else \
-                _pretraining_problem(method_name, task.dataset, preset, method_o)
+                _pretraining_problem(method_name, task, preset, method_o)
             if method_name in unsupported:
                 skipped.append((method_name, task_name, f"{method_name} {unsupported[method_name]}"))
             elif problem:
@@ -106,6 +109,9 @@ def run_suite(*, methods: str = "*", tasks: str = DEFAULT_TASKS, preset: str = "
     ``launch`` runs it as a job graph on submitit or Ray; ``job_fn`` replaces what a job does (tests).
     """
     planned, skipped = plan_suite(methods, tasks, preset, overrides)
+    # a results folder or data root no run could use fails once here, not once per planned run
+    check_run_folders(RunSpec(method="", task="", results_dir=results_dir, data_root=data_root),
+                      Path(data_root) if data_root else default_root())
     store = ResultStore(results_dir)
     rows = store.merged_rows()[0]  # result files (a sweep's jobs write only those) and the CSV's rows
     done = {(str(r["task"]), str(r["method"]), str(r["modality"] or ""), str(r["preset"] or ""),
