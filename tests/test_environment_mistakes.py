@@ -328,3 +328,19 @@ def test_a_suite_into_a_file_fails_once_before_planning_any_run(tmp_path, capsys
     assert main(["suite", "--methods", "random-pointnet", "--tasks", "synth-svm", "--results-dir", str(target)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "is a file, not a folder" in err
+
+
+def test_a_results_path_that_is_not_utf8_is_escaped_in_run_log(tmp_path, capsys):
+    """A folder name with a byte that is not UTF-8 (os.fsdecode's surrogate) used to cost run.log its line."""
+    import os
+
+    from ssl3d.bench.cli import main
+
+    from conftest import tiny_set_args
+
+    results = Path(os.fsdecode(os.fsencode(tmp_path) + b"/res\xff"))
+    assert main(["run", "--method", "random-pointnet", "--task", "synth-svm", "--results-dir", str(results),
+                 "--no-progress", *tiny_set_args()]) == 0
+    assert "Logging error" not in capsys.readouterr().err
+    (log,) = results.glob("runs/*/run.log")
+    assert "result written to" in log.read_text(encoding="utf-8") and "\\udcff" in log.read_text(encoding="utf-8")

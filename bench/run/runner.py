@@ -357,7 +357,8 @@ def _record_failure(handler: logging.Handler, run_id: str, exc: BaseException) -
 def _attach_log_file(path: Path) -> logging.Handler:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handler = QuietFileHandler(path, encoding="utf-8")  # a full disk later: one line, not a traceback per record
+        # a full disk later: one line, not a traceback per record; a path that is not UTF-8 is escaped, not lost
+        handler = QuietFileHandler(path, encoding="utf-8", errors="backslashreplace")
     except OSError as exc:  # a full disk, or a folder made read-only since validate_run: nothing has run yet
         raise write_failed(path, exc) from exc
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

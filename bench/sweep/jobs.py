@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ssl3d.bench.sweep.launch_config import LaunchConfig
+from ssl3d.core.io import QuietFileHandler
 from ssl3d.bench.sweep.launchers import Backend, make_backend
 from ssl3d.bench.run.results import ResultStore
 from ssl3d.bench.run.pretrain_cache import pretrain_key, pretrain_or_load
@@ -92,7 +93,7 @@ def build_graph(specs: Sequence[RunSpec], threads: int = 0) -> list[Job]:
 
 def run_job(job: Job, log_path: str) -> dict[str, Any]:
     """What one job does, in its own process (submitit) or worker (Ray); its log goes to ``log_path``."""
-    handler = logging.FileHandler(log_path, encoding="utf-8")
+    handler = QuietFileHandler(log_path, encoding="utf-8", errors="backslashreplace")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("ssl3d")
     root.setLevel(logging.INFO)
