@@ -178,3 +178,13 @@ def test_every_package_folder_is_installed():
     folders = {f"{LAYERS[p.relative_to(ROOT).parts[0]]}{''.join('.' + q for q in p.parent.relative_to(ROOT).parts[1:])}"
                for folder in LAYERS for p in (ROOT / folder).rglob("__init__.py")}
     assert sorted(folders - set(config["packages"])) == []
+
+
+def test_an_old_python_m_name_still_runs():
+    """``python -m ssl3d.bench.cost`` (docs and scripts of earlier versions) runs the moved module."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "ssl3d.bench.cost", "--help"], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0 and "cost" in run.stdout, run.stderr
