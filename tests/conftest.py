@@ -104,3 +104,11 @@ def run_example_contract_test(example: Path, site: Path) -> None:
                          env=subprocess_env([site]), capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "1 passed" in run.stdout
+
+
+def fake_distribution(folder: Path, name: str, entry_points: str) -> None:
+    """An installed-looking distribution ``name`` in ``folder`` (put it on ``sys.path``) with ``entry_points.txt``."""
+    dist = folder / f"{name.replace('-', '_')}-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(entry_points)

@@ -12,7 +12,7 @@ from ssl3d.core.registry import Registry
 from ssl3d.methods.cmic import CMICConfig
 from ssl3d.methods.config import TrainConfig
 
-from conftest import tiny_set_args
+from conftest import fake_distribution, tiny_set_args
 
 
 def _run_args(tmp_path, *extra: str) -> list[str]:
@@ -119,10 +119,7 @@ def test_repeated_seeds_are_refused(tmp_path, capsys, command, argv):
 def test_plugin_calling_sys_exit_is_reported_and_the_rest_loads(tmp_path, monkeypatch):
     (tmp_path / "quitter.py").write_text("import sys\nsys.exit(3)\n")
     (tmp_path / "fine_widget.py").write_text("class Fine:\n    name = 'fine'\n")
-    dist = tmp_path / "quitter-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: quitter\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[test.quitting]\nquitter = quitter:Thing\nfine = fine_widget:Fine\n")
+    fake_distribution(tmp_path, "quitter", "[test.quitting]\nquitter = quitter:Thing\nfine = fine_widget:Fine\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     reg: Registry[object] = Registry("widget", "test.quitting")
     assert reg.names() == ["fine"]

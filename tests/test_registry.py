@@ -9,6 +9,8 @@ from ssl3d.bench.protocols.tasks import list_tasks
 from ssl3d.datasets import list_datasets
 from ssl3d.methods import get_method, list_methods
 
+from conftest import fake_distribution
+
 
 def test_register_and_get_and_wildcards():
     reg: Registry[object] = Registry("widget")
@@ -57,10 +59,7 @@ def test_register_without_name_fails():
 def test_entry_points_are_loaded_lazily(tmp_path, monkeypatch):
     pkg = tmp_path / "widget_plugin.py"
     pkg.write_text("class Gadget:\n    name = 'gadget'\n")
-    dist = tmp_path / "widget_plugin-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: widget-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[test.widgets]\ngadget = widget_plugin:Gadget\nbroken = no_such_module:X\n")
+    fake_distribution(tmp_path, "widget-plugin", "[test.widgets]\ngadget = widget_plugin:Gadget\nbroken = no_such_module:X\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     reg: Registry[object] = Registry("widget", "test.widgets")
     assert reg._entry_points_loaded is False  # nothing imported at construction
@@ -72,10 +71,7 @@ def test_entry_points_are_loaded_lazily(tmp_path, monkeypatch):
 def _install_plugin(site, module: str, source: str, group: str, entry_points: str) -> None:
     """A module plus the dist-info `pip install` would leave for it, on ``site``."""
     (site / f"{module}.py").write_text(source)
-    dist = site / f"{module}-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(f"[{group}]\n{entry_points}")
+    fake_distribution(site, module, f"[{group}]\n{entry_points}")
 
 
 TYPED_PLUGIN = """
