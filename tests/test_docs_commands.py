@@ -179,18 +179,23 @@ def check_run(method_name: str | None, task_name: str | None, preset: str, overr
         check_overrides_partially(method_cls, task, preset, overrides)
         return
     protocol_cls = PROTOCOLS.get(task.protocol)
-    dataset_cls = DATASETS.get(task.dataset)
     method_o, data_o, proto_o = split_overrides(overrides, protocol_cls.name)
     method = method_cls.from_preset(preset, method_o)
     section = f"{protocol_cls.name}."
     protocol_config = apply_overrides(protocol_cls.Config(), task.protocol_options, section=section)
     protocol = protocol_cls(apply_overrides(protocol_config, proto_o, section=section))
+    release = task.candidates()[0]
     if not is_placeholder(modality):
         modality = resolve_modality(task.name, method_cls, modality, protocol_cls.needs)
-        _check_provides(dataset_cls, protocol.dataset_modalities(modality), "evaluation")
-    build_data_config(dataset_cls, task.data_options, method, data_o)
+        needed = {modality} | (set(method.pretrain_modalities) if method.pretrains and pre_cls is None else set())
+        # the runner's choose_release, as if every release were prepared: the first that gives what the run needs
+        release = next((r for r in task.candidates() if needed <= DATASETS.get(r.dataset).available_modalities),
+                       release)
+        _check_provides(DATASETS.get(release.dataset), protocol.dataset_modalities(modality), "evaluation")
+    dataset_cls = DATASETS.get(release.dataset)
+    build_data_config(dataset_cls, release.data_options, method, data_o)
     pre_cls = pre_cls or dataset_cls
-    build_data_config(pre_cls, task.data_options if pre_cls is dataset_cls else {}, method, data_o)
+    build_data_config(pre_cls, release.data_options if pre_cls is dataset_cls else {}, method, data_o)
     if method.pretrain_modalities and method.config.train.epochs > 0:
         _check_provides(pre_cls, sorted(method.pretrain_modalities), "pretraining")
 
@@ -353,7 +358,7 @@ def test_a_typo_in_a_documented_command_fails():
     ["run", "--method", "random-pointnet", "--task", "synth-svm", "--preset", "huge"],
     ["run", "--method", "random-pointnet", "--task", "synth-svm", "--modality", "views"],  # cannot embed views
     ["run", "--method", "random-pointnet", "--task", "synth-svm", "--pretrain-data", "nowhere"],
-    ["run", "--method", "cmcv", "--task", "modelnet40-svm"],  # pretraining on modelnet40-h5 has no views
+    ["run", "--method", "cmcv", "--task", "modelnet40-fewshot"],  # pretraining on modelnet40-h5 has no views
     ["run", "--method", "random-pointnet", "--task", "synth-svm", "--device", "gpu"],
     ["run", "--method", "cmcv", "--task", "shapenetpart-seg", "--set", "segmentation.label_fraction=2"],
     ["run", "--method", "M", "--task", "synth-svm", "--set", "train.no_such_field=1"],  # placeholders check the rest
