@@ -301,11 +301,9 @@ def test_ssl3d_results_pointing_at_a_committed_reference_is_refused(tmp_path, ca
 
 
 def test_maintainers_write_a_reference_on_purpose_and_local_is_never_one(tmp_path, monkeypatch, checkout):
-    spec = runner.RunSpec(method="random-pointnet", task="synth-svm", results_dir=str(checkout / "local"))
-    runner.check_run_folders(spec, tmp_path / "data")  # results/local: the user's own folder
+    runner.check_run_folders(str(checkout / "local"), str(tmp_path / "data"))  # results/local: the user's own folder
     monkeypatch.setenv("SSL3D_WRITE_REFERENCE", "1")
-    runner.check_run_folders(runner.RunSpec(method="random-pointnet", task="synth-svm",
-                                            results_dir=str(checkout / "synth-quick")), tmp_path / "data")
+    runner.check_run_folders(str(checkout / "synth-quick"), str(tmp_path / "data"))
 
 
 def test_leaderboard_regenerates_a_reference_without_the_variable(capsys, checkout):

@@ -192,8 +192,7 @@ def validate_run(spec: RunSpec) -> ValidatedRun:
     if refusal:
         raise ConfigError(f"method {spec.method!r} cannot run task {task.name!r}: {spec.method} {refusal}")
     device = resolve_device(spec.device)
-    root = Path(spec.data_root) if spec.data_root else default_root()
-    check_run_folders(spec, root)
+    root = check_run_folders(spec.results_dir, spec.data_root)
     needed = {modality} | (set(method.pretrain_modalities) if method.pretrains and not spec.pretrain_data else set())
     release = choose_release(task, needed, root)
     dataset_cls = DATASETS.get(release.dataset)
@@ -220,20 +219,23 @@ def validate_run(spec: RunSpec) -> ValidatedRun:
                         pre_config, pre_data)
 
 
-def check_run_folders(spec: RunSpec, data_root: Path) -> None:
+def check_run_folders(results_dir: str | None, data_root: str | None) -> Path:
     """Refuse a results folder or data root a run could not write into (nor a committed reference); writes nothing.
 
-    A data root that exists is only checked to be a folder: read-only caches serve runs (pretrain_cache.py).
+    Returns the data root (``data_root`` or the default). One that exists is only checked to be a folder:
+    read-only caches serve runs (pretrain_cache.py).
     """
-    store = ResultStore(spec.results_dir)
-    what = ("--results-dir" if spec.results_dir else "$SSL3D_RESULTS" if os.environ.get("SSL3D_RESULTS")
+    store = ResultStore(results_dir)
+    what = ("--results-dir" if results_dir else "$SSL3D_RESULTS" if os.environ.get("SSL3D_RESULTS")
             else "the results folder")
     check_not_reference(store.root, what)
     check_folder(store.root, what)
     check_folder(store.root / "runs", f"{what} {store.root}: its runs folder")
     _ = store.leaderboard_path  # raises when a folder has that name
-    what = "--data-root" if spec.data_root else "$SSL3D_DATA" if os.environ.get("SSL3D_DATA") else "the data root"
-    check_folder(data_root, what, writable=not data_root.exists())
+    root = Path(data_root) if data_root else default_root()
+    what = "--data-root" if data_root else "$SSL3D_DATA" if os.environ.get("SSL3D_DATA") else "the data root"
+    check_folder(root, what, writable=not root.exists())
+    return root
 
 
 def execute(spec: RunSpec) -> dict[str, Any]:

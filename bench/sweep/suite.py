@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 from tqdm.auto import tqdm
@@ -33,7 +32,6 @@ from ssl3d.bench.run.results import ResultStore, settings_label
 from ssl3d.bench.run.runner import RunSpec, check_run_folders, execute, run_log_of, split_overrides
 from ssl3d.bench.protocols.tasks import TASKS, Task, compatibility
 from ssl3d.datasets import DATASETS
-from ssl3d.datasets.base import default_root
 from ssl3d.methods import METHODS
 
 
@@ -110,8 +108,7 @@ def run_suite(*, methods: str = "*", tasks: str = DEFAULT_TASKS, preset: str = "
     """
     planned, skipped = plan_suite(methods, tasks, preset, overrides)
     # a results folder or data root no run could use fails once here, not once per planned run
-    check_run_folders(RunSpec(method="", task="", results_dir=results_dir, data_root=data_root),
-                      Path(data_root) if data_root else default_root())
+    check_run_folders(results_dir, data_root)
     store = ResultStore(results_dir)
     rows = store.merged_rows()[0]  # result files (a sweep's jobs write only those) and the CSV's rows
     done = {(str(r["task"]), str(r["method"]), str(r["modality"] or ""), str(r["preset"] or ""),
