@@ -64,6 +64,15 @@ class Method:
     #: Its untrained runs then stand for this method's (``bench.untrained``), so a suite evaluates the network
     #: once; ``methods.testing.check_untrained_twin`` verifies the claim
     untrained_network_of: ClassVar[str] = ""
+    #: whether pretraining reads class labels (a sample's ``label``): such a method is not purely
+    #: self-supervised; ``methods.testing.check_reads_labels`` verifies the claim against what
+    #: ``training_step`` reads, pages mark its rows, and its pretraining never sees the validation
+    #: split carved from train (bench/features/splits.py)
+    reads_labels: ClassVar[bool] = False
+    #: a control, not a pretext task: a fixed representation (a random network or a handcrafted
+    #: descriptor) that a pretrained one of the same modality must beat; pages report every method's
+    #: gain over the strongest control of its modality (docs/methods.md#controls)
+    control: ClassVar[bool] = False
     #: the paper this method implements (for result files and docs)
     paper: ClassVar[str] = ""
     #: part of the pretraining cache key: bump it whenever a code change alters what pretraining

@@ -51,6 +51,7 @@ class RandomDGCNNConfig(MethodConfig):
 class _RandomPointBackbone(Method):
     """Shared logic of random-init point-cloud baselines: embed = global feature of the backbone."""
 
+    control = True  # a random network: the points modality's controls (docs/methods.md#controls)
     pretrain_modalities = frozenset()
     embed_modalities = frozenset({"points"})
     point_feature_modalities = frozenset({"points"})

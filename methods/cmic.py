@@ -195,6 +195,7 @@ class CMIC(Method):
     """CMIC (Lin et al., ICCV 2021): query/render encoders + attention, Instance-Category contrastive loss."""
 
     name = "cmic"
+    reads_labels = True  # the category loss (beta1 > 0) reads each shape's class label
     Config = CMICConfig
     pretrain_modalities = frozenset({"image", "mask", "views"})
     embed_modalities = frozenset({"image", "views"})
@@ -266,6 +267,7 @@ class CMICNonCat(CMIC):
     """CMIC without the category loss (Tables 2-3, "Category x"): uses no labels."""
 
     name = "cmic-noncat"
+    reads_labels = False  # beta1 = 0: no category loss, no labels
     untrained_network_of = "cmic"  # only the loss or augmentation differs
     Config = CMICNonCatConfig
 
