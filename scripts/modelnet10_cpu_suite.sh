@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
 # The real ModelNet10 leaderboard (docs/leaderboard-modelnet10.md), from nothing: the knee-selection curves
-# (seed 0, validation split) into results/modelnet10-cpu/knee-curves/, then every method at its `cpu` preset, seeds
-# 0 1 2, with 3-seed curves, into results/modelnet10-cpu/. A maintainer's job, never CI's: 7.6 hours on a
-# 2-core CPU, measured from an empty cache (OUT= and KNEE_OUT= send both elsewhere, e.g. to measure a fresh run
-# without touching these).
+# (seeds 0 1 2, validation split) into results/modelnet10-cpu/knee-curves/, then every method at its `cpu` preset,
+# seeds 0 1 2, with 3-seed curves, into results/modelnet10-cpu/. A maintainer's job, never CI's: 7.6 hours on a
+# 2-core CPU, measured from an empty cache with one-seed knee curves; about 9 with three (an estimate: three
+# times those knee steps' 1.8 h, in place of the 3-seed curve steps' 2.4 h, which now only score). OUT= and
+# KNEE_OUT= send both elsewhere, e.g. to measure a fresh run without touching these.
 #
 #   SSL3D_DATA=/path/to/cache bash scripts/modelnet10_cpu_suite.sh            # needs `bench prepare modelnet10`
 #   COMMIT=1 nohup bash scripts/modelnet10_cpu_suite.sh > suite.log 2>&1 &     # commit as each method finishes
 #
 # Resumable at every level: rerun the same command after an interruption. Pretrainings resume from their last
 # epoch (cache under $SSL3D_DATA/pretrain), finished curve points and leaderboard rows are skipped.
-# Each family starts with its main method's knee curve: one seed-0 pretraining to the largest budget measured,
-# with snapshots. The `cpu` preset's seed 0 is that pretraining's snapshot at the preset's epochs (served by the
-# pretraining cache: bench/run/pretrain_cache.py), so it is not trained twice.
-# Then the main method's 3-seed `cpu` pretrainings are made by `bench curve`, which keeps snapshot
-# checkpoints at the listed epochs (the committed 3-seed curves, on the validation split carved from train);
-# `bench suite` then reuses those same pretrainings (the snapshot list is not part of the cache key) for every
-# task, the untrained network (`--set train.epochs=0`) and, for SwitchVAE's family, the paper's RBF SVM.
+# Each family starts with its main method's knee curve: one pretraining per seed (0 1 2) to the largest budget
+# measured, with snapshots; the knee is chosen on them by a paired test over the seeds (choose_knee,
+# docs/curves.md), which refuses fewer than 3 seeds. Every seed of the `cpu` preset is then that seed's snapshot at
+# the preset's epochs (served by the pretraining cache: bench/run/pretrain_cache.py), so nothing is trained twice:
+# the family's 3-seed `bench curve` up to the preset's epochs (the committed curves, on the validation split carved
+# from train) only scores those snapshots, and `bench suite` reuses them (the snapshot list is not part of the
+# cache key) for every task, the untrained network (`--set train.epochs=0`) and, for SwitchVAE's family, the
+# paper's RBF SVM.
 OUT=${OUT:-results/modelnet10-cpu}
 KNEE_OUT=${KNEE_OUT:-results/modelnet10-cpu/knee-curves}
 SEEDS=(0 1 2)
@@ -66,13 +68,13 @@ suite() {  # method [extra bench suite args]
     --results-dir "$OUT" --no-progress "$@"
 }
 
-knee() {  # method modality largest-budget [baseline]: the seed-0 curve a preset's epochs were chosen on
+knee() {  # method modality largest-budget [baseline]: the 3-seed curve a preset's epochs are chosen on
   local method=$1 modality=$2 largest=$3 extra=() stem="$1-modelnet10-svm-$2-val"
   [[ -n "${4:-}" ]] && extra=(--baseline "$4")
   # its points (the resume state) stay in $OUT/knee/curves/; the page's CSV, JSON and PNG are copied to $KNEE_OUT
   timed "knee $method $modality" bench curve --preset cpu --method "$method" --task modelnet10-svm \
-    --modality "$modality" --epochs $(snapshots_up_to "$largest") --seeds 0 "${extra[@]}" --results-dir "$OUT/knee" \
-    --no-progress
+    --modality "$modality" --epochs $(snapshots_up_to "$largest") --seeds "${SEEDS[@]}" "${extra[@]}" \
+    --results-dir "$OUT/knee" --no-progress
   for ext in csv json png; do
     [[ ! -f "$OUT/knee/curves/$stem.$ext" ]] || cp "$OUT/knee/curves/$stem.$ext" "$KNEE_OUT/"
   done
@@ -81,7 +83,7 @@ knee() {  # method modality largest-budget [baseline]: the seed-0 curve a preset
 family() {  # main-method modalities(comma-separated) baseline(modality=random-method, or - for none) members...
   local main=$1 modalities=$2 baseline=$3; shift 3
   local knee; knee=$(epochs_of "$main")
-  # the first modality's curve pretrains (with snapshots); the others only score the same snapshots
+  # every seed's snapshots up to the knee are the knee curve's (same trajectory): these curves only score them
   for modality in ${modalities//,/ }; do
     local extra=(); [[ "$baseline" == "$modality="* ]] && extra=(--baseline "${baseline#*=}")
     timed "curve $main $modality" bench curve --preset cpu --method "$main" --task modelnet10-svm --modality "$modality" \

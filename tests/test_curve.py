@@ -82,20 +82,68 @@ def test_split_view_shapes_map_positions_through_skipped_shapes_and_nested_views
     assert SplitView(outer, np.array([2, 0]), "support").shapes == ["s4", "s1"]
 
 
-def test_choose_knee_known_answer_and_refuses_test_rows():
-    means = {0: 50.0, 1: 70.0, 2: 79.5, 4: 80.0}
-    rows = [{"series": "curve", "epoch": e, "seed": s, "metric": "acc", "value": m + d, "split": "val"}
-            for e, m in means.items() for s, d in ((0, -1.0), (1, 1.0))]
-    frame = pd.DataFrame(rows)
-    assert choose_knee(frame, "acc", tolerance=1.0) == 2
-    assert choose_knee(frame, "acc", tolerance=0.1) == 4
+def _rows(values: dict[int, list[float]], metric: str = "acc") -> pd.DataFrame:
+    """A validation curve: ``values[epoch][i]`` is seed i's value."""
+    return pd.DataFrame([{"series": "curve", "epoch": e, "seed": s, "metric": metric, "value": v, "split": "val"}
+                         for e, per_seed in values.items() for s, v in enumerate(per_seed)])
+
+
+def _p_below_2dof(differences: list[float]) -> float:
+    """One-sided p of a paired t over 3 seeds, by hand: the t CDF with 2 degrees of freedom is
+    1/2 + t / (2 sqrt(2 + t^2))."""
+    d = np.asarray(differences)
+    t = d.mean() / (d.std(ddof=1) / np.sqrt(3))
+    return 0.5 + t / (2 * np.sqrt(2 + t * t))
+
+
+def test_a_noisy_drop_larger_than_half_a_point_is_not_significant_so_the_cheaper_budget_is_the_knee():
+    # epoch 1 is 0.6 below epoch 2 on average, but the seeds disagree (-2.0, +0.2, 0.0): t = -0.854, p = 0.241
+    frame = _rows({0: [80.0, 80.0, 80.0], 1: [88.0, 91.2, 92.0], 2: [90.0, 91.0, 92.0]})
+    out = curve_mod.knee_tests(frame, "acc")
+    assert out["best"] == 2 and out["best_at_largest"] and out["seeds"] == [0, 1, 2]
+    assert out["budgets"]["1"]["difference"] == pytest.approx(-0.6)
+    p_below = out["budgets"]["1"]["p_below"]
+    assert p_below == pytest.approx(_p_below_2dof([-2.0, 0.2, 0.0])) and p_below == pytest.approx(0.2415, abs=1e-4)
+    assert out["budgets"]["2"] == {"mean": 91.0, "difference": 0.0, "ci95": 0.0, "p_below": 1.0, "test": "equal"}
+    assert out["knee"] == choose_knee(frame, "acc") == 1
+    assert choose_knee(frame, "acc", alpha=0.3) == 2  # the level is the rule's only knob
+
+
+def test_a_consistent_drop_smaller_than_half_a_point_is_significant_so_the_larger_budget_is_the_knee():
+    # epoch 1 is 0.3, 0.4, 0.5 below epoch 2 on the three seeds: t = -6.93, p = 0.0101
+    frame = _rows({0: [80.0, 80.0, 80.0], 1: [89.7, 90.6, 91.5], 2: [90.0, 91.0, 92.0]})
+    out = curve_mod.knee_tests(frame, "acc")
+    p_below = out["budgets"]["1"]["p_below"]
+    assert p_below == pytest.approx(_p_below_2dof([-0.3, -0.4, -0.5])) and p_below == pytest.approx(0.0101, abs=1e-4)
+    assert out["budgets"]["1"]["test"] == "paired t" and out["knee"] == 2
+
+
+def test_the_best_inside_the_curve_is_not_at_the_cap_and_the_untrained_network_is_no_candidate():
+    # pretraining first hurts: epoch 0 is the best value but the reference, not a budget
+    frame = _rows({0: [95.0, 95.0, 95.0], 1: [89.7, 90.6, 91.5], 2: [90.0, 91.0, 92.0], 4: [89.0, 90.0, 91.0]})
+    out = curve_mod.knee_tests(frame, "acc")
+    assert out["best"] == 2 and out["largest"] == 4 and not out["best_at_largest"]
+    assert out["budgets"]["4"]["p_below"] == 0.0  # the same 1-point drop on every seed: certain
+    assert out["knee"] == 2 and "0" not in out["budgets"]
+    assert choose_knee(_rows({0: [91.7, 91.0, 92.0]}), "acc") == 0  # nothing else measured
+
+
+def test_choose_knee_refuses_test_rows_too_few_seeds_and_unpaired_seeds():
+    frame = _rows({0: [80.0, 80.0, 80.0], 1: [88.0, 91.2, 92.0], 2: [90.0, 91.0, 92.0]})
     with pytest.raises(ValueError, match="validation split only"):
         choose_knee(pd.concat([frame, frame.assign(split="test")]), "acc")
-    # pretraining that first hurts: the untrained network is the reference, the knee a pretraining budget
-    hurt = pd.DataFrame([{"series": "curve", "epoch": e, "seed": 0, "metric": "acc", "value": v, "split": "val"}
-                         for e, v in {0: 91.7, 1: 87.7, 2: 87.7, 4: 89.0}.items()])
-    assert choose_knee(hurt, "acc") == 4
-    assert choose_knee(hurt[hurt["epoch"] == 0], "acc") == 0  # nothing else measured
+    two = frame[frame["seed"] < 2]
+    with pytest.raises(ValueError, match=r"c\.csv, metric 'acc': seeds \[0, 1\]; a knee needs at least 3"):
+        choose_knee(two, "acc", source="c.csv")
+    moved = frame.assign(seed=np.where((frame["epoch"] == 2) & (frame["seed"] == 2), 5, frame["seed"]))
+    with pytest.raises(ValueError, match=r"seeds differ between budgets .*2: \[0, 1, 5\]"):
+        choose_knee(moved, "acc")
+    with pytest.raises(ValueError, match="several values"):
+        choose_knee(pd.concat([frame, frame]), "acc")
+    with pytest.raises(ValueError, match="no curve rows"):
+        choose_knee(frame, "other")
+    with pytest.raises(ValueError, match="alpha"):
+        choose_knee(frame, "acc", alpha=1.5)
 
 
 class _Untouchable:
@@ -113,7 +161,7 @@ def _curve(results, epochs, seeds=(0,), **kw) -> dict:
     return run_curve(CurveSpec(run, tuple(epochs), tuple(seeds), **kw))
 
 
-def test_curve_on_val_never_reads_the_test_split(tmp_path, monkeypatch):
+def test_curve_on_val_never_reads_the_test_split(tmp_path, monkeypatch, caplog):
     real = curve_mod.validate_run
 
     def no_test(spec):
@@ -122,19 +170,29 @@ def test_curve_on_val_never_reads_the_test_split(tmp_path, monkeypatch):
         return plan
 
     monkeypatch.setattr(curve_mod, "validate_run", no_test)
-    out = _curve(tmp_path / "r", [1, 2], seeds=(0, 1), baseline="random-pointnet")
+    out = _curve(tmp_path / "r", [1, 2], seeds=(0, 1, 2), baseline="random-pointnet")
     frame = pd.read_csv(out["csv"])
     curve = frame[frame["series"] == "curve"]
-    assert sorted(curve["epoch"].unique()) == [0, 1, 2] and sorted(curve["seed"].unique()) == [0, 1]
+    assert sorted(curve["epoch"].unique()) == [0, 1, 2] and sorted(curve["seed"].unique()) == [0, 1, 2]
     assert set(frame["split"]) == {"val"} and set(frame[frame["series"] == "baseline"]["epoch"]) == {0}
     assert (curve["n_score"] == 4).all() and (curve["n_fit"] == 20).all()  # 4 classes x 6: one val shape each
     assert out["knees"]["overall_acc"] == choose_knee(frame, "overall_acc")
+    # the JSON records the rule, its level and every budget's paired test, read back from the CSV the same way
+    record = json.loads(out["csv"].with_suffix(".json").read_text())
+    assert record["knee_alpha"] == curve_mod.KNEE_ALPHA and "one-sided" in record["knee_rule"]
+    assert record["knee_tests"]["overall_acc"] == curve_mod.knee_tests(frame, "overall_acc", source=str(out["csv"]))
+    assert sorted(record["knee_tests"]["overall_acc"]["budgets"]) == ["1", "2"]
+    rising = "overall_acc is best at the largest budget measured (2 epochs): still rising" in caplog.text
+    assert rising == record["knee_tests"]["overall_acc"]["best_at_largest"]
     assert out["plot"].stat().st_size > 0
 
 
 def test_curve_resumes_and_replays_missing_snapshots(tmp_path, monkeypatch):
     first = _curve(tmp_path / "r", [2])
     frame = first["frame"]
+    # one seed: the curve is kept, the knee refused and the reason recorded
+    record = json.loads(first["csv"].with_suffix(".json").read_text())
+    assert first["knees"] == record["knees"] == {} and "seeds [0]: a knee needs at least 3" in record["knee_refused"]
     # rerun of the same curve: nothing is pretrained or evaluated again
     with monkeypatch.context() as patch:  # not monkeypatch.undo(): that would also drop the isolated data folder
         patch.setattr(curve_mod, "snapshot_files", lambda *a: pytest.fail("resume pretrained again"))
@@ -151,15 +209,16 @@ def test_curve_resumes_and_replays_missing_snapshots(tmp_path, monkeypatch):
 
 
 def test_a_shorter_curve_and_run_are_served_by_a_longer_curves_snapshots(tmp_path, monkeypatch):
-    # the knee curve pretrains seed 0 furthest; the preset's run and its shorter 3-seed curve train nothing more
-    knee = _curve(tmp_path / "knee", [1, 2])
+    # the 3-seed knee curve pretrains every seed furthest; the preset's runs and its shorter 3-seed curve (the
+    # suite script's family step) train nothing more, for any seed
+    knee = _curve(tmp_path / "knee", [1, 2], seeds=(0, 1, 2))
     method_cls = type(validate_run(_spec()).method)
     with monkeypatch.context() as patch:
         patch.setattr(method_cls, "training_step", lambda *a: pytest.fail("trained again"))
         run = validate_run(_spec(**{"train.epochs": "1"}))
         run.pre_data.prepare()
-        served = pretrain_or_load(run.method, run.pre_data, 0, run.device, default_root(), False)
-        short = _curve(tmp_path / "short", [1])
+        served = pretrain_or_load(run.method, run.pre_data, 2, run.device, default_root(), False)
+        short = _curve(tmp_path / "short", [1], seeds=(0, 1, 2))
     assert run.method.pretrain_info["from_snapshot"].endswith("epoch-1.pt") and not served["cached"]
     assert not list((default_root() / "pretrain").rglob(curve_mod.REPLAY))
     rows = knee["frame"][knee["frame"]["epoch"] <= 1].reset_index(drop=True)

@@ -74,7 +74,8 @@ def test_a_family_curves_every_modality_with_the_baseline_only_where_it_embeds(t
     assert timings[1].startswith("curve cmcv points,")
 
 
-def test_a_knee_curve_is_seed_0_to_its_largest_budget_and_its_page_files_are_copied(tmp_path):
+def test_a_knee_curve_is_three_seeds_to_its_largest_budget_and_its_page_files_are_copied(tmp_path):
+    # three seeds: choose_knee's paired test refuses fewer, and the family step is served all three pretrainings
     knee_out = tmp_path / "knee-page"
     knee_out.mkdir()
     stub_curve = ('bench() { echo "bench $*" >> "$OUT/calls"; mkdir -p "$OUT/knee/curves"; '
@@ -83,7 +84,7 @@ def test_a_knee_curve_is_seed_0_to_its_largest_budget_and_its_page_files_are_cop
     calls = _run(tmp_path, f'KNEE_OUT="{knee_out}"\n{stub_curve}\nknee parae-dgcnn points 4 random-dgcnn')
     assert calls == [
         "bench curve --preset cpu --method parae-dgcnn --task modelnet10-svm --modality points --epochs 1 2 4 "
-        f"--seeds 0 --baseline random-dgcnn --results-dir {tmp_path}/knee --no-progress"]
+        f"--seeds 0 1 2 --baseline random-dgcnn --results-dir {tmp_path}/knee --no-progress"]
     assert sorted(p.name for p in knee_out.iterdir()) == [f"parae-dgcnn-modelnet10-svm-points-val.{e}"
                                                           for e in ("csv", "json", "png")]
     assert (tmp_path / "timings.csv").read_text().startswith("knee parae-dgcnn points,")

@@ -11,6 +11,10 @@ fit on the train split minus a validation part and scored on that part
 the test split is never read. :func:`choose_knee` refuses any row that is not a
 validation row. ``split="test"`` is for reporting a budget chosen elsewhere.
 
+The knee is tied to the measured noise: the smallest pretraining budget not significantly below the
+best one by a one-sided paired t-test over at least :data:`MIN_KNEE_SEEDS` seeds (:func:`knee_tests`;
+the rule and why its level and sidedness: docs/curves.md).
+
 Resumable: snapshots stay in the pretraining cache folder, and each (seed, epoch)
 evaluation is kept as one JSON file under ``<results>/curves/<stem>/``; a rerun
 evaluates only what is missing, then rewrites the CSV and the plot.
@@ -37,6 +41,7 @@ from ssl3d.bench.run.runner import RunSpec, ValidatedRun, validate_run
 from ssl3d.core.config import ConfigError, check_range, to_dict
 from ssl3d.core.io import atomic_write_json, atomic_write_text
 from ssl3d.core.seeding import seed_everything
+from ssl3d.core.stats import compare_seeds
 from ssl3d.datasets import default_root
 from ssl3d.methods import RunContext
 from ssl3d.methods.checkpoint import load_checkpoint
@@ -46,10 +51,13 @@ from ssl3d.methods.trainer import snapshot_path
 log = logging.getLogger("ssl3d.curve")
 
 VAL_FRACTION = 0.2  # share of each class of the train split held out as validation
-# choose_knee: within this (absolute, metric units: accuracy points) of the best validation mean. A validation
-# accuracy near 90% on ~800 shapes has a binomial standard error of ~1 point, so a smaller gap is noise, and the
-# cheaper budget is taken.
-KNEE_TOLERANCE = 0.5
+# knee_tests: a budget counts as "below the best" when a one-sided paired t-test over seeds says so at this level
+# (uncorrected over the budgets: each extra rejection only moves the knee to a larger budget, never a cheaper one)
+KNEE_ALPHA = 0.05
+MIN_KNEE_SEEDS = 3  # a paired t over 2 seeds has 1 degree of freedom; over 1 there is no spread to test against
+KNEE_RULE = ("smallest pretraining budget (epoch > 0) whose validation values are not significantly below the "
+             "best budget's (largest mean over seeds): paired t-test over the same seeds, one-sided "
+             "(alternative: below the best), uncorrected, at knee_alpha")
 SPLITS = ("val", "test")
 
 
@@ -223,32 +231,96 @@ def run_curve(spec: CurveSpec) -> dict[str, Any]:
     frame = pd.DataFrame(rows)
     csv_path = out / f"{stem}.csv"
     atomic_write_text(csv_path, frame.to_csv(index=False))
-    knees = {m: choose_knee(frame, m) for m in sorted(frame["metric"].unique())} if spec.split == "val" else {}
+    knee = _knee_record(frame, spec, csv_path)
     atomic_write_json(out / f"{stem}.json", {"method": spec.run.method, "task": spec.run.task, "epochs": epochs,
-                                             "seeds": list(spec.seeds), "baseline": spec.baseline,
-                                             "knee_tolerance": KNEE_TOLERANCE, "knees": knees, "splits": metas})
+                                             "seeds": list(spec.seeds), "baseline": spec.baseline, **knee,
+                                             "splits": metas})
     from ssl3d.bench.report.plots import curve_plot
 
     plot = curve_plot(frame, out / f"{stem}.png")
-    return {"csv": csv_path, "plot": plot, "knees": knees, "frame": frame}
+    return {"csv": csv_path, "plot": plot, "knees": knee["knees"], "knee_tests": knee["knee_tests"], "frame": frame}
 
 
-def choose_knee(frame: pd.DataFrame, metric: str, tolerance: float = KNEE_TOLERANCE) -> int:
-    """The smallest budget whose validation mean (over seeds) of ``metric`` is within ``tolerance`` of the best.
+def _knee_record(frame: pd.DataFrame, spec: CurveSpec, csv_path: Path) -> dict[str, Any]:
+    """The JSON's knee keys: the rule, its level, and per metric the knee and every budget's test.
 
-    Reads only ``series == "curve"`` rows and refuses any row not on the validation split: a budget is never
-    chosen on test labels. Higher is better for every metric the protocols report. Epoch 0 (the untrained
-    network) is the reference the curve is read against, not a candidate: where pretraining first lowers the
-    metric (CM-CV's point features on ModelNet10), the knee is still a pretraining budget, and the curve and
-    the leaderboard's untrained rows show the loss.
+    A test-split curve has no knee; a curve on fewer than :data:`MIN_KNEE_SEEDS` seeds records why it has none
+    (the curve itself is still drawn and kept).
     """
+    record: dict[str, Any] = {"knee_rule": KNEE_RULE, "knee_alpha": KNEE_ALPHA, "knees": {}, "knee_tests": {}}
+    if spec.split != "val":
+        record["knee_refused"] = "a test-split curve: a budget is chosen on the validation split only"
+    elif len(set(spec.seeds)) < MIN_KNEE_SEEDS:
+        record["knee_refused"] = (f"seeds {sorted(set(spec.seeds))}: a knee needs at least {MIN_KNEE_SEEDS} "
+                                  "(bench curve --seeds 0 1 2)")
+        log.warning("%s: no knee chosen: %s", csv_path, record["knee_refused"])
+    else:
+        for metric in sorted(frame["metric"].unique()):
+            tests = record["knee_tests"][metric] = knee_tests(frame, metric, source=str(csv_path))
+            record["knees"][metric] = tests["knee"]
+            if tests["best_at_largest"]:
+                log.warning("%s: %s is best at the largest budget measured (%d epochs): still rising at the cap, no "
+                            "plateau measured", csv_path, metric, tests["largest"])
+    return record
+
+
+def _seed_table(frame: pd.DataFrame, metric: str, source: str) -> pd.DataFrame:
+    """The curve's validation values of ``metric`` as a (seed x epoch) table, the same seeds at every epoch."""
+    where = f"choose_knee: {source}, metric {metric!r}"
     rows = frame[(frame["metric"] == metric) & (frame.get("series", "curve") == "curve")]
     if rows.empty:
-        raise ValueError(f"choose_knee: no curve rows for metric {metric!r}")
+        raise ValueError(f"{where}: no curve rows")
     if set(rows["split"]) != {"val"}:
-        raise ValueError(f"choose_knee: rows on split(s) {sorted(set(rows['split']) - {'val'})}; a budget is chosen "
+        raise ValueError(f"{where}: rows on split(s) {sorted(set(rows['split']) - {'val'})}; a budget is chosen "
                          "on the validation split only (bench curve --split val)")
-    means = rows.groupby("epoch")["value"].mean()
-    if (means.index > 0).any():
-        means = means[means.index > 0]
-    return int(min(e for e, m in means.items() if m >= means.max() - tolerance))
+    if rows.duplicated(["epoch", "seed"]).any() or rows["value"].isna().any():
+        raise ValueError(f"{where}: a (seed, epoch) has several values or none; give one curve's rows")
+    seeds = {int(e): sorted(int(s) for s in part) for e, part in rows.groupby("epoch")["seed"]}
+    if len({tuple(v) for v in seeds.values()}) > 1:
+        raise ValueError(f"{where}: the seeds differ between budgets ({seeds}); a paired test needs the same "
+                         "seeds at every budget: rerun the curve with one --seeds list")
+    found = next(iter(seeds.values()))
+    if len(found) < MIN_KNEE_SEEDS:
+        raise ValueError(f"{where}: seeds {found}; a knee needs at least {MIN_KNEE_SEEDS} seeds, the same at every "
+                         "budget (bench curve --seeds 0 1 2)")
+    return rows.pivot(index="seed", columns="epoch", values="value")
+
+
+def knee_tests(frame: pd.DataFrame, metric: str, alpha: float = KNEE_ALPHA, source: str = "curve") -> dict[str, Any]:
+    """The knee of ``metric`` and the test behind it (:data:`KNEE_RULE`).
+
+    The best budget is the pretraining budget with the largest mean over seeds (the smallest such on a tie).
+    Every pretraining budget is compared with it by :func:`ssl3d.core.stats.compare_seeds` (paired over the
+    seeds, which share their validation split and initialisation at every budget): the mean difference from the
+    best with its 95% CI, and ``p_below``, the one-sided p of "this budget's mean is below the best's". The knee
+    is the smallest budget with ``p_below >= alpha`` (the best itself always qualifies). ``best_at_largest``
+    says the best is the largest budget measured: the curve was still rising at its cap, and no plateau beyond
+    it was measured.
+
+    Epoch 0 (the untrained network) is the reference the curve is read against, not a candidate, unless it is
+    the only budget measured. ``source`` names the curve (its CSV) in the errors.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"choose_knee: alpha {alpha}: give a level in (0, 1), e.g. {KNEE_ALPHA}")
+    table = _seed_table(frame, metric, source)
+    candidates = [int(e) for e in table.columns if e > 0] or [int(e) for e in table.columns]
+    means = table[candidates].mean()
+    best = int(means.idxmax())
+    budgets: dict[str, dict[str, Any]] = {}
+    for e in candidates:
+        test = compare_seeds(table[e].to_dict(), table[best].to_dict())
+        budgets[str(e)] = {"mean": float(means[e]), "difference": test.difference, "ci95": test.ci95,
+                           "p_below": test.p_less, "test": test.test}
+    knee = min(e for e in candidates if budgets[str(e)]["p_below"] >= alpha)
+    return {"knee": knee, "best": best, "largest": max(candidates), "best_at_largest": best == max(candidates),
+            "alpha": alpha, "seeds": [int(s) for s in table.index], "budgets": budgets}
+
+
+def choose_knee(frame: pd.DataFrame, metric: str, alpha: float = KNEE_ALPHA, source: str = "curve") -> int:
+    """The knee of ``metric`` on a validation curve of at least 3 seeds: :func:`knee_tests`'s ``knee``.
+
+    Reads only ``series == "curve"`` rows and refuses any row not on the validation split (a budget is never
+    chosen on test labels), fewer than :data:`MIN_KNEE_SEEDS` seeds, and seeds that differ between budgets.
+    Higher is better for every metric the protocols report.
+    """
+    return int(knee_tests(frame, metric, alpha, source)["knee"])
