@@ -237,7 +237,7 @@ def test_leaderboard_of_a_read_only_folder_prints_the_table_and_one_warning(tmp_
     with caplog.at_level(logging.WARNING):
         assert main(["leaderboard", "--results-dir", str(results)]) == 0
     out = capsys.readouterr().out
-    assert "### synth-svm" in out and "| random-pointnet |" in out and "50.50" in out
+    assert "### synth-svm" in out and "| random-pointnet (control) |" in out and "50.50" in out
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and str(results / "summary.csv") in warnings[0] and DENIED in warnings[0], warnings
     assert {name: (results / name).read_bytes() for name in _files(results) if (results / name).is_file()} == before

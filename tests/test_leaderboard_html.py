@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ssl3d.bench.report.controls import gains_over_controls, method_label, upper_bound
 from ssl3d.bench.report.html import FILTERS, IMAGE_FOLDERS, PAGE_NAME, build_page
 from ssl3d.bench.report.leaderboard import claims_table, summarize
 from ssl3d.bench.report.untrained import pretraining_gains
@@ -108,13 +109,13 @@ def test_every_summary_row_is_shown_as_the_leaderboard_formats_it(name, pages, s
     table = pages[name].tables["summary"]
     assert table["head"][:10] == ["task", "modality", "preset", "method", "settings", "data", "metric", "mean",
                                   "± CI", "n"]
-    expected = Counter((r.task, r.modality, r.preset, r.method, r.settings, r.data_key, r.metric, f"{r.mean:.2f}",
-                        _fmt(r.ci95), str(r.n)) for r in summary.itertuples())
+    expected = Counter((r.task, r.modality, r.preset, method_label(r.method), r.settings, r.data_key, r.metric,
+                        f"{r.mean:.2f}", _fmt(r.ci95), str(r.n)) for r in summary.itertuples())
     assert Counter(tuple(cells[:10]) for _, cells in table["rows"]) == expected
     assert len(table["rows"]) == len(summary) > 0
     overall = {(r.task, r.metric) for r in summary.itertuples() if ":" not in r.metric}
     for attrs, cells in table["rows"]:  # the filters read the same values as the cells show
-        assert [attrs[f"data-{f}"] for f in FILTERS] == [cells[0], cells[1], cells[2], cells[3]]
+        assert [attrs[f"data-{f}"] for f in FILTERS] == [cells[0], cells[1], cells[2], cells[3].split(" ")[0]]
         # a per-category row starts hidden only where its task shows the metric overall too
         assert ("data-percat" in attrs) == (":" in cells[6] and (cells[0], cells[6].split(":")[0]) in overall)
 
@@ -136,12 +137,27 @@ def test_gains_and_claims_tables_match_the_leaderboard(name, pages, runs):
     assert ("gains" in tables) == (not gains.empty) and ("claims" in tables) == (not claims.empty)
     if not gains.empty:
         shown = Counter((c[0], c[3], c[4], c[10], c[11], c[13]) for _, c in tables["gains"]["rows"])
-        assert shown == Counter((r.task, r.method, r.metric, f"{r.difference:+.2f}", _fmt(r.ci95), _fmt(r.q_value, ".3f"))
-                                for r in gains.itertuples())
+        assert shown == Counter((r.task, method_label(r.method), r.metric, f"{r.difference:+.2f}", _fmt(r.ci95),
+                                 _fmt(r.q_value, ".3f")) for r in gains.itertuples())
     if not claims.empty:
         shown = Counter((c[2], c[3], c[7], c[13], c[16]) for _, c in tables["claims"]["rows"])
-        assert shown == Counter((r.claim, r.task, r.better, _fmt(r.q_value, ".3f"), r.verdict)
+        assert shown == Counter((r.claim, r.task, method_label(r.better), _fmt(r.q_value, ".3f"), r.verdict)
                                 for r in claims.itertuples())
+
+
+@pytest.mark.parametrize("name", REFERENCES)
+def test_control_and_upper_bound_tables_match_the_leaderboard(name, pages, runs):
+    tables = pages[name].tables
+    controls, upper = gains_over_controls(runs[name]), upper_bound(runs[name])
+    assert ("controls" in tables) == (not controls.empty) and ("upper" in tables) == (not upper.empty)
+    if not controls.empty:
+        shown = Counter((c[0], c[3], c[5], c[8], c[12], c[13], c[15]) for _, c in tables["controls"]["rows"])
+        assert shown == Counter((r.task, method_label(r.method), r.metric, r.control, f"{r.difference:+.2f}",
+                                 _fmt(r.ci95), _fmt(r.q_value, ".3f")) for r in controls.itertuples())
+    if not upper.empty:
+        shown = Counter((c[0], c[3], c[5], c[10]) for _, c in tables["upper"]["rows"])
+        assert shown == Counter((r.task, method_label(r.method), str(r.epochs), _fmt(r.difference, "+.2f"))
+                                for r in upper.itertuples())
 
 
 @pytest.mark.parametrize("name", REFERENCES)

@@ -87,7 +87,8 @@ def test_a_damaged_reference_is_reported_not_repaired(tmp_path, monkeypatch, cap
 
 
 REFERENCES = sorted(p.parent.name for p in (REPO_ROOT / "results").glob("*/leaderboard.csv") if p.parent.name != "local")
-PAGE_FILES = ("leaderboard.md", "summary.csv", "comparison.csv", "claims.csv", "pretraining_gains.csv")
+PAGE_FILES = ("leaderboard.md", "summary.csv", "comparison.csv", "claims.csv", "pretraining_gains.csv",
+              "control_gains.csv")
 
 
 @pytest.mark.parametrize("name", REFERENCES)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ssl3d.bench.report.controls import gains_over_controls, marks_note, method_label, upper_bound
 from ssl3d.bench.report.html_assets import CSS, JS
 from ssl3d.bench.report.leaderboard import claims_table, summarize
 from ssl3d.bench.report.untrained import pretraining_gains
@@ -55,6 +56,11 @@ def _num(value: float, spec: str = ".2f") -> tuple[str, str]:
 def _num_td(value: float, spec: str = ".2f", title: str = "") -> str:
     text, key = _num(value, spec)
     return _td(text, key, "num", title)
+
+
+def _method_td(method: str, rest: str = "") -> str:
+    """A method's cell: its name with the page's marks (a dagger: reads labels; "(control)"), sorted by name."""
+    return _td(method_label(method) + rest, method + rest, title=marks_note([method]))
 
 
 def _bar(value: float, ci: float, lo: float, hi: float) -> str:
@@ -132,7 +138,7 @@ def _summary_rows(summary: pd.DataFrame) -> Iterable[tuple[dict[str, str], list[
     axes = _axes(summary, "mean", "ci95", False, overall)
     for r in summary.itertuples(index=False):
         metric, attrs = str(r.metric), _attrs(r, overall)
-        cells = [_td(r.task), _td(r.modality), _td(r.preset), _td(r.method), _td(r.settings, cls="set"),
+        cells = [_td(r.task), _td(r.modality), _td(r.preset), _method_td(r.method), _td(r.settings, cls="set"),
                  _td(r.data_key, title=f"pretraining data: {r.pretrain_data}; dataset version: {r.dataset_version}"),
                  _td(metric), _num_td(r.mean), _num_td(r.ci95),
                  _td(str(r.n), str(r.n), "num", f"seeds {r.seeds}"),
@@ -154,11 +160,52 @@ def _gains_rows(gains: pd.DataFrame) -> Iterable[tuple[dict[str, str], list[str]
     for r in gains.itertuples(index=False):
         attrs = _attrs(r, overall)
         source = "" if r.untrained_method == r.method else f"the untrained runs of {r.untrained_method}"
-        cells = [_td(r.task), _td(r.modality), _td(r.preset), _td(r.method), _td(r.metric), _num_td(r.pretrained),
-                 _td(str(r.n_pretrained), str(r.n_pretrained), "num"), _num_td(r.untrained, title=source),
+        cells = [_td(r.task), _td(r.modality), _td(r.preset), _method_td(r.method), _td(r.metric),
+                 _num_td(r.pretrained), _td(str(r.n_pretrained), str(r.n_pretrained), "num"),
+                 _num_td(r.untrained, title=source),
                  _td(str(r.n_untrained), str(r.n_untrained), "num"), _td(_test(r)), _num_td(r.difference, "+.2f"),
                  _num_td(r.ci95), _num_td(r.p_value, ".3f"), _num_td(r.q_value, ".3f"),
                  _bar(float(r.difference), float(r.ci95), *axes[_axis_key(str(r.task), str(r.metric), overall)])]
+        yield attrs, cells
+
+
+CONTROL_COLUMNS: tuple[Column, ...] = (
+    ("task", "task", "text"), ("modality", "modality", "text"), ("preset", "preset", "text"),
+    ("method", "method", "text"), ("settings", "settings", "text"), ("metric", "metric", "text"),
+    ("mean", "method", "num"), ("n", "n", "num"), ("control", "strongest control", "text"),
+    ("control_mean", "control", "num"), ("n_control", "n", "num"), ("test", "test", "text"),
+    ("difference", "difference", "num"), ("ci", "± CI", "num"), ("p", "p", "num"), ("q", "q", "num"),
+    ("bar", "difference ± CI", "none"))
+
+
+def _control_rows(gains: pd.DataFrame) -> Iterable[tuple[dict[str, str], list[str]]]:
+    overall = _overall(gains)
+    axes = _axes(gains, "difference", "ci95", True, overall)
+    for r in gains.itertuples(index=False):
+        cells = [_td(r.task), _td(r.modality), _td(r.preset), _method_td(r.method), _td(r.settings, cls="set"),
+                 _td(r.metric), _num_td(r.mean), _td(str(r.n), str(r.n), "num"), _td(r.control, title=r.controls),
+                 _num_td(r.control_mean), _td(str(r.n_control), str(r.n_control), "num"), _td(_test(r)),
+                 _num_td(r.difference, "+.2f"), _num_td(r.ci95), _num_td(r.p_value, ".3f"), _num_td(r.q_value, ".3f"),
+                 _bar(float(r.difference), float(r.ci95), *axes[_axis_key(str(r.task), str(r.metric), overall)])]
+        yield _attrs(r, overall), cells
+
+
+UPPER_COLUMNS: tuple[Column, ...] = (
+    ("task", "task", "text"), ("modality", "modality", "text"), ("preset", "preset", "text"),
+    ("method", "method", "text"), ("settings", "settings", "text"), ("epochs", "epochs", "num"),
+    ("labels", "labels", "num"), ("scratch", "scratch ± CI (n)", "num"), ("frozen_task", "frozen: task", "text"),
+    ("frozen", "frozen ± CI (n)", "num"), ("difference", "scratch − frozen", "num"), ("ci", "± CI", "num"))
+
+
+def _upper_rows(table: pd.DataFrame) -> Iterable[tuple[dict[str, str], list[str]]]:
+    for r in table.itertuples(index=False):
+        attrs = {f: str(getattr(r, f)) for f in FILTERS} | {"metric": "overall_acc"}
+        source = f"{r.frozen_task} {r.frozen_settings}".strip() if r.n_frozen else "no frozen run on the same data"
+        cells = [_td(r.task), _td(r.modality), _td(r.preset), _method_td(r.method), _td(r.settings, cls="set"),
+                 _td(str(r.epochs), str(r.epochs), "num"), _num_td(r.label_fraction, "g"),
+                 _mean_ci_n(r.scratch, r.ci95, r.n), _td(source),
+                 _mean_ci_n(r.frozen, r.frozen_ci95, r.n_frozen) if r.n_frozen else _td("", ""),
+                 _num_td(r.difference, "+.2f"), _num_td(r.difference_ci95)]
         yield attrs, cells
 
 
@@ -188,7 +235,8 @@ def _claims_rows(claims: pd.DataFrame) -> Iterable[tuple[dict[str, str], list[st
                  "method": "|".join(dict.fromkeys(methods)), "metric": str(r.metric)}
         verdict = str(r.verdict)
         cells = [_td(r.paper), _td(r.source), _td(r.claim), _td(r.task), _td(r.modality), _td(r.preset),
-                 _td(r.metric), _td(r.better), _mean_ci_n(r.mean_better, r.ci95_better, r.n_better), _td(r.worse),
+                 _td(r.metric), _method_td(str(r.better)), _mean_ci_n(r.mean_better, r.ci95_better, r.n_better),
+                 _method_td(methods[1], str(r.worse)[len(methods[1]):]),
                  _mean_ci_n(r.mean_worse, r.ci95_worse, r.n_worse), _td(_test(r)), _num_td(r.p_value, ".3f"),
                  _num_td(r.q_value, ".3f"), _num_td(r.p_two_sided, ".3f"), _num_td(r.q_two_sided, ".3f"),
                  _td(verdict, cls="v-" + verdict.split(" ")[0])]
@@ -266,9 +314,10 @@ def _header(root: Path, runs: pd.DataFrame, skipped: list[SkippedLine]) -> str:
     return "\n".join(parts)
 
 
-def _sections(summary: pd.DataFrame, gains: pd.DataFrame, claims: pd.DataFrame,
-              images: list[tuple[str, str]]) -> list[tuple[str, str]]:
+def _sections(summary: pd.DataFrame, runs: pd.DataFrame, images: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """(id, HTML) of each section that has something to show, in page order."""
+    gains, controls, upper, claims = (pretraining_gains(runs), gains_over_controls(runs), upper_bound(runs),
+                                      claims_table(runs))
     out = [("summary-section", "<h2 id=\"summary-section\">Results: mean ± 95% CI over seeds</h2>\n<p>One row per "
             "task, method, modality, preset, settings (the run's <code>--set</code> overrides) and evaluation data "
             "(<code>data</code>: a hash of its settings; rows with different data are not comparable) and metric. "
@@ -278,9 +327,26 @@ def _sections(summary: pd.DataFrame, gains: pd.DataFrame, claims: pd.DataFrame,
     if not gains.empty:
         out.append(("gains-section", "<h2 id=\"gains-section\">Pretrained vs the same network untrained</h2>\n<p>"
                     "Untrained: <code>--set train.epochs=0</code> (same architecture, data and protocol). Difference: "
-                    "pretrained − untrained, ± 95% CI; p: two-sided t-test over seeds, paired where both sides ran the "
+                    "pretrained − untrained (untrained − pretrained for hau, where smaller is better: positive always "
+                    "means pretraining helps), ± 95% CI; p: two-sided t-test over seeds, paired where both sides ran the "
                     "same seeds (test); q: Benjamini-Hochberg over the table's distinct tests.</p>\n"
                     + _table("gains", GAINS_COLUMNS, _gains_rows(gains))))
+    if not controls.empty:
+        out.append(("controls-section", "<h2 id=\"controls-section\">Gains over the strongest control</h2>\n<p>"
+                    "Controls: fixed representations of the same modality (random networks, handcrafted descriptors) "
+                    "run on the same cell; the strongest has the best mean there (hover a control for all of them), "
+                    "which can only shrink a method's difference. Difference: method − strongest control (control − "
+                    "method for hau), ± 95% CI; p: two-sided t-test over seeds, paired where both sides ran the same "
+                    "seeds (test); q: Benjamini-Hochberg over the table's distinct tests.</p>\n"
+                    + _table("controls", CONTROL_COLUMNS, _control_rows(controls))))
+    if not upper.empty:
+        out.append(("upper-section", "<h2 id=\"upper-section\">Supervised upper bound (scratch)</h2>\n<p>Scratch: "
+                    "<code>--set classification.mode=scratch</code>, the method's network from random initialisation "
+                    "trained with labels for the epochs shown; frozen: the best overall_acc of the same pretrained "
+                    "network's frozen features on the same data and label fraction (svm, or a linear / mlp "
+                    "classification head), chosen on the test split, which favours the features. Difference: scratch "
+                    "− frozen, ± 95% CI (paired over shared seeds, else Welch's; a reference, no q).</p>\n"
+                    + _table("upper", UPPER_COLUMNS, _upper_rows(upper))))
     if not claims.empty:
         out.append(("claims-section", "<h2 id=\"claims-section\">The papers' claims on this leaderboard</h2>\n<p>"
                     "Directions fixed in advance (the paper's); paired t-test where both sides ran the same seeds, "
@@ -290,16 +356,21 @@ def _sections(summary: pd.DataFrame, gains: pd.DataFrame, claims: pd.DataFrame,
     return out + images
 
 
+SECTION_LABELS = {"summary-section": "results", "gains-section": "pretrained vs untrained",
+                  "controls-section": "vs controls", "upper-section": "supervised upper bound",
+                  "claims-section": "claims"} | {f"img-{f}": f"{f}/" for f in IMAGE_FOLDERS}
+
+
 def build_page(results_dir: str | Path) -> str:
     """The page of a results folder, from its ``leaderboard.csv`` and PNGs only: the same files, the same bytes."""
     root = Path(results_dir)
     runs, skipped = ResultStore(root).read_leaderboard_checked()
     summary = summarize(runs)
-    sections = _sections(summary, pretraining_gains(runs), claims_table(runs), _images(root))
-    labels = {"summary-section": "results", "gains-section": "pretrained vs untrained",
-              "claims-section": "claims"} | {f"img-{f}": f"{f}/" for f in IMAGE_FOLDERS}
-    nav = "<nav>" + "".join(f'<a href="#{key}">{esc(labels[key])}</a>' for key, _ in sections) + "</nav>"
-    body = [_header(root, runs, skipped), nav, _filters(summary)] + [html_ for _, html_ in sections]
+    sections = _sections(summary, runs, _images(root))
+    nav = "<nav>" + "".join(f'<a href="#{key}">{esc(SECTION_LABELS[key])}</a>' for key, _ in sections) + "</nav>"
+    marks = marks_note(summary["method"])
+    body = [_header(root, runs, skipped), nav, _filters(summary)]
+    body += ([f'<p class="sub">Marks: {esc(marks)}</p>'] if marks else []) + [html_ for _, html_ in sections]
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
             f"<title>ssl3d-bench leaderboard: {esc(root.resolve().name)}</title>\n<style>{CSS}</style>\n</head>\n"

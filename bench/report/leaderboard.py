@@ -6,7 +6,8 @@ pretrain_data, dataset_version, data_key, metric), where ``settings`` is the run
 runs of different experiments or on different dataset sizes never mix; the confidence interval is the
 two-sided 95% Student-t interval of the mean, ``mean +- t_{0.975, n-1} * std / sqrt(n)``
 (std with ``ddof=1``; undefined for n = 1). If a seed was run twice, its
-latest row counts once, so a rerun never inflates n.
+latest row counts once, so a rerun never inflates n. Each row also says whether its method is a control
+and whether its pretraining reads class labels (bench/report/controls.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ import numpy as np
 import pandas as pd
 
 from ssl3d.bench.report.claims import claim_rows, claims_markdown, claims_verdicts
+from ssl3d.bench.report.controls import (
+    controls_markdown, coverage_note, gains_over_controls, is_control, marks_note, method_label, reads_labels,
+    upper_bound, upper_bound_markdown,
+)
 from ssl3d.bench.protocols import PROTOCOLS
 from ssl3d.core.stats import ci95_halfwidth
 from ssl3d.bench.report.eval_sizes import collect_eval_sizes, read_eval_sizes, write_eval_sizes
@@ -41,7 +46,7 @@ GROUP_COLUMNS = ["task", "method", "modality", "preset", "settings", "pretrain_d
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean, std, ci95 (half-width) and n per group; one row per (group, metric)."""
     if frame.empty:
-        return pd.DataFrame(columns=GROUP_COLUMNS + ["mean", "std", "ci95", "n", "seeds"])
+        return pd.DataFrame(columns=GROUP_COLUMNS + ["mean", "std", "ci95", "n", "seeds", "control", "reads_labels"])
     frame = text_columns(frame, GROUP_COLUMNS)  # also files written before a column existed
     latest = frame.sort_values("created_at").drop_duplicates(GROUP_COLUMNS + ["seed"], keep="last")
     rows = []
@@ -51,7 +56,11 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
                      "std": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
                      "ci95": ci95_halfwidth(values), "n": int(len(values)),
                      "seeds": " ".join(str(s) for s in sorted(group["seed"].tolist()))})
-    return pd.DataFrame(rows)
+    summary = pd.DataFrame(rows)
+    roles = {m: (is_control(m), reads_labels(m)) for m in summary["method"].unique()}
+    summary["control"] = summary["method"].map(lambda m: roles[m][0])
+    summary["reads_labels"] = summary["method"].map(lambda m: roles[m][1])
+    return summary
 
 
 def to_markdown(summary: pd.DataFrame) -> str:
@@ -74,13 +83,16 @@ def to_markdown(summary: pd.DataFrame) -> str:
                 hit = rows[rows["metric"] == metric]
                 cells.append(_cell(hit.iloc[0]) if len(hit) else "")
             label = f"`{settings}`" if settings else ""
-            out.append(f"| {method} | {modality} | {preset} | {label} | {data_key} | " + " | ".join(cells) + " |")
+            out.append(f"| {method_label(method)} | {modality} | {preset} | {label} | {data_key} | "
+                       + " | ".join(cells) + " |")
         if per_category:
             out.append("\nPer-category metrics (`metric:category`) are in `summary.csv`.")
         out.append("")
+    note = marks_note(summary["method"])
     out.append("Cells: mean ± 95% CI half-width (Student t) over seeds, (n) = number of seeds; "
                "settings = the run's `--set` overrides (empty: the preset as it is); "
-               "data = hash of the evaluation dataset's settings (rows with different data are not comparable).\n")
+               "data = hash of the evaluation dataset's settings (rows with different data are not comparable)."
+               + (" " + note if note else "") + "\n")
     return "\n".join(out)
 
 
@@ -198,14 +210,19 @@ def comparison_markdown(comparison: pd.DataFrame) -> str:
     for r in comparison.itertuples():
         ci = "" if np.isnan(r.ci95) else f" ± {r.ci95:.2f}"
         settings = f"`{r.settings}`" if r.settings else ""
-        lines.append(f"| {r.task} | {r.method} | {r.modality} | {settings} | {r.metric} | {r.ours:.2f}{ci} ({r.n}) | "
-                     f"{r.reported:.2f} | {r.difference:+.2f} | {r.source} | {r.setting_differences} |")
-    return "\n".join(lines) + "\n"
+        lines.append(f"| {r.task} | {method_label(r.method)} | {r.modality} | {settings} | {r.metric} | "
+                     f"{r.ours:.2f}{ci} ({r.n}) | {r.reported:.2f} | {r.difference:+.2f} | {r.source} | "
+                     f"{r.setting_differences} |")
+    note = marks_note(comparison["method"])
+    return "\n".join(lines) + ("\n\n" + note if note else "") + "\n"
 
 
 def write_leaderboard(results_dir: str | os.PathLike[str] | None = None, plot: bool = False, sync: bool = False,
                       page: Callable[[Path], Path] | None = None) -> tuple[pd.DataFrame, str]:
-    """Aggregate ``leaderboard.csv`` into ``summary.csv``, ``comparison.csv``, ``claims.csv`` and ``leaderboard.md``.
+    """Aggregate ``leaderboard.csv`` into ``summary.csv``, the tables' CSVs and ``leaderboard.md``.
+
+    The tables: ``comparison.csv`` (reproduced vs reported), ``pretraining_gains.csv``, ``control_gains.csv`` and
+    ``claims.csv``, each written only when it has rows; the supervised upper bound is on the page only.
 
     With ``plot``, also bar charts and t-SNE plots under ``plots/``; with ``page``, ``page(folder)`` writes
     the HTML page last. Malformed lines are skipped (each logged with file and line) and counted in the
@@ -233,10 +250,12 @@ def write_leaderboard(results_dir: str | os.PathLike[str] | None = None, plot: b
     comparison = compare_with_reported(summary, load_reported(store.root))
     claims = claims_table(runs)
     gains = pretraining_gains(runs)
+    controls = gains_over_controls(runs)
     markdown = (skipped_note(store.leaderboard_path, skipped) + to_markdown(summary) + "\n"
                 + comparison_markdown(comparison))
-    if not gains.empty:
-        markdown += "\n" + gains_markdown(gains)
+    for table in (gains_markdown(gains), controls_markdown(controls, coverage_note(runs, controls)),
+                  upper_bound_markdown(upper_bound(runs))):
+        markdown += "\n" + table if table else ""
     if not claims.empty:
         markdown += "\n" + claims_markdown(claims)
     markdown += curves_markdown(Path(store.root))
@@ -246,7 +265,8 @@ def write_leaderboard(results_dir: str | os.PathLike[str] | None = None, plot: b
         root.mkdir(parents=True, exist_ok=True)
         target = root / "summary.csv"
         atomic_write_text(target, summary.to_csv(index=False))
-        for name, table in (("comparison.csv", comparison), ("claims.csv", claims), ("pretraining_gains.csv", gains)):
+        for name, table in (("comparison.csv", comparison), ("claims.csv", claims), ("pretraining_gains.csv", gains),
+                            ("control_gains.csv", controls)):
             target = root / name
             if table.empty:  # no such rows: no file (an old one would describe runs that are gone)
                 target.unlink(missing_ok=True)

@@ -5,7 +5,8 @@ at random initialisation (``--set train.epochs=0``: same architecture, data and 
 table asks it for every cell of a leaderboard that has both runs: the difference of the means,
 its 95% CI, the p-value of a paired t-test over seeds where both sides ran the same seeds (Welch's
 otherwise; the ``test`` column says which) and the Benjamini-Hochberg q-value over the table's
-distinct tests. A negative difference is reported as plainly as a positive one.
+distinct tests. A negative difference is reported as plainly as a positive one; for a metric where
+smaller is better (hau) the difference is untrained - pretrained, so positive always means pretraining helps.
 
 An ablation that changes only its loss or augmentation borrows the untrained runs of the method
 whose untrained network is bitwise its own (``Method.untrained_network_of``); its row and that
@@ -18,9 +19,11 @@ import numpy as np
 import pandas as pd
 
 from ssl3d.bench.report.claims import UNTRAINED
-from ssl3d.bench.report.multiplicity import ALPHA, add_qvalues, distinct_tests, format_p
+from ssl3d.bench.report.controls import marks_note, method_label, reads_labels
+from ssl3d.bench.report.multiplicity import (
+    add_qvalues, by_seed, compare_oriented, counts_sentence, distinct_tests, format_p,
+)
 from ssl3d.bench.run.results import text_columns
-from ssl3d.core.stats import compare_seeds
 from ssl3d.methods import METHODS
 
 __all__ = ["pretraining_gains", "gains_markdown"]
@@ -38,12 +41,13 @@ def pretraining_gains(runs: pd.DataFrame, metrics: tuple[str, ...] | None = None
 
     Columns: the cell, ``pretrained``/``untrained`` means and n, ``untrained_method`` (whose untrained runs:
     the method's own, else its ``untrained_network_of``), ``test`` (paired t, Welch t, equal), ``difference``
-    (pretrained - untrained), ``ci95`` (half-width), ``p_value`` (two-sided), ``q_value`` (Benjamini-Hochberg
-    over the table's distinct tests) and ``same_test_as`` (the first row with the same per-seed values on
-    both sides, such as a balanced test set's equal overall and mean-class accuracies: counted once).
+    (pretrained - untrained; untrained - pretrained where smaller is better), ``ci95`` (half-width), ``p_value``
+    (two-sided), ``q_value`` (Benjamini-Hochberg over the table's distinct tests), ``same_test_as`` (the first
+    row with the same per-seed values on both sides, such as a balanced test set's equal overall and mean-class
+    accuracies: counted once) and ``reads_labels`` (the method's pretraining reads class labels).
     """
     columns = _CELL + ["pretrained", "n_pretrained", "untrained", "n_untrained", "untrained_method", "test",
-                       "difference", "ci95", "p_value", "q_value", "same_test_as"]
+                       "difference", "ci95", "p_value", "q_value", "same_test_as", "reads_labels"]
     if runs.empty:
         return pd.DataFrame(columns=columns)
     runs = text_columns(runs, ("preset", "settings", "pretrain_data", "dataset_version", "data_key"))
@@ -51,26 +55,23 @@ def pretraining_gains(runs: pd.DataFrame, metrics: tuple[str, ...] | None = None
     if metrics is not None:
         runs = runs[runs["metric"].isin(metrics)]
     latest = runs.sort_values("created_at").drop_duplicates(_CELL + ["settings", "seed"], keep="last")
-    untrained = {key: _by_seed(group) for key, group in latest[latest["settings"] == UNTRAINED].groupby(_CELL, sort=True)}
+    untrained = {key: by_seed(group) for key, group in latest[latest["settings"] == UNTRAINED].groupby(_CELL, sort=True)}
     method_at = _CELL.index("method")
     rows, values = [], []
     for key, group in latest[latest["settings"] == ""].groupby(_CELL, sort=True):
-        a = _by_seed(group)
+        a = by_seed(group)
         source = key[method_at] if key in untrained else (_twin(key[method_at]) or key[method_at])
         b = untrained.get(key[:method_at] + (source,) + key[method_at + 1:])
         if b is None:
             continue
-        c = compare_seeds(a, b)
+        c = compare_oriented(a, b, key[_CELL.index("metric")])
         rows.append({**dict(zip(_CELL, key)), "pretrained": np.mean(list(a.values())), "n_pretrained": len(a),
                      "untrained": np.mean(list(b.values())), "n_untrained": len(b), "untrained_method": source,
-                     "test": c.test, "difference": c.difference, "ci95": c.ci95, "p_value": c.p_two_sided})
+                     "test": c.test, "difference": c.difference, "ci95": c.ci95, "p_value": c.p_two_sided,
+                     "reads_labels": reads_labels(key[method_at])})
         values.append((a, b))
     table = pd.DataFrame(rows, columns=columns)
     return add_qvalues(table, values, "p_value", "q_value")
-
-
-def _by_seed(group: pd.DataFrame) -> dict[int, float]:
-    return dict(zip(group["seed"].astype(int), group["value"].astype(float)))
 
 
 def _twin(method: str) -> str:
@@ -84,7 +85,8 @@ def gains_markdown(gains: pd.DataFrame) -> str:
         return ""
     lines = ["### Pretrained vs the same network untrained\n",
              "Untrained = `--set train.epochs=0` (same architecture, data and protocol; \"X's\": the runs of X, whose "
-             "untrained network is bitwise this method's). Difference = pretrained - untrained, ± 95% CI; p = two-sided "
+             "untrained network is bitwise this method's). Difference = pretrained - untrained (untrained - pretrained "
+             "for hau, where smaller is better: positive always means pretraining helps), ± 95% CI; p = two-sided "
              "t-test over seeds, paired where both sides ran the same seeds (test column); q = Benjamini-Hochberg over "
              f"this table's {distinct_tests(gains)} distinct tests (a row marked \"= N\" repeats row N's test).\n",
              "| # | task | method | modality | metric | pretrained (n) | untrained (n) | test | difference | p | q |",
@@ -93,19 +95,10 @@ def gains_markdown(gains: pd.DataFrame) -> str:
         ci = "" if np.isnan(r.ci95) else f" ± {r.ci95:.2f}"
         source = "" if r.untrained_method == r.method else f", {r.untrained_method}'s"
         test = f"= {int(r.same_test_as) + 1}" if r.same_test_as >= 0 else r.test
-        lines.append(f"| {i} | {r.task} | {r.method} | {r.modality} | {r.metric} | {r.pretrained:.2f} ({r.n_pretrained}) "
-                     f"| {r.untrained:.2f} ({r.n_untrained}{source}) | {test} | {r.difference:+.2f}{ci} | "
-                     f"{format_p(r.p_value)} | {format_p(r.q_value)} |")
-    lines.append("\n" + _counts(gains) + "\n")
+        lines.append(f"| {i} | {r.task} | {method_label(r.method)} | {r.modality} | {r.metric} | "
+                     f"{r.pretrained:.2f} ({r.n_pretrained}) | {r.untrained:.2f} ({r.n_untrained}{source}) | {test} | "
+                     f"{r.difference:+.2f}{ci} | {format_p(r.p_value)} | {format_p(r.q_value)} |")
+    note = marks_note(gains["method"])
+    lines.append("\n" + counts_sentence(gains, "pretraining", "helps", "hurts") + (" " + note if note else "") + "\n")
     return "\n".join(lines)
 
-
-def _counts(table: pd.DataFrame) -> str:
-    """How many rows are above, below or undecided at q < ALPHA (distinct tests), and at raw p < ALPHA."""
-    own = table[table["same_test_as"] < 0]
-    q_sig, p_sig = own["q_value"] < ALPHA, own["p_value"] < ALPHA
-    up = int((q_sig & (own["difference"] > 0)).sum())
-    down = int((q_sig & (own["difference"] < 0)).sum())
-    return (f"Of {len(own)} distinct tests, pretraining helps in {up} and hurts in {down} at q < {ALPHA} "
-            f"(Benjamini-Hochberg); {int(p_sig.sum())} have a raw p < {ALPHA}; the other {len(own) - up - down} "
-            "are undecided (q >= 0.05 or n < 2).")

@@ -2,8 +2,9 @@
 
 ``python -m ssl3d.bench.report.verdicts RESULTS_DIR`` prints it; README.md holds exactly that output
 for ``results/modelnet10-cpu`` (a test checks it). Each cell's CI counts the seeds and the test set's
-sampling (``core.stats.ci95_seeds_and_test``); the difference, p and q are the leaderboard page's
-(paired over seeds, Benjamini-Hochberg over the page's gains table).
+sampling (``core.stats.ci95_seeds_and_test``); the differences, p and q are the leaderboard page's
+(paired over seeds, Benjamini-Hochberg over the page's gains table, and over its table of gains over the
+strongest control for the last three columns). A method whose pretraining reads labels carries a dagger.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ssl3d.bench.report.claims import UNTRAINED
+from ssl3d.bench.report.controls import LABELS_MARK, gains_over_controls, marks_note, reads_labels
 from ssl3d.bench.report.eval_sizes import read_eval_sizes
 from ssl3d.bench.report.multiplicity import distinct_tests, format_p
 from ssl3d.bench.report.untrained import pretraining_gains
@@ -49,23 +51,44 @@ def verdict_table(root: str | Path, task: str = "modelnet10-svm", metric: str = 
     page_gains = pretraining_gains(all_runs)  # the page's family: q-values as on leaderboard.md
     gains = page_gains[(page_gains["task"] == task) & (page_gains["metric"] == metric)
                        & (page_gains["preset"] == preset)].set_index(["method", "modality"])
+    page_controls = gains_over_controls(all_runs)  # the page's second family
+    controls = page_controls[(page_controls["task"] == task) & (page_controls["metric"] == metric)
+                             & (page_controls["preset"] == preset) & (page_controls["settings"] == "")]
+    controls = controls.drop_duplicates(["method", "modality"]).set_index(["method", "modality"])
     runs = text_columns(all_runs, ("preset", "settings"))
     runs = runs[(runs["task"] == task) & (runs["metric"] == metric) & (runs["preset"] == preset)]
     n_test = read_eval_sizes(root).get(task)
-    lines = ["| method | modality | pretrained | untrained | paired difference | p | q |", "|---|---|---|---|---|---|---|"]
+    lines = ["| method | modality | pretrained | untrained | paired difference | p | q | strongest control | "
+             "difference | q |", "|---|---|---|---|---|---|---|---|---|---|"]
     for method, modality in cells:
         if (method, modality) not in gains.index:
             raise ValueError(f"{root}: no pretrained and untrained runs of {method} / {modality} on {task} / {preset}")
         g = gains.loc[(method, modality)]
         untrained = _values(runs, str(g["untrained_method"]), modality, UNTRAINED)
-        lines.append(f"| `{method}` | {MODALITY_NAMES.get(modality, modality)} | "
+        mark = f" {LABELS_MARK}" if reads_labels(method) else ""
+        lines.append(f"| `{method}`{mark} | {MODALITY_NAMES.get(modality, modality)} | "
                      f"{_cell(_values(runs, method, modality, ''), n_test)} | {_cell(untrained, n_test)} | "
-                     f"{g['difference']:+.2f} ± {g['ci95']:.2f} | {format_p(g['p_value'])} | {format_p(g['q_value'])} |")
+                     f"{g['difference']:+.2f} ± {g['ci95']:.2f} | {format_p(g['p_value'])} | "
+                     f"{format_p(g['q_value'])} | {_control_cells(controls, runs, method, modality, n_test)} |")
     size = f"the {n_test} test shapes" if n_test else "the test set (size unknown: seeds only)"
     legend = (f"Cells: mean over seeds ± 95% CI counting the seeds and the sampling of {size}; difference: "
               "pretrained − untrained, paired over seeds, ± its 95% CI; p: paired t-test; q: Benjamini-Hochberg "
-              f"over the {distinct_tests(page_gains)} distinct pretrained-vs-untrained tests of the leaderboard page.")
-    return "\n".join(lines) + "\n\n" + textwrap.fill(legend, width=100) + "\n"
+              f"over the {distinct_tests(page_gains)} distinct pretrained-vs-untrained tests of the leaderboard page. "
+              "Strongest control: the best of the controls of the modality (random networks, handcrafted "
+              "descriptors) on the same data; its difference: pretrained − control, paired over shared seeds, ± its "
+              f"95% CI, q over the page's {distinct_tests(page_controls)} distinct tests against controls; —: no "
+              "control ran that cell. " + marks_note(m for m, _ in cells if reads_labels(m)))
+    return "\n".join(lines) + "\n\n" + textwrap.fill(legend.strip(), width=100) + "\n"
+
+
+def _control_cells(controls: pd.DataFrame, runs: pd.DataFrame, method: str, modality: str,
+                   n_test: int | None) -> str:
+    """The strongest control's cell, the difference to it and its q ("— | — | —" when no control ran the cell)."""
+    if (method, modality) not in controls.index:
+        return "— | — | —"
+    c = controls.loc[(method, modality)]
+    return (f"`{c['control']}` {_cell(_values(runs, str(c['control']), modality, ''), n_test)} | "
+            f"{c['difference']:+.2f} ± {c['ci95']:.2f} | {format_p(c['q_value'])}")
 
 
 def main(argv: list[str] | None = None) -> None:
