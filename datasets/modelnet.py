@@ -111,7 +111,8 @@ class ModelNetOFFDataset(RealShapeDataset):
 
     Config = ModelNetConfig
     all_classes: ClassVar[tuple[str, ...]] = ()
-    available_modalities = frozenset({"points", "normals", "voxels", "views", "image", "mask"})
+    available_modalities = frozenset({"points", "normals", "voxels", "views", "image", "mask", "held_out_photos",
+                                      "held_out_masks"})
     prepare_modalities = ("points", "voxels", "views")
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

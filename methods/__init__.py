@@ -15,7 +15,10 @@ from ssl3d.methods.run_context import RunContext
 from ssl3d.methods import baselines as _baselines  # noqa: F401,E402
 from ssl3d.methods import cmcv as _cmcv  # noqa: F401,E402
 from ssl3d.methods import cmic as _cmic  # noqa: F401,E402
+from ssl3d.methods import controls as _controls  # noqa: F401,E402
+from ssl3d.methods import crosspoint as _crosspoint  # noqa: F401,E402
 from ssl3d.methods import parae as _parae  # noqa: F401,E402
+from ssl3d.methods import point_mae as _point_mae  # noqa: F401,E402
 from ssl3d.methods import switchvae as _switchvae  # noqa: F401,E402
 
 

@@ -25,8 +25,10 @@ and using a method before either raises :class:`NotPretrainedError`.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -34,7 +36,8 @@ from torch.utils.data import Dataset
 
 from ssl3d.core.config import apply_overrides, build_preset, from_dict, to_dict
 from ssl3d.core.registry import Registry
-from ssl3d.methods.config import MethodConfig
+from ssl3d.methods.checkpoint import PublishedCheckpointError, read_published_checkpoint
+from ssl3d.methods.config import INIT_CHECKPOINT, MethodConfig
 from ssl3d.methods.run_context import RunContext
 from ssl3d.methods.trainer import fit
 
@@ -198,11 +201,78 @@ class Method:
         return self._check_pretrained()
 
     def pretrain(self, data: Dataset, run: RunContext | None = None) -> "Method":
-        """Build the networks and run the pretext task on ``data`` (labels unused)."""
+        """Build the networks and run the pretext task on ``data`` (labels unused unless :attr:`reads_labels`:
+        the runner then passes the train split without the validation part, bench/run/pretrain_cache.py).
+
+        With ``config.init_checkpoint`` set, the published checkpoint replaces the built networks' weights before
+        the first step (``train.epochs=0``: it is evaluated as it is), and ``pretrain_info["init_checkpoint"]``
+        records its path and SHA-256.
+        """
         run = run or RunContext()
-        fit(self, data, run)
+        with self._loading_published_checkpoint() as record:
+            fit(self, data, run)
+        if record:
+            self.pretrain_info[INIT_CHECKPOINT] = record
+            if not self.pretrains:
+                self.pretrain_info["note"] = "the published checkpoint as it is, no pretraining"
         self.after_pretraining(data)
         return self
+
+    # -- published checkpoints (docs/adding-a-method.md#evaluating-a-published-checkpoint) ---------------------
+    def load_official_state(self, state: Mapping[str, Any]) -> None:
+        """Load a published checkpoint into the built networks (``self.model``), all or nothing.
+
+        ``state`` is the file as ``torch.load`` gives it, in the official code's key layout. Map its keys onto
+        ours, check every name and shape, then load; raise ValueError naming the first key that does not fit,
+        before any weight changes. A method that overrides this also declares a ``str | None`` field
+        ``init_checkpoint`` in its config (``--set method.init_checkpoint=PATH``).
+        """
+        raise ValueError(f"method {self.name!r} cannot load a published checkpoint (no load_official_state)")
+
+    @classmethod
+    def loads_published_checkpoints(cls) -> bool:
+        """Whether ``--set method.init_checkpoint=PATH`` works: the config has the field and the hook is written."""
+        declared = any(f.name == INIT_CHECKPOINT for f in dataclasses.fields(cls.Config))
+        return declared and cls.load_official_state is not Method.load_official_state
+
+    def load_published_checkpoint(self, path: str) -> dict[str, str]:
+        """Read ``path`` and load it into the built networks through :meth:`load_official_state`.
+
+        Returns its record (path, SHA-256). Raises ``PublishedCheckpointError`` (a UserError) naming the file
+        and what is wrong with it: unreadable, not a state dict, or the first key or shape that does not fit.
+        """
+        checkpoint = read_published_checkpoint(path)
+        try:
+            self.load_official_state(checkpoint.state)
+        except ValueError as exc:
+            raise PublishedCheckpointError(checkpoint.path, str(exc)) from None
+        return checkpoint.record()
+
+    @contextlib.contextmanager
+    def _loading_published_checkpoint(self) -> Iterator[dict[str, str]]:
+        """While :func:`fit` runs, ``build_model`` also loads ``config.init_checkpoint``; yields its record.
+
+        fit seeds, builds and only then trains, so the file's weights replace the seeded ones before the first
+        step, and a resumed ``last.pt`` replaces both; parts the file does not hold keep their seeded
+        initialisation. Only this instance's ``build_model`` is wrapped, and only while fit runs: the loop stays
+        unaware of checkpoints, and :meth:`load_state_dict` (a cached pretraining) builds without reading the file.
+        """
+        path, record = getattr(self.config, INIT_CHECKPOINT, None), {}
+        if path is None:
+            yield record
+            return
+        build = self.build_model
+
+        def build_and_load() -> nn.Module:
+            self.model = build()
+            record.update(self.load_published_checkpoint(path))
+            return self.model
+
+        self.build_model = build_and_load  # type: ignore[method-assign]
+        try:
+            yield record
+        finally:
+            del self.build_model
 
     def after_pretraining(self, data: Dataset) -> None:
         """Called once the weights are final: after :meth:`pretrain`, and after the pretraining cache served them

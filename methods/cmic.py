@@ -35,7 +35,7 @@ class CMICConfig(MethodConfig):
         epochs=500, batch_size=60, optimizer="adam", lr=5e-5, betas=(0.5, 0.999)))  # Sec. 4.1
     query_arch: Literal["resnet18", "resnet34", "resnet50"] = "resnet50"  # f_q trunk (Sec. 3.4)
     render_arch: Literal["resnet18", "resnet34", "resnet50"] = "resnet34"  # f_r1 trunk (paper; released code: resnet18)
-    weights: Optional[str] = None  # torchvision weight name (must be cached) for both trunks; None = random init
+    weights: Optional[str] = field(default="IMAGENET1K_V1", metadata={"weights_for": ("query_arch", "render_arch")})  # init of both trunks (released code: ImageNet): torchvision name, state-dict file or None = random
     embed_dim: int = field(default=128, metadata={"range": "[1, inf)"})  # embedding width of both encoders (Sec. 3.4)
     n_views: int = field(default=12, metadata={"range": "[1, inf)"})  # M views per shape (Sec. 3.4); fewer = evenly spaced views of the rig
     view_size: int = field(default=224, metadata={"range": "[1, inf)"})  # render side, pixels (Sec. 4.1)
@@ -53,12 +53,13 @@ class CMICConfig(MethodConfig):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
+        # random init: CPU presets run anywhere (no weight file); n_views 6 = every other camera of ring12
         "quick": {"query_arch": "resnet18", "render_arch": "resnet18", "n_views": 6, "view_size": 32,
-                  "image_size": 32, "train.epochs": 3, "train.batch_size": 32, "train.lr": 1e-3},
+                  "image_size": 32, "train.epochs": 3, "train.batch_size": 32, "train.lr": 1e-3, "weights": None},
         # quick's networks at the knee of the ModelNet10 budget curve of the shape (views) encoder, validation
         # split: 84.3 / 85.0 / 84.9 at 1 / 2 / 4 epochs (docs/methods.md)
         "cpu": {"query_arch": "resnet18", "render_arch": "resnet18", "n_views": 6, "view_size": 32,
-                "image_size": 32, "train.epochs": 2, "train.batch_size": 32, "train.lr": 1e-3},
+                "image_size": 32, "train.epochs": 2, "train.batch_size": 32, "train.lr": 1e-3, "weights": None},
     }
     #: fields a registered variant is defined by (a contradicting override is an error)
     FIXED: ClassVar[dict[str, Any]] = {}
@@ -117,12 +118,13 @@ class CMICTripletConfig(CMICConfig):
 
 
 def select_views(views: Tensor, n_views: int) -> Tensor:
-    """``n_views`` evenly spaced views of ``views`` :math:`(B, V, C, H, W)` (all of them when ``V <= n_views``)."""
-    v = views.shape[1]
-    if v <= n_views:
-        return views
-    idx = torch.arange(n_views, device=views.device) * v // n_views
-    return views.index_select(1, idx)
+    """``n_views`` views of ``views`` :math:`(B, V, C, H, W)` spread evenly around the ring (all when ``V <= n_views``).
+
+    The rule SwitchVAE uses too: :func:`ssl3d.methods.backbones.image.select_views` (floor(k V / n)).
+    """
+    from ssl3d.methods.backbones.image import select_views as spread
+
+    return spread(views, n_views)
 
 
 class CMICNet(nn.Module):

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from ssl3d.core.config import to_dict
+from ssl3d.methods.checkpoint import published_sha256
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,24 @@ class TrainConfig:
 WEIGHT_NEUTRAL_TRAIN_KEYS = ("snapshot_epochs",)
 
 
+#: the config field (``str | None``) of a method that can start from a published checkpoint
+#: (``--set method.init_checkpoint=PATH``, docs/adding-a-method.md#evaluating-a-published-checkpoint)
+INIT_CHECKPOINT = "init_checkpoint"
+
+
 def weights_config(config: Any) -> dict[str, Any]:
-    """``to_dict(config)`` without the weight-neutral ``train`` keys: what determines the weights."""
+    """``to_dict(config)`` without the weight-neutral ``train`` keys: what determines the weights.
+
+    A published checkpoint enters as ``sha256:<digest>`` of its file, not as its path: the contents determine
+    the weights, so one file under two paths shares a pretraining and two files at one path never do. Unset,
+    the field is left out (the keys of pretrainings without one stay what they were).
+    """
     data = to_dict(config)
     for key in WEIGHT_NEUTRAL_TRAIN_KEYS:
         data.get("train", {}).pop(key, None)
+    path = data.pop(INIT_CHECKPOINT, None)
+    if path is not None:
+        data[INIT_CHECKPOINT] = f"sha256:{published_sha256(path)}"
     return data
 
 

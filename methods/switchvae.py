@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from ssl3d.core.config import ConfigError
 from ssl3d.core.seeding import epoch_seed
 from ssl3d.datasets.modalities.cameras import rig_size
 from ssl3d.methods.backbones.image import MultiViewVAEEncoder
@@ -27,7 +28,7 @@ from ssl3d.methods.losses.switchvae import (
 
 __all__ = [
     "ImageVAE", "SwitchBTCVAE", "SwitchVAE", "SwitchVAEConfig",
-    "SwitchVAENoContrast", "VoxelVAE", "choose_branch", "reparameterize",
+    "SwitchVAENoContrast", "VoxelVAE", "VoxelVAEConfig", "choose_branch", "reparameterize",
 ]
 
 _MODULE_OF = {"voxels": "voxel_encoder", "views": "image_encoder"}
@@ -43,11 +44,11 @@ class SwitchVAEConfig(MethodConfig):
     ))  # Sec. 4: SGD + Nesterov, lr 2e-4, x0.96 every 10 epochs after 50, batch 32
     latent_dim: int = field(default=128, metadata={"range": "[1, inf)"})  # size of z (Sec. 4: 128 for all experiments)
     hidden_dim: int = field(default=343, metadata={"range": "[1, inf)"})  # voxel encoder/decoder FC width (Sec. 4.1: 343 = 7^3)
-    n_views: int = field(default=8, metadata={"range": "[1, inf)"})  # views fed to the image encoder (Sec. 4: 8); the first n of the data's rig
+    n_views: int = field(default=8, metadata={"range": "[1, inf)"})  # views fed to the image encoder (Sec. 4: 8), spread evenly around the shape (rigs: _rig_for)
     view_size: int = field(default=137, metadata={"range": "[1, inf)"})  # view height = width in pixels (Sec. 4.1: 137)
     view_dim: int = field(default=1024, metadata={"range": "[1, inf)"})  # per-view embedding and GRU width (Sec. 4.1: 1024)
     image_pool: Literal["flatten", "avg"] = "flatten"  # flatten ResNet's last feature map (Sec. 4.1) or average-pool it
-    image_weights: str | None = None  # ResNet18 weights: None = random init (paper: ImageNet), torchvision name or file
+    image_weights: str | None = field(default="IMAGENET1K_V1", metadata={"weights_for": ("resnet18",)})  # view ResNet18 init (Sec. 4.1: ImageNet): torchvision name, state-dict file or None = random
     p_image: float = field(default=0.2, metadata={"range": "[0, 1]"})  # probability that the decoder gets the image latent (Sec. 4: 20%)
     switch: Literal["batch", "epoch"] = "batch"  # one switch draw per batch (official code) or per epoch (Sec. 3.2 text)
     bce_gamma: float = field(default=0.8, metadata={"range": "[0, 1]"})  # weight of occupied voxels in the weighted BCE (Eq. 2: 0.8)
@@ -63,14 +64,17 @@ class SwitchVAEConfig(MethodConfig):
         # one epoch keeps the README's first command (3 seeds) under 3 minutes on 2 cores, with the KL term on
         # from the start (a one-epoch warm-up would leave epoch 0 without it: an autoencoder, and the KL
         # variants such as switch-btcvae bitwise equal); docs/methods.md#switchvae
+        # 4 views 90 degrees apart (every third camera of ring12); random init, so no weight file is needed
         "quick": {
             "train.epochs": 1, "train.batch_size": 16, "n_views": 4, "view_size": 64, "kl_warmup_epochs": 0,
+            "image_weights": None,
         },
         # quick's architecture at the knee of the family's ModelNet10 budget curves (validation split): voxel-vae
         # flat from 4 to 8 epochs; switchvae still +0.9 from 2 to 4, and 4 epochs is the most that fits the
         # 20-minute cap per seed (docs/methods.md). One budget for the whole family keeps its comparisons fair.
         "cpu": {
             "train.epochs": 4, "train.batch_size": 16, "n_views": 4, "view_size": 64, "kl_warmup_epochs": 1,
+            "image_weights": None,
         },
     }
 
@@ -85,6 +89,7 @@ class SwitchVAEConfig(MethodConfig):
         for name in ("lambda_kl", "lambda_contras", "beta", "kl_warmup_epochs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0; got {getattr(self, name)!r}")
+        _rig_for(self.n_views)  # views that cannot be spread evenly around the shape are refused here
 
 
 def choose_branch(p_image: float, generator: torch.Generator | None = None) -> str:
@@ -112,11 +117,26 @@ def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
 
 
 def _rig_for(n_views: int) -> dict[str, Any]:
-    """The smallest fixed camera rig with at least ``n_views`` views (the model takes the first ones)."""
-    for rig in ("first8", "ring12", "dodeca20"):  # smallest first
-        if n_views <= rig_size(rig):
-            return {"view_rig": rig}
-    return {"view_rig": "random", "n_views": n_views}
+    """The data's camera rig for ``n_views`` views; the image encoder spreads them evenly over it (``select_views``).
+
+    8 (Sec. 4): ``first8``, all of it, as the official code (the first 8 of MVCNN's 12-view ring: azimuths 0
+    to 210 degrees). Other counts go evenly around the shape: a divisor of 12 takes every ``12 / n``-th camera
+    of ``ring12`` (4: azimuths 0, 90, 180, 270), 20 the ``dodeca20`` rig, more ``random`` cameras; the rest
+    cannot be spread evenly on a fixed rig and are refused.
+    """
+    ring = rig_size("ring12")
+    if n_views == rig_size("first8"):
+        return {"view_rig": "first8"}
+    if ring % n_views == 0:
+        return {"view_rig": "ring12"}
+    if n_views == rig_size("dodeca20"):
+        return {"view_rig": "dodeca20"}
+    if n_views > rig_size("dodeca20"):
+        return {"view_rig": "random", "n_views": n_views}
+    divisors = [d for d in range(1, ring + 1) if ring % d == 0]
+    raise ConfigError(f"method.n_views={n_views} cannot be spread evenly around the shape: use a divisor of 12 "
+                      f"({', '.join(map(str, divisors))}: views of the 12-camera ring), 8 (the paper's, the official "
+                      f"code's first 8 of that ring), 20 (dodecahedron) or more than 20 (random cameras)")
 
 
 @register_method("switchvae")
@@ -132,7 +152,7 @@ class SwitchVAE(Method):
     reconstruct_modalities = frozenset({"voxels", "views"})
     paper = ("Wu, Pfrommer, Zhou, Beyerer, Generative-Contrastive Learning for Self-Supervised Latent "
              "Representations of 3D Shapes from Multi-Modal Euclidean Input, IEEE TMM 2023")
-    version = "2"  # 2: the batch switch draws from its own (seed, epoch, step) generator
+    version = "3"  # 2: the batch switch draws from its own (seed, epoch, step) generator; 3: views spread evenly, ImageNet init
 
     def __init__(self, config: SwitchVAEConfig | None = None) -> None:
         super().__init__(config)
@@ -230,11 +250,19 @@ class SwitchVAE(Method):
         return model["decoder"](z.to(device).float()).float().cpu()
 
 
+@dataclass(frozen=True)
+class VoxelVAEConfig(SwitchVAEConfig):
+    """The voxel VAE's settings: SwitchVAE's, with no image encoder to initialise (no weight file asked for)."""
+
+    image_weights: str | None = None  # unused: voxel-vae builds no image encoder
+
+
 @register_method("voxel-vae")
 class VoxelVAE(SwitchVAE):
     """Voxel VAE (Tables 1-2 baseline): the voxel encoder and decoder of SwitchVAE, trained alone."""
 
     name = "voxel-vae"
+    Config = VoxelVAEConfig
     version = "1"  # one branch: no switch, unchanged by version 2
     branches = ("voxels",)
     pretrain_modalities = frozenset({"voxels"})
@@ -247,7 +275,7 @@ class ImageVAE(SwitchVAE):
     """Image VAE (Tables 1-2 baseline): multi-view image encoder -> voxel decoder, trained alone."""
 
     name = "image-vae"
-    version = "1"  # one branch: no switch, unchanged by version 2
+    version = "2"  # one branch: no switch, unchanged by switchvae's 2; 2: views spread evenly, ImageNet init
     branches = ("views",)
     pretrain_modalities = frozenset({"views", "voxels"})
     embed_modalities = frozenset({"views"})

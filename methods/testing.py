@@ -32,6 +32,7 @@ random tensors from :func:`fake_batch`, so it needs no dataset on disk:
   serves one for the other: bench/run/pretrain_cache.py);
 * the state dict survives ``torch.save`` / ``torch.load(weights_only=True)``
   into a fresh instance that embeds identically;
+* ``reads_labels`` is whether the loss moves when a fake batch is relabelled (:func:`check_reads_labels`);
 * a method declaring ``untrained_network_of`` (:func:`check_untrained_twin`)
   reads the same data settings and builds, from the same seed, the same
   tensors as that method under every preset, and both untrained networks
@@ -58,13 +59,14 @@ from ssl3d.core.config import apply_overrides
 from ssl3d.core.seeding import seed_everything
 from ssl3d.datasets import DataConfig
 from ssl3d.datasets.modalities.cameras import rig_size
+from ssl3d.methods.backbones.pretrained import local_weights_only
 from ssl3d.methods.base import METHODS, Method, NotPretrainedError
 from ssl3d.methods.checkpoint import load_checkpoint
 from ssl3d.methods.config import MethodConfig
 from ssl3d.methods.run_context import RunContext
 from ssl3d.methods.trainer import snapshot_path
 
-__all__ = ["FakeShapes", "SMALL_DATA", "check_method", "check_untrained_twin", "fake_batch"]
+__all__ = ["FakeShapes", "SMALL_DATA", "check_method", "check_reads_labels", "check_untrained_twin", "fake_batch"]
 
 #: data settings that keep fake batches small (tests); a method's own data settings still win
 SMALL_DATA = {"n_points": 128, "view_size": 32, "image_size": 32}
@@ -145,11 +147,46 @@ def check_method(cls: type[Method], *, preset: str = "quick", overrides: Mapping
                 f"pretrain() on fake data must run one step with a finite loss; pretrain_info: {info}")
         if loss_steps > 0:
             _check_loss_decreases(method, batch, loss_steps, seed)
+    check_reads_labels(method, batch_size=batch_size, seed=seed)
     _check_outputs(method, batch)
     _check_state_round_trip(method, batch)
     if method.pretrain_modalities:
         _check_trajectory(cls, preset, overrides, batch, seed)
     check_untrained_twin(cls, preset=preset, overrides=overrides, seed=seed)
+
+
+def check_reads_labels(method: type[Method] | Method, *, preset: str = "quick",
+                       overrides: Mapping[str, Any] | None = None, batch_size: int = 4, seed: int = 0) -> None:
+    """Raise ``AssertionError`` when ``reads_labels`` is False yet ``training_step``'s loss changes with the labels,
+    or True yet it never does (a class is built from ``preset``; an instance is checked on a copy). Behavioural:
+    one fake batch's loss under the same draws, with its labels and relabelled (shifted, all equal, all distinct:
+    a loss reading only which items share a class moves under the last two); copying the key is no use."""
+    probe = copy.deepcopy(method) if isinstance(method, Method) else method.from_preset(preset, overrides)
+    cls, declared = type(probe), bool(type(probe).reads_labels)
+    if not probe.pretrain_modalities:  # no pretext task: pretraining reads nothing
+        _expect(not declared, cls, "reads_labels is True but the method has no pretext task (training_step)")
+        return
+    if probe.model is None:
+        seed_everything(seed)
+        probe.model = probe.build_model()
+    device = next(probe.model.parameters(), torch.empty(0)).device
+    batch = fake_batch(probe, batch_size, small=True, seed=seed, device=device)
+    start, labels = copy.deepcopy(probe.model.state_dict()), batch["label"]
+
+    def loss(new_labels: torch.Tensor) -> torch.Tensor:
+        probe.model.load_state_dict(start)  # BatchNorm's running statistics move with every step
+        probe.model.train()
+        seed_everything(seed)
+        with torch.no_grad():
+            return probe.training_step({**batch, "label": new_labels}, 0)["loss"].detach()
+
+    reference = loss(labels)
+    _expect(torch.equal(reference, loss(labels)), cls, "its loss varies under fixed seeds: reads_labels unchecked")
+    relabelled = ((labels + 1) % (int(labels.max()) + 1), 0 * labels, torch.arange(len(labels), device=device))
+    moved = [not torch.equal(reference, loss(y)) for y in relabelled if not torch.equal(y, labels)]
+    _expect(any(moved) == declared, cls, f"reads_labels is {declared} but training_step's loss "
+            f"{'does not change when' if declared else 'changes with'} batch['label']; set reads_labels = "
+            f"{not declared} (a label reader's pretraining withholds the validation split)")
 
 
 def check_untrained_twin(cls: type[Method], *, preset: str = "quick", overrides: Mapping[str, Any] | None = None,
@@ -208,7 +245,7 @@ def check_untrained_twin(cls: type[Method], *, preset: str = "quick", overrides:
 def _untrained_pair(cls: type[Method], twin_cls: type[Method], preset: str, overrides: Mapping[str, Any] | None,
                     seed: int) -> list[Method]:
     """Both methods under one preset, each with its networks built from ``seed`` (what ``train.epochs=0`` gives)."""
-    methods = [cls.from_preset(preset, overrides), twin_cls.from_preset(preset, overrides)]
+    methods = [c(local_weights_only(c.from_preset(preset, overrides).config)) for c in (cls, twin_cls)]  # no file: random
     for method in methods:
         seed_everything(seed)
         method.model = method.build_model()

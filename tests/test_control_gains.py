@@ -194,3 +194,28 @@ def test_every_page_marks_label_reading_methods_and_controls(tmp_path):
     verdicts = verdict_table(folder, preset="cpu", cells=(("cmic", "views"), ("parae-pointnet", "points")))
     assert "| `cmic` † | views |" in verdicts and "| — | — | — |" in verdicts
     assert f"`{P}` 71.00" in verdicts and "† pretraining reads class labels" in verdicts.replace("\n", " ")
+
+
+def test_a_control_read_on_a_familys_data_is_matched_on_the_data_not_on_its_own_settings():
+    family = "data.view_size=48 data.n_points=256"  # copied from the family: the same data_key
+    runs = pd.DataFrame(_rows("parae-pointnet", [80.0, 82.0, 84.0], data_key="fam")
+                        + _rows(D, [75.0, 76.0, 80.0], settings=family, data_key="fam")
+                        + _rows(P, [90.0, 90.0, 90.0], settings="method.global_dim=64", data_key="other"))
+    gains = gains_over_controls(runs)
+    assert len(gains) == 1  # the control on other data (a stronger one) is not a candidate
+    row = gains.iloc[0]
+    assert row["control"] == f"{D} [{family}]" and row["difference"] == pytest.approx(5.0)
+    # a protocol setting still makes a cell of its own: no control ran it
+    method_side = pd.DataFrame(_rows("parae-pointnet", [80.0, 82.0, 84.0], settings="svm.kernel=rbf",
+                                     data_key="fam") + _rows(D, [75.0, 76.0, 80.0], data_key="fam"))
+    assert gains_over_controls(method_side).empty
+
+
+def test_a_published_checkpoint_evaluated_as_is_is_compared_with_the_controls():
+    ckpt = "method.init_checkpoint=sha256:0123456789abcdef train.epochs=0"
+    runs = pd.DataFrame(_rows("parae-pointnet", [80.0, 82.0, 84.0], settings=ckpt)
+                        + _rows("parae-pointnet", [70.0, 70.0, 70.0], settings="train.epochs=0")
+                        + _rows(D, [75.0, 76.0, 80.0]))
+    gains = gains_over_controls(runs)
+    assert list(gains["settings"]) == [ckpt]  # the untrained network's own rows are not compared
+    assert gains.iloc[0]["difference"] == pytest.approx(5.0)

@@ -29,7 +29,7 @@ CSV_TEXT = packaged_reported().read_text(encoding="utf-8")  # through the loader
 HEADER = ["paper", "table", "method", "dataset", "task", "protocol", "modality", "setting", "metric", "value", "notes"]
 KEY = ["paper", "table", "method", "dataset", "task", "setting", "metric", "modality"]
 PAPERS = {"switchvae", "parae", "cmcv", "cmic"}
-PROTOCOLS = {"svm", "retrieval", "segmentation", "reconstruction", "ibsr", "pretext", "classification"}
+PROTOCOLS = {"svm", "retrieval", "segmentation", "reconstruction", "ibsr", "ibsr-seen", "pretext", "classification"}
 MODALITIES = {"points", "voxels", "views", "image", "views+voxels"}
 METRICS = {
     "overall_acc", "mean_class_acc", "top1_acc", "top5_acc", "top10_acc", "map",
@@ -54,6 +54,15 @@ CELLS_PER_TABLE = {
 }
 
 
+#: notes of a stand-in row: a printed cell copied beside our task on another dataset (docs/reported.md)
+STAND_IN = "stand-in:"
+
+
+def printed(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows that are the papers' own cells (stand-in copies left out)."""
+    return frame[~frame["notes"].str.startswith(STAND_IN)]
+
+
 @pytest.fixture(scope="module")
 def table() -> pd.DataFrame:
     # keep_default_na=False: an empty setting stays "" so it can be part of a key
@@ -61,8 +70,8 @@ def table() -> pd.DataFrame:
 
 
 def cell(frame: pd.DataFrame, /, **where: str) -> float:
-    """The single value of ``frame`` matching ``where`` (fails if none or several match)."""
-    hit = frame
+    """The single printed value of ``frame`` matching ``where`` (fails if none or several match)."""
+    hit = printed(frame)
     for col, val in where.items():
         hit = hit[hit[col] == val]
     assert len(hit) == 1, f"{len(hit)} rows match {where}"
@@ -89,7 +98,7 @@ def test_every_row_is_well_formed(table):
         assert row.metric in METRICS or row.metric.startswith(PER_CATEGORY_PREFIXES), row.metric
         # a table, or for numbers printed only in the text the section ("Sec. 4.3")
         assert re.fullmatch(r"Table \d+|Sec\. \d+(\.\d+)*", row.table), row.table
-        assert row.dataset and row.task.startswith(row.dataset + "-"), row
+        assert row.dataset and (row.task.startswith(row.dataset + "-") or row.notes.startswith(STAND_IN)), row
         # ours by registry name, competitors marked ref:, ablations cmic-ablation:
         assert (row.method in OUR_METHODS or row.method.startswith("ref:")
                 or row.method.startswith("cmic-ablation:")), row.method
@@ -104,7 +113,7 @@ def test_no_duplicate_keys(table):
 
 
 def test_every_table_complete(table):
-    counts = table.groupby(["paper", "table"]).size().to_dict()
+    counts = printed(table).groupby(["paper", "table"]).size().to_dict()
     assert counts == CELLS_PER_TABLE
 
 
@@ -114,7 +123,7 @@ def test_percent_metrics_are_percent(table):
     pct = table[table["metric"].str.contains("acc|miou|precision") & ~table["metric"].str.startswith("delta")]
     assert pct["value"].between(1.0, 100.0).all()
     frac = table[(table["paper"] == "cmic") & table["metric"].str.match(r"(hau|iou)(:|$)")]
-    assert len(frac) == 5 * 7 * 4
+    assert len(printed(frac)) == 5 * 7 * 4
     assert frac["value"].between(0.0, 1.0).all()
 
 
@@ -177,7 +186,8 @@ def test_reported_tasks_are_registered_with_the_rows_protocol(table):
     mine = pd.concat([mine, table[(table["paper"] == "cmic") & (table["dataset"] == "pix3d")]])
     for row in mine.itertuples(index=False):
         task = TASKS.get(row.task)
-        assert (task.protocol, task.dataset.split("-")[0]) == (row.protocol, row.dataset), row
+        ours = (task.protocol, task.dataset.split("-")[0])
+        assert ours == (row.protocol, row.dataset) or (row.notes.startswith(STAND_IN) and ours[0] == row.protocol), row
 
 
 def test_leaderboard_compares_new_protocol_cells():

@@ -62,9 +62,9 @@ def test_list_and_suite_show_who_runs_the_modelnet10_tasks():
         "image-vae": ["views"], "switch-btcvae": ["voxels", "views"], "switchvae": ["voxels", "views"],
         "switchvae-nocontrast": ["voxels", "views"], "voxel-vae": ["voxels"]}
     cmics = sorted(m for m in METHODS.names() if m.startswith("cmic"))
-    assert sorted(tasks["modelnet10-ibsr"]["supported"]) == ["cm", "cmcv", *cmics]
+    assert sorted(tasks["modelnet10-ibsr"]["supported"]) == ["cm", "cmcv", *cmics, "random-view-cnn"]  # its photos
     planned, skipped = plan_suite("*", "modelnet10-[sri]*")  # the four mirrors of synth (the real suite's tasks)
-    assert {p.task for p in planned} == set(MIRRORS)
+    assert {p.task for p in planned} == set(MIRRORS) | {"modelnet10-ibsr-seen"}  # the glob also matches it
     assert {p.task for p in plan_suite("random-pointnet", "modelnet10-*")[0]} == set(MIRRORS) - {
         "modelnet10-recon", "modelnet10-ibsr"} | {"modelnet10-cls", "modelnet10-fewshot"}
     assert ("voxel-vae", "modelnet10-ibsr", "voxel-vae embeds voxels; modelnet10-ibsr needs one of image") in skipped

@@ -11,19 +11,31 @@ and "a validation split carved from train" mean one thing everywhere:
   from the fitting part), chosen by a seed; the test split is never an input;
 * :class:`SplitView` is such a subset re-indexed from 0, looking like the parent;
 * :func:`stream_seed` derives independent random streams from a run seed, so
-  one choice (the label subset) does not shift with what another consumed.
+  one choice (the label subset) does not shift with what another consumed;
+* :func:`selection_validation` is the validation part a run seed's budget is chosen on
+  (``bench curve --split val``), and :class:`WithoutValidation` the train split without it:
+  the pretraining data of a method that reads labels (``Method.reads_labels``), so that its
+  pretraining never sees a shape, nor the label, of the part its budget is chosen on.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
 
 from ssl3d.core.config import check_range
+from ssl3d.datasets.cache import H5Reader
+from ssl3d.datasets.errors import DataFileError
 
-__all__ = ["SplitView", "carve_validation", "class_balanced_subset", "stream_seed"]
+__all__ = ["SELECTION_VAL_FRACTION", "SplitView", "WithoutValidation", "carve_validation", "class_balanced_subset",
+           "selection_validation", "stream_seed"]
+
+#: share of each class of a train split in the validation part that budgets are chosen on (bench/sweep/curve.py's
+#: VAL_FRACTION, which a test keeps equal) and that label readers' pretraining withholds
+SELECTION_VAL_FRACTION = 0.2
 
 
 def stream_seed(seed: int, stream: int) -> int:
@@ -57,6 +69,12 @@ def carve_validation(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     val_idx = np.sort(np.asarray(val, dtype=np.int64))
     fit_idx = np.setdiff1d(np.arange(len(labels)), val_idx)
     return fit_idx, val_idx
+
+
+def selection_validation(labels: np.ndarray, seed: int) -> np.ndarray:
+    """Sorted positions of the validation part that run seed ``seed`` chooses a budget on: the carve of
+    ``bench curve --split val`` (:func:`carve_validation` with the run seed itself, no stream)."""
+    return carve_validation(labels, SELECTION_VAL_FRACTION, seed)[1]
 
 
 class SplitView(Dataset):
@@ -95,3 +113,60 @@ class SplitView(Dataset):
 
     def shape_name(self, index: int) -> str:
         return self.parent.shape_name(int(self.indices[index]))
+
+
+class WithoutValidation(SplitView):
+    """A train split minus its :func:`selection_validation` part of ``seed``, carved when first needed.
+
+    Carved on the prepared split's labels: the positions ``bench curve --split val`` carves from the evaluation
+    train split whenever both keep the same shapes (on ModelNet10 every modality skips the same 27 unreadable
+    meshes). Before the split is prepared, :meth:`settings` carves what its existing caches keep, or the whole
+    index, and builds nothing (sweeps plan keys so). The withheld positions enter :meth:`settings`, hence every
+    pretraining cache key made from them.
+    """
+
+    def __init__(self, parent: Any, seed: int) -> None:
+        self.parent, self.seed, self.part, self._carved = parent, seed, "pretraining", None
+
+    def _carve(self, prepare: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(kept, withheld) positions; ``prepare=False`` on an unprepared split: planned, not remembered."""
+        if self._carved is not None:
+            return self._carved
+        provisional = not prepare and getattr(self.parent, "_valid", True) is None
+        # a ShapeDataset's labels prepare it first
+        labels = self._planned_labels() if provisional else np.asarray(self.parent.labels)
+        val = selection_validation(labels, self.seed)
+        carved = (np.setdiff1d(np.arange(len(labels)), val), val)
+        if not provisional:
+            self._carved = carved
+        return carved
+
+    def _planned_labels(self) -> np.ndarray:
+        """The labels of the shapes the unprepared parent will keep, building nothing: the ``valid`` flags of its
+        caches when they all exist (ModelNet10 skips 27 unreadable training meshes), else every indexed shape."""
+        labels = np.array([shape.label for shape in self.parent.shapes], dtype=np.int64)
+        keep = np.ones(len(labels), dtype=bool)
+        try:
+            for group in self.parent.groups():
+                keep &= H5Reader(self.parent.cache_path(group)).valid
+        except (DataFileError, ValueError):  # a cache still to build (or damaged): preparing decides
+            return labels
+        return labels[keep]
+
+    @property
+    def indices(self) -> np.ndarray:  # type: ignore[override]
+        return self._carve()[0]
+
+    @property
+    def withheld(self) -> np.ndarray:
+        """Positions in the parent split that the pretraining never sees."""
+        return self._carve()[1]
+
+    def prepare(self) -> Any:
+        return self.parent.prepare()
+
+    def settings(self, group: str) -> dict[str, Any]:
+        withheld = self._carve(prepare=False)[1]
+        return {**self.parent.settings(group), "withheld_validation": {
+            "fraction": SELECTION_VAL_FRACTION, "n": int(len(withheld)),
+            "sha256": hashlib.sha256(withheld.astype(np.int64).tobytes()).hexdigest()}}

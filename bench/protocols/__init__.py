@@ -6,6 +6,7 @@ from ssl3d.bench.protocols.base import (
 from ssl3d.bench.protocols import classification as _classification  # noqa: F401
 from ssl3d.bench.protocols import fewshot as _fewshot  # noqa: F401
 from ssl3d.bench.protocols import ibsr as _ibsr  # noqa: F401
+from ssl3d.bench.protocols import ibsr_seen as _ibsr_seen  # noqa: F401
 from ssl3d.bench.protocols import reconstruction as _reconstruction  # noqa: F401
 from ssl3d.bench.protocols import retrieval as _retrieval  # noqa: F401
 from ssl3d.bench.protocols import segmentation as _segmentation  # noqa: F401

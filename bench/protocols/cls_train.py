@@ -26,25 +26,10 @@ from torch import Tensor, nn
 from torch.utils.data import default_collate
 
 from ssl3d.bench.protocols.head_training import cross_entropy_step
+from ssl3d.methods.augment.scale_translate import scale_translate  # Point-MAE's, also its fine-tuning's
 
 __all__ = ["ClassifierHead", "DataInputs", "EncoderClassifier", "FeatureInputs", "scale_translate", "train_epoch",
            "predict_logits"]
-
-SCALE_RANGE = (2.0 / 3.0, 3.0 / 2.0)  # PointcloudScaleAndTranslate's scale_low / scale_high
-SHIFT_RANGE = 0.2  # its translate_range
-
-
-def scale_translate(points: Tensor, generator: torch.Generator) -> Tensor:
-    r""":math:`p' = p \odot s + t` per shape: :math:`s \in U[2/3, 3/2]^3`, :math:`t \in U[-0.2, 0.2]^3`.
-
-    Shapes:
-        - **points:** :math:`(B, N, 3)` -> :math:`(B, N, 3)`
-    """
-    b = points.shape[0]
-    low, high = SCALE_RANGE
-    scale = low + (high - low) * torch.rand(b, 1, 3, generator=generator)
-    shift = SHIFT_RANGE * (2.0 * torch.rand(b, 1, 3, generator=generator) - 1.0)
-    return points * scale.to(points) + shift.to(points)
 
 
 class ClassifierHead(nn.Module):

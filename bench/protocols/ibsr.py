@@ -189,12 +189,26 @@ class IBSRProtocol(Protocol):
             truth_data, shape_of = test_data, np.arange(len(labels))
         else:
             shape_of = np.asarray(test_data.query_shape_index)
+        return self.retrieve(method, query, labels, shape_of, truth_data, tuple(test_data.class_names), ctx,
+                             cfg.gallery_dataset or "seen (the task's test shapes)", unseen)
+
+    def retrieve(self, method, query: np.ndarray, labels: np.ndarray, shape_of: np.ndarray, truth_data,
+                 names: tuple[str, ...], ctx: EvalContext, gallery: str, unseen=None) -> ProtocolResult:
+        """The metrics of embedded queries against a gallery (shared with ``ibsr-seen``).
+
+        Args:
+            query: float32 [Q, D] query embeddings; labels: int64 [Q] their categories (indices into ``names``).
+            shape_of: int64 [Q], each query's ground-truth shape as a position in ``truth_data``.
+            truth_data: the split of shapes the ground truths are in, and the gallery unless ``unseen`` is given.
+            gallery: how the result's details describe the gallery.
+            unseen: another split of shapes to retrieve from (the ground truth is then not in the gallery).
+        """
+        cfg = self.config
         gallery_data = unseen if unseen is not None else truth_data
         gallery_labels = np.asarray(gallery_data.labels)
         similarity, scoring = self._similarity(method, FirstViews(gallery_data, cfg.n_views), query, ctx)
         order = ranking(similarity)
         top1 = order[:, 0]
-        names = tuple(test_data.class_names)
         per_query: dict[str, np.ndarray] = {}
         if unseen is None:
             metrics = ibsr_metrics(similarity, shape_of, labels, gallery_labels, tuple(cfg.ks))
@@ -207,8 +221,7 @@ class IBSRProtocol(Protocol):
                 hit = gallery_names[gallery_labels[top1]] == np.array(names)[labels]
                 metrics["category_acc"] = 100.0 * float(hit.mean())
         details = {"scoring": scoring, "n_queries": int(len(query)), "gallery_modality": cfg.gallery_modality,
-                   "gallery": cfg.gallery_dataset or "seen (the task's test shapes)",
-                   "n_gallery": int(len(gallery_labels))}
+                   "gallery": gallery, "n_gallery": int(len(gallery_labels))}
         if cfg.shape_distances:
             truth_points, truth_voxels = shape_arrays(truth_data)
             found_points, found_voxels = shape_arrays(gallery_data) if unseen is not None else (truth_points, truth_voxels)

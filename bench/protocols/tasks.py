@@ -158,6 +158,10 @@ register_task(Task(
     "synth-ibsr", "synth", "ibsr", ("image",),
     description="synth: photo-like query -> shape retrieval (instance top-1/10, category accuracy)",
 ))
+register_task(Task(
+    "synth-ibsr-seen", "synth", "ibsr-seen", ("image",),
+    description="synth: held-out photo-like renders of training shapes -> training-shape gallery (CMIC's setting)",
+))
 
 # -- real datasets (`bench prepare NAME` first; `--from PATH` without network) ----------------
 # modelnet40-svm reads whichever ModelNet40 release is prepared: point methods PointNet's h5 clouds first (the common
@@ -204,6 +208,12 @@ register_task(Task(
     description="ModelNet10: photo-like render of each test shape -> test-shape gallery (top-1/10, category)",
 ))
 register_task(Task(
+    # CMIC's seen-shape setting on ModelNet10: 3 held-out renders of 50 seen training shapes per class (1,500
+    # queries) against the 3,991 training shapes; the query count bounds the Q x G query-conditioned scoring
+    "modelnet10-ibsr-seen", "modelnet10", "ibsr-seen", ("image",), data_options={"image_size": 224},
+    description="ModelNet10: held-out photo-like renders of training shapes -> training-shape gallery (top-1/5/10)",
+))
+register_task(Task(
     "shapenetpart-seg", "shapenetpart", "segmentation", ("points",), data_options={"n_points": 2048},
     description="ShapeNetPart: part segmentation from per-point features, 2048 points (instance / class mIoU)",
 ))
@@ -214,6 +224,10 @@ register_task(Task(
 register_task(Task(
     "pix3d-ibsr", "pix3d", "ibsr", ("image",), data_options={"image_size": 224},
     description="Pix3D (CMIC protocol: bed, chair, sofa, table): real photo -> shape retrieval (top-1/10, category)",
+))
+register_task(Task(
+    "pix3d-ibsr-seen", "pix3d", "ibsr-seen", ("image",), data_options={"image_size": 224},
+    description="Pix3D: test photos of shapes with a training photo -> shape gallery (pix3d-ibsr minus unseen shapes)",
 ))
 
 # -- supervised classification and few-shot (issue 18; protocols defined in docs/protocols.md) --------------------

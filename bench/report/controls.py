@@ -91,7 +91,26 @@ def _latest(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _untrained(settings: str) -> bool:
-    return UNTRAINED in settings.split()
+    tokens = settings.split()  # a published checkpoint evaluated as is (train.epochs=0) is trained weights
+    return UNTRAINED in tokens and not any(t.startswith("method.init_checkpoint=") for t in tokens)
+
+
+# a row's own settings: its variant, its training and the data it reads (the data is in data_key); a cell is
+# then the protocol's settings on the same data
+_OWN = ("method.", "data.", "train.")
+
+
+def _control_cell(cell: dict[str, str]) -> tuple[tuple, str]:
+    """A row's cell without its own ``method.*``, ``train.*`` and ``data.*`` settings, and those settings.
+
+    They choose a variant (``random-view-cnn``'s camera rig, a published checkpoint) and the data read (a
+    family's data settings copied so a control reads exactly that family's data: scripts/modelnet10_controls.sh);
+    the data read is in ``data_key``, so a method and a control are matched on it and on the protocol's settings.
+    """
+    tokens = cell["settings"].split()
+    own = " ".join(t for t in tokens if t.startswith(_OWN))
+    cell = {**cell, "settings": " ".join(t for t in tokens if not t.startswith(_OWN))}
+    return tuple(cell[c] for c in _CELL), own
 
 
 CONTROL_COLUMNS = _GROUP + ["mean", "n", "control", "control_mean", "n_control", "controls", "test", "difference",
@@ -120,12 +139,13 @@ def gains_over_controls(runs: pd.DataFrame, metrics: tuple[str, ...] | None = No
     control = latest["method"].map({m: is_control(m) for m in latest["method"].unique()})
     found: dict[tuple, list[tuple[str, dict[int, float]]]] = {}
     for key, group in latest[control].groupby(_CELL + ["method"], sort=True):
-        found.setdefault(key[:-1], []).append((key[-1], by_seed(group)))
+        cell, own = _control_cell(dict(zip(_CELL, key[:-1])))
+        found.setdefault(cell, []).append((key[-1] + (f" [{own}]" if own else ""), by_seed(group)))
     rows, sides = [], []
     methods = latest[~control & ~latest["settings"].map(_untrained)]
     for key, group in methods.groupby(_GROUP, sort=True):
         row = dict(zip(_GROUP, key))
-        candidates = found.get(tuple(row[c] for c in _CELL))
+        candidates = found.get(_control_cell(row)[0])
         if not candidates:
             continue
         sign = better_sign(row["metric"])

@@ -22,6 +22,16 @@ of training again. That is how the knee-selection curve's seed-0 pretraining bec
 seed 0 (docs/curves.md). The result records the snapshot it came from (``pretraining.from_snapshot``) and
 the seconds its E epochs took in the longer run. On a CPU, float sums depend on the thread count, so a
 snapshot trained with another thread count is another draw of the same training, not a bitwise copy.
+
+**Published checkpoints.** A method started from one (``method.init_checkpoint``) has the file's SHA-256 in
+its key and trajectory (``weights_config``); :func:`pretrain_or_load` records this run's file in the result
+(``pretraining.init_checkpoint``) and refuses weights loaded from other bytes (bench/run/init_checkpoint.py).
+
+**Label readers.** A method whose pretraining reads labels (``Method.reads_labels``: CMIC's category loss)
+pretrains on :func:`pretraining_data`: the train split without the validation part its seed's budget is chosen
+on (bench/features/splits.py: ``WithoutValidation``), so neither that part's shapes nor its labels shape the
+weights that are then chosen on it. The withheld positions enter the key through the data's settings and the
+result's ``pretraining.withheld_validation``; every other method's data, keys and results are unchanged.
 """
 
 from __future__ import annotations
@@ -34,6 +44,8 @@ from typing import Any
 
 import torch
 
+from ssl3d.bench.features.splits import SELECTION_VAL_FRACTION, WithoutValidation
+from ssl3d.bench.run.init_checkpoint import checkpoint_identity, record_checkpoint
 from ssl3d.bench.run.pretrain_lock import KeyLock
 from ssl3d.core.config import config_hash, to_dict
 from ssl3d.core.distributed import barrier, broadcast_from_main, dist_info
@@ -50,6 +62,22 @@ log = logging.getLogger("ssl3d.run")
 
 TRAJECTORY_FILE = "trajectory.json"
 REPLAY = "curve-replay"  # sub-folder of a pretraining where a curve re-trains snapshots asked for too late
+
+
+def pretraining_data(method: Method, data: Any, seed: int, evaluated: str) -> Any:
+    """What ``method`` pretrains on for a run of seed ``seed`` evaluated on dataset ``evaluated``: ``data`` itself,
+    or, for a label reader pretraining on the evaluated dataset, ``data`` without the seed's validation part."""
+    if method.reads_labels and data.name == evaluated:
+        return WithoutValidation(data, seed)
+    return data
+
+
+def withheld_record(data: Any) -> dict[str, Any]:
+    """The result's record of what a label reader's pretraining withheld (``{}`` for any other data)."""
+    if not isinstance(data, WithoutValidation):
+        return {}
+    return {"withheld_validation": {"rule": "bench curve --split val's carve of the run seed", "seed": data.seed,
+                                    "fraction": SELECTION_VAL_FRACTION, "positions": data.withheld.tolist()}}
 
 
 def pretrain_key(method: Method, data_name: str, data_settings: dict[str, Any], seed: int) -> str:
@@ -151,6 +179,7 @@ def pretrain_or_load(method: Method, dataset, seed: int, device: torch.device, c
         method.pretrain(dataset, RunContext(device=device, seed=seed, progress=progress))
         return {"cached": False, "key": None}
     settings = {g: dataset.settings(g) for g in dataset.groups()}
+    identity = checkpoint_identity(method)  # this run's file and the digest its key is made of
     key = pretrain_key(method, dataset.name, settings, seed)
     folder = cache_root / "pretrain" / method.name / key
     final = folder / "final.pt"
@@ -181,14 +210,16 @@ def pretrain_or_load(method: Method, dataset, seed: int, device: torch.device, c
                     _remember_trajectory(folder, trajectory, epochs)  # before training: its snapshots are shared
                     method.pretrain(dataset, RunContext(device=device, seed=seed, checkpoint_dir=folder,
                                                         progress=progress))
+                record_checkpoint(method, identity)  # before final.pt: weights from other bytes never enter the key
                 if dist_info().is_main:
                     save_checkpoint(final, method.state_dict())
                     # a trained run's last.pt holds the same weights as final.pt (a served one's, if any, an
                     # interrupted start): either way the older state is no longer needed
                     previous_checkpoint(folder / "last.pt").unlink(missing_ok=True)
                 barrier()
-                return {"cached": False, "key": key, "path": str(final)}
+                return {"cached": False, "key": key, "path": str(final), **withheld_record(dataset)}
     method.load_state_dict(state).to(device)
+    record_checkpoint(method, identity)
     log.info("pretraining cache hit: %s", final)
     _remember_trajectory(folder, trajectory_key(method, dataset.name, settings, seed), method.config.train.epochs)
-    return {"cached": True, "key": key, "path": str(final)}
+    return {"cached": True, "key": key, "path": str(final), **withheld_record(dataset)}

@@ -38,6 +38,7 @@ from filelock import FileLock
 
 from ssl3d.core.io import atomic_path, atomic_write_json, atomic_write_text, check_file, os_error_reason, write_failed
 from ssl3d.core.errors import UserError
+from ssl3d.bench.run.settings_label import settings_label  # noqa: F401 - its old import path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,20 +52,6 @@ LEADERBOARD_COLUMNS = (
 # what an older version's file must have for its rows to mean anything; the rest may be missing (empty)
 REQUIRED_COLUMNS = ("run_id", "task", "method", "seed", "metric", "value")
 MAX_LOGGED_SKIPS = 20  # one warning per bad line up to here, then a count
-
-# ``--set`` keys that change how fast a run goes, never its numbers: they do not split leaderboard groups
-RESULT_NEUTRAL_KEYS = frozenset({"train.num_workers", "train.log_every", "train.snapshot_epochs", "data.workers",
-                                 "segmentation.feature_cache_mb"})
-
-
-def settings_label(overrides: dict[str, str] | None) -> str:
-    """The run's ``--set`` overrides as one sorted ``key=value`` string ('' for the preset as it is).
-
-    Runs with different overrides (an RBF instead of a linear SVM, fine-tuned instead of frozen
-    segmentation, more epochs) are different experiments: the label keeps them in separate rows.
-    """
-    return " ".join(f"{k}={v}" for k, v in sorted((overrides or {}).items()) if k not in RESULT_NEUTRAL_KEYS)
-
 
 #: the user's own results folder under ``results/``, beside the committed references (and git-ignored)
 LOCAL_RESULTS = "local"

@@ -33,7 +33,8 @@ from ssl3d.core.config import (
     ConfigError, apply_overrides, build_preset, check_range, config_hash, flat_keys, to_dict,
 )
 from ssl3d.core.io import QuietFileHandler, WriteFailedError, atomic_path, check_folder, os_error_reason, write_failed
-from ssl3d.bench.run.pretrain_cache import pretrain_or_load
+from ssl3d.bench.run.init_checkpoint import method_from_preset
+from ssl3d.bench.run.pretrain_cache import pretrain_or_load, pretraining_data
 from ssl3d.bench.run.provenance import environment, git_commit
 from ssl3d.bench.run.tracking import check_tracker, flat_params, tracking
 from ssl3d.bench.protocols import PROTOCOLS, EvalContext, offered_modalities, usable_modalities
@@ -42,6 +43,7 @@ from ssl3d.bench.protocols.tasks import TASKS, Task, choose_release, compatibili
 from ssl3d.core.errors import UserError, attach_log_path, log_path_of
 from ssl3d.datasets import DATASETS, default_root
 from ssl3d.methods import METHODS, Method
+from ssl3d.methods.backbones.pretrained import check_weights_available
 from ssl3d.methods.trainer import epoch_seconds
 from ssl3d.core.distributed import device_for_rank, init_distributed, main_process_first
 from ssl3d.core.seeding import seed_everything
@@ -185,7 +187,8 @@ def validate_run(spec: RunSpec) -> ValidatedRun:
     if spec.pretrain_data:
         DATASETS.get(spec.pretrain_data)  # an unknown name fails before anything else is resolved
     method_o, data_o, proto_o = split_overrides(spec.overrides, protocol_cls.name)
-    method = method_cls.from_preset(spec.preset, method_o)
+    method = method_from_preset(method_cls, spec.preset, method_o)  # + its published checkpoint, checked
+    check_weights_available(method.config)  # pretrained weights must be on this machine: never downloaded
     protocol = protocol_cls.for_task(task, proto_o)
     modality = resolve_modality(spec.task, method_cls, spec.modality, protocol_cls.needs)
     refusal = protocol.supports(method_cls, task, modality)  # what the modality alone does not tell (ibsr's gallery)
@@ -215,6 +218,7 @@ def validate_run(spec: RunSpec) -> ValidatedRun:
                 f"provides {', '.join(sorted(pre_cls.available_modalities))}"
             )
         pre_data = pre_cls("train", pre_modalities, pre_config, root, progress=spec.progress, prepare=False)
+        pre_data = pretraining_data(method, pre_data, spec.seed, release.dataset)  # label readers: minus validation
     return ValidatedRun(spec, task, method, protocol, modality, device, data_config, train, test, pre_name,
                         pre_config, pre_data)
 
@@ -294,7 +298,7 @@ def run_validated(plan: ValidatedRun) -> dict[str, Any]:
             "seed": spec.seed, "pretrain_data": plan.pre_name, "dataset_version": train.version,
             # the evaluation data's settings: runs on different dataset sizes/settings never share a row group
             "data_key": data_key(plan.data_config, train),
-            "settings": settings_label(spec.overrides),
+            "settings": settings_label(spec.overrides, method.pretrain_info),  # a checkpoint by its digest
             "git_commit": git_commit(), "device": str(device), "world_size": info.world_size,
             "metrics": {k: round(float(v), 4) for k, v in outcome.metrics.items()},
             "protocol": {"name": protocol.name, "config": to_dict(protocol.config), "details": outcome.details},

@@ -1,4 +1,4 @@
-"""The four built-in modality groups: ``points``, ``voxels``, ``views``, ``image``.
+"""The built-in modality groups: ``points``, ``voxels``, ``views``, ``image``, ``held_out_photos``.
 
 Each builder turns one mesh into the arrays of its group, stored compactly
 (uint8 grids and images) and turned into the data contract's float tensors
@@ -12,9 +12,16 @@ when read:
 * ``views``: ``views`` uint8 [V, H, W] and ``view_cameras`` float32 [V, 3] unit
   directions (:mod:`~ssl3d.datasets.modalities.render`), read as float [V, C, H, W];
 * ``image``: ``image`` uint8 [H, W, 3] and ``mask`` uint8 [H, W] (0/1)
-  (:mod:`~ssl3d.datasets.modalities.photo`), the image read as float [3, H, W].
+  (:mod:`~ssl3d.datasets.modalities.photo`), the image read as float [3, H, W];
+* ``held_out_photos``: ``held_out_photos`` uint8 [K, H, W, 3] and ``held_out_masks``
+  uint8 [K, H, W], K = :data:`HELD_OUT_PHOTOS` more photo-like renders of the
+  shape, read as float [K, 3, H, W] and [K, H, W]. They come from the group's own
+  seed stream (seed id 4, not the ``image`` group's 3), so every camera, crop,
+  colour, light and background is a new draw: the queries of the ``ibsr-seen``
+  protocol, photos of the training shapes that pretraining on ``image`` never saw.
+  No method pretrains on them.
 
-The seed ids (0-3) and the settings tuples are part of every existing cache's
+The seed ids (0-4) and the settings tuples are part of every existing cache's
 content and key: never change them.
 """
 
@@ -69,6 +76,17 @@ def build_image(shape: MeshShape, cfg: Any, rng: np.random.Generator) -> dict[st
     return {"image": photo.image.astype(np.uint8), "mask": photo.mask.astype(np.uint8)}
 
 
+#: photo-like renders per shape in the ``held_out_photos`` group (part of its arrays: never change it)
+HELD_OUT_PHOTOS = 3
+
+
+def build_held_out_photos(shape: MeshShape, cfg: Any, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """:data:`HELD_OUT_PHOTOS` photo-like renders and their masks, drawn one after another from ``rng``."""
+    photos = [render_photo(shape.mesh, shape.face_part, rng, cfg.image_size) for _ in range(HELD_OUT_PHOTOS)]
+    return {"held_out_photos": np.stack([p.image for p in photos]).astype(np.uint8),
+            "held_out_masks": np.stack([p.mask for p in photos]).astype(np.uint8)}
+
+
 def views_tensor(value: np.ndarray) -> torch.Tensor:
     """uint8 [V, H, W] (grey) or [V, H, W, C] -> float [V, C, H, W] in [0, 1]."""
     t = torch.from_numpy(np.ascontiguousarray(value)).float() / 255.0
@@ -78,6 +96,11 @@ def views_tensor(value: np.ndarray) -> torch.Tensor:
 def image_tensor(value: np.ndarray) -> torch.Tensor:
     """uint8 [H, W, 3] -> float [3, H, W] in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(value)).float().permute(2, 0, 1) / 255.0
+
+
+def photos_tensor(value: np.ndarray) -> torch.Tensor:
+    """uint8 [K, H, W, 3] -> float [K, 3, H, W] in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(value)).float().permute(0, 3, 1, 2) / 255.0
 
 
 POINTS = register_modality_group(ModalityGroup(
@@ -93,4 +116,8 @@ VIEWS = register_modality_group(ModalityGroup(
 ))
 IMAGE = register_modality_group(ModalityGroup(
     "image", {"image": image_tensor, "mask": as_float_tensor}, settings=("image_size",), seed_id=3, build=build_image,
+))
+HELD_OUT = register_modality_group(ModalityGroup(
+    "held_out_photos", {"held_out_photos": photos_tensor, "held_out_masks": as_float_tensor}, settings=("image_size",),
+    seed_id=4, build=build_held_out_photos,
 ))

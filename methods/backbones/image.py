@@ -2,22 +2,26 @@ r"""Image encoders: torchvision ResNet trunks, single-image and multi-view encod
 
 Used by CM-CV, CMIC and SwitchVAE (:class:`MultiViewVAEEncoder`); the sizes each uses: docs/methods.md.
 Pretrained weights are never downloaded: ``weights`` names a torchvision weight set that must already
-sit in the torch hub cache, or a local file.
+sit in the torch hub cache, or a local file (:mod:`~ssl3d.methods.backbones.pretrained`).
+:func:`select_views` keeps ``n`` views spread evenly around a ring of cameras (SwitchVAE, CMIC); it lives
+here, beside the encoders, so the feature cache's code digest sees any change to it.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 from typing import Literal
-from urllib.parse import urlparse
 
 import torch
 import torchvision
 from torch import Tensor, nn
 
-__all__ = ["TRUNK_DIMS", "ImageEncoder", "MultiViewEncoder", "MultiViewVAEEncoder", "resnet_trunk"]
+from ssl3d.methods.backbones.pretrained import load_weights
+
+__all__ = [
+    "TRUNK_DIMS", "ImageEncoder", "MultiViewEncoder", "MultiViewVAEEncoder", "even_indices", "resnet_trunk",
+    "select_views",
+]
 
 Arch = Literal["resnet18", "resnet34", "resnet50"]
 
@@ -33,26 +37,27 @@ def _check_arch(arch: str) -> None:
         raise ValueError(f"arch must be one of {sorted(TRUNK_DIMS)}; got {arch!r}")
 
 
-def _load_state_dict(arch: str, weights: str) -> dict[str, Tensor]:
-    """A state dict from a local file or from torchvision's cache, never the network."""
-    if os.path.isfile(weights):
-        return torch.load(weights, map_location="cpu", weights_only=True)
-    try:
-        enum = torchvision.models.get_model_weights(arch)[weights]
-    except KeyError:
-        valid = [w.name for w in torchvision.models.get_model_weights(arch)]
-        raise ValueError(
-            f"weights={weights!r} is neither a file nor a torchvision weight name for {arch}; "
-            f"valid names: {valid + ['DEFAULT']}"
-        ) from None
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(enum.url).path)
-    if not cached.is_file():
-        raise FileNotFoundError(
-            f"pretrained weights {arch}.{enum.name} are not available locally (looked for {cached}). "
-            f"Downloads are not attempted: copy the file from {enum.url} to that path, "
-            "or pass weights=<path to a .pth state dict>, or weights=None for random initialisation."
-        )
-    return torch.load(cached, map_location="cpu", weights_only=True)
+def even_indices(n: int, total: int) -> list[int]:
+    r"""Indices of ``n`` of ``total`` ring cameras spread evenly around the ring: :math:`\lfloor k \cdot total / n \rfloor`.
+
+    When ``n`` divides ``total`` this is every ``total / n``-th camera from camera 0 (4 of 12 cameras 30
+    degrees apart: azimuths 0, 90, 180, 270). Otherwise it rounds down: the gaps differ by one camera
+    (5 of 12: ``[0, 2, 4, 7, 9]``). Indices assume the cameras are in ring order, equally spaced.
+
+    Raises:
+        ValueError: ``n`` not in ``1..total``.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= total:
+        raise ValueError(f"cannot pick {n!r} of {total} cameras: n_views must be in 1..{total}")
+    return [k * total // n for k in range(n)]
+
+
+def select_views(views: Tensor, n_views: int) -> Tensor:
+    """``n_views`` views of ``views`` :math:`(B, V, C, H, W)` spread evenly (:func:`even_indices`); all when ``V <= n_views``."""
+    v = views.shape[1]
+    if v <= n_views:
+        return views
+    return views.index_select(1, torch.tensor(even_indices(n_views, v), device=views.device))
 
 
 def resnet_trunk(arch: Arch, in_channels: int = 3, weights: str | None = None) -> nn.Module:
@@ -81,7 +86,7 @@ def resnet_trunk(arch: Arch, in_channels: int = 3, weights: str | None = None) -
         raise ValueError(f"in_channels must be a positive int; got {in_channels!r}")
     model = getattr(torchvision.models, arch)(weights=None)
     if weights is not None:
-        model.load_state_dict(_load_state_dict(arch, weights))
+        model.load_state_dict(load_weights(arch, weights))
     if in_channels != 3:
         old = model.conv1
         new = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, bias=False)
@@ -265,7 +270,8 @@ class MultiViewEncoder(nn.Module):
 class MultiViewVAEEncoder(nn.Module):
     r"""SwitchVAE image encoder :math:`e^{img}` (Sec. 4.1): views -> :math:`(\mu, \log\sigma^2)`.
 
-    The first ``n_views`` grey views are standardised, embedded by a shared
+    ``n_views`` grey views spread evenly over the input's (:func:`select_views`: 4 of a 12-camera ring are
+    every third) are standardised, embedded by a shared
     ResNet18 (flattened feature map, FC to ``view_dim``), aggregated by a GRU
     into a ``view_dim`` feature :math:`h`, and mapped by two heads
     :math:`\mu = \mathrm{BN}(W_\mu h)`, :math:`\log\sigma^2 = \mathrm{BN}(W_\sigma h)`
@@ -274,7 +280,7 @@ class MultiViewVAEEncoder(nn.Module):
 
     Args:
         latent_dim: size of :math:`\mu`.
-        n_views: views used (the first ``n_views`` of the input).
+        n_views: views used, spread evenly over the input's views.
         view_size: view height = width (fixes the flattened feature size).
         view_dim: per-view embedding and GRU width.
         pool: ``"flatten"`` (paper) or ``"avg"``.
@@ -299,7 +305,7 @@ class MultiViewVAEEncoder(nn.Module):
         """The aggregated ``view_dim`` feature :math:`h` before the latent heads."""
         if views.dim() != 5 or views.shape[2] not in (1, 3):
             raise ValueError(f"views must be [B, V, C, H, W] with C = 1 or 3; got {tuple(views.shape)}")
-        views = views[:, : self.n_views]
+        views = select_views(views, self.n_views)
         if views.shape[2] == 3:
             views = views.mean(dim=2, keepdim=True)
         return self.views((views - GREY_MEAN) / GREY_STD)

@@ -33,8 +33,9 @@ def knn_indices(
     chunk_size: int | None = None,
     include_self: bool = True,
     memory_budget: int | None = None,
+    query_index: Tensor | None = None,
 ) -> Tensor:
-    r"""Indices of the :math:`k` nearest points (Euclidean) of every point, per cloud.
+    r"""Indices of the :math:`k` nearest points (Euclidean) of every point (or of ``query_index``'s), per cloud.
 
     Squared distances are expanded as
     :math:`\lVert q_i - x_j \rVert^2 = \lVert q_i \rVert^2 - 2 q_i^\top x_j +
@@ -54,13 +55,16 @@ def knn_indices(
         include_self: whether a point is its own (first) neighbour.
         memory_budget: scratch bytes per chunk for the automatic chunk size
             (default :data:`DEFAULT_KNN_MEMORY_BUDGET`, 256 MiB).
+        query_index: indices into dimension 1 of ``x`` of the points whose neighbours are wanted
+            (``None``: every point); only those rows are computed (Point-MAE's patches: the
+            neighbours of the farthest-point centres, :math:`M/N` of the cost).
 
     Returns:
         ``torch.long`` neighbour indices into dimension 1 of ``x``.
 
     Shapes:
-        - **x:** :math:`(B, N, C)`
-        - **output:** :math:`(B, N, k)`
+        - **x:** :math:`(B, N, C)`; **query_index:** :math:`(B, M)`
+        - **output:** :math:`(B, N, k)`, or :math:`(B, M, k)` with ``query_index``
     """
     if x.dim() != 3:
         raise ValueError(f"x must be [B, N, C]; got shape {tuple(x.shape)}")
@@ -75,6 +79,11 @@ def knn_indices(
         raise ValueError(f"chunk_size must be a positive int or None; got {chunk_size!r}")
     if memory_budget is not None and memory_budget < 1:
         raise ValueError(f"memory_budget must be a positive number of bytes; got {memory_budget!r}")
+    if query_index is not None and (query_index.dim() != 2 or query_index.shape[0] != b
+                                    or query_index.dtype != torch.long
+                                    or bool(((query_index < 0) | (query_index >= n)).any())):
+        raise ValueError(f"query_index must be a long tensor [B={b}, M] of indices in [0, {n}); "
+                         f"got {query_index.dtype} {tuple(query_index.shape)}")
     if chunk_size is None:
         chunk_size = _auto_chunk(b, n, memory_budget or DEFAULT_KNN_MEMORY_BUDGET)
 
@@ -85,15 +94,17 @@ def knn_indices(
     sq = pts.pow(2).sum(dim=-1)  # [B, N]
     pts_t = pts.transpose(1, 2)  # [B, C, N]
     fill = float("-inf") if include_self else float("inf")
-    out = torch.empty(b, n, k, dtype=torch.long, device=x.device)
+    own = torch.arange(n, device=x.device).expand(b, n) if query_index is None else query_index
+    queries = pts if query_index is None else pts.gather(1, own.unsqueeze(-1).expand(-1, -1, pts.shape[-1]))
+    m = own.shape[1]
+    out = torch.empty(b, m, k, dtype=torch.long, device=x.device)
     with torch.autocast(x.device.type, enabled=False):  # autocast would undo the float32 ranking
-        for start in range(0, n, chunk_size):
-            stop = min(n, start + chunk_size)
+        for start in range(0, m, chunk_size):
+            stop = min(m, start + chunk_size)
             # ||x_j||^2 - 2 q_i.x_j; the query's own ||q_i||^2 is constant per
             # row and cannot change the ranking, so it is never added.
-            dist = torch.baddbmm(sq[:, None, :], pts[:, start:stop], pts_t, alpha=-2.0)
-            rows = torch.arange(stop - start, device=x.device)
-            dist[:, rows, rows + start] = fill
+            dist = torch.baddbmm(sq[:, None, :], queries[:, start:stop], pts_t, alpha=-2.0)
+            dist.scatter_(2, own[:, start:stop, None], fill)  # each query's own column
             out[:, start:stop] = dist.topk(k, dim=-1, largest=False, sorted=True).indices
     return out
 
