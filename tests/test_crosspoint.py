@@ -4,7 +4,6 @@ and an end-to-end `bench run`."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 import torch
@@ -14,7 +13,7 @@ from ssl3d.methods import get_method
 from ssl3d.methods.crosspoint import CrossPoint
 from ssl3d.methods.testing import check_method, fake_batch
 
-from conftest import BENCH, subprocess_env, tiny_set_args
+from conftest import tiny_set_args
 
 
 def built(preset: str = "quick", **overrides) -> CrossPoint:
@@ -127,12 +126,12 @@ def test_bad_config_values_are_refused(bad, message):
 
 
 def test_bench_run_end_to_end(tmp_path):
+    from ssl3d.bench.cli import main  # in process: the command, without an interpreter start-up
+
     res = tmp_path / "results"
-    out = subprocess.run(BENCH + ["run", "--method", "crosspoint", "--task", "synth-svm", "--preset", "quick",
-                                  "--seeds", "0", "--no-progress", "--results-dir", str(res), *tiny_set_args()],
-                         env={**subprocess_env(), "SSL3D_DATA": str(tmp_path / "data")},
-                         capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert main(["run", "--method", "crosspoint", "--task", "synth-svm", "--preset", "quick", "--seeds", "0",
+                 "--no-progress", "--results-dir", str(res), "--data-root", str(tmp_path / "data"),
+                 *tiny_set_args()]) == 0
     results = [json.loads(p.read_text()) for p in res.glob("runs/*/result.json")]
     assert len(results) == 1 and results[0]["method"] == "crosspoint"
     rows = (res / "leaderboard.csv").read_text().splitlines()

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 
 import pytest
 import torch
 
-from conftest import BENCH, subprocess_env, tiny_set_args
+from conftest import tiny_set_args
 from ssl3d.methods import get_method
 from ssl3d.methods.augment.scale_translate import scale_translate
 from ssl3d.methods.backbones.point_patches import group_patches, random_patch_mask
@@ -136,18 +135,18 @@ def test_cross_field_settings_are_checked_once_all_overrides_are_in():
             method.build_model()
 
 
-def test_bench_run_synth_svm_end_to_end(tmp_path):
+def test_bench_run_synth_svm_end_to_end(tmp_path, capsys):
+    from ssl3d.bench.cli import main  # in process: the command, without an interpreter start-up
+
     results = tmp_path / "pmae-results"
-    run = subprocess.run(BENCH + ["run", "--method", "point-mae", "--task", "synth-svm", "--preset", "quick",
-                                  "--seeds", "0", "--no-progress", "--results-dir", str(results), *tiny_set_args()],
-                         env={**subprocess_env(), "SSL3D_DATA": str(tmp_path / "pmae-data")},
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr
+    assert main(["run", "--method", "point-mae", "--task", "synth-svm", "--preset", "quick", "--seeds", "0",
+                 "--no-progress", "--results-dir", str(results), "--data-root", str(tmp_path / "pmae-data"),
+                 *tiny_set_args()]) == 0
     (result,) = results.glob("runs/*/result.json")
     record = json.loads(result.read_text())
     assert record["method"] == "point-mae" and 0 <= record["metrics"]["overall_acc"] <= 100
-    bad = subprocess.run(BENCH + ["run", "--method", "point-mae", "--task", "synth-svm", "--no-progress",
-                                  "--set", "method.trans_dim=99", "--results-dir", str(tmp_path / "bad")],
-                         env={**subprocess_env(), "SSL3D_DATA": str(tmp_path / "bad-data")},
-                         capture_output=True, text=True, timeout=600)
-    assert bad.returncode == 2 and "divisible" in bad.stderr and not (tmp_path / "bad").exists()
+    capsys.readouterr()
+    assert main(["run", "--method", "point-mae", "--task", "synth-svm", "--no-progress", "--set",
+                 "method.trans_dim=99", "--results-dir", str(tmp_path / "bad"),
+                 "--data-root", str(tmp_path / "bad-data")]) == 2
+    assert "divisible" in capsys.readouterr().err and not (tmp_path / "bad").exists()
