@@ -87,7 +87,9 @@ def _control_cells(controls: pd.DataFrame, runs: pd.DataFrame, method: str, moda
     if (method, modality) not in controls.index:
         return "— | — | —"
     c = controls.loc[(method, modality)]
-    return (f"`{c['control']}` {_cell(_values(runs, str(c['control']), modality, ''), n_test)} | "
+    name, _, own = str(c["control"]).partition(" [")  # "random-dgcnn [data.n_points=256 ...]": its own settings
+    values = _values(runs, name, modality, own.rstrip("]"))
+    return (f"`{c['control']}` {_cell(values, n_test)} | "
             f"{c['difference']:+.2f} ± {c['ci95']:.2f} | {format_p(c['q_value'])}")
 
 
