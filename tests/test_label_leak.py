@@ -265,3 +265,15 @@ def test_a_label_reader_pretraining_on_another_dataset_withholds_nothing(recorde
 
 def test_the_withheld_fraction_is_the_budget_curves():
     assert curve_mod.VAL_FRACTION == SELECTION_VAL_FRACTION
+
+
+def test_a_curve_point_scored_before_the_validation_part_was_withheld_is_not_reused(recorders, monkeypatch):
+    """A label reader's curve points from a pretraining that saw the validation labels (before the carve existed)
+    share every setting with today's: their identity must still differ, or a resumed curve would reuse them."""
+    reader, control = recorders
+    today = curve_mod.evaluation_identity(validate_run(_spec(reader.name)), "val")
+    monkeypatch.setattr(reader, "reads_labels", False)
+    assert curve_mod.evaluation_identity(validate_run(_spec(reader.name)), "val") != today
+    other = curve_mod.evaluation_identity(validate_run(_spec(control.name)), "val")
+    monkeypatch.setattr(control, "reads_labels", True)
+    assert curve_mod.evaluation_identity(validate_run(_spec(control.name)), "val") != other

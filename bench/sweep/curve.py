@@ -204,13 +204,15 @@ def evaluation_identity(plan: ValidatedRun, split: str) -> str:
     """A hash of everything a (seed, epoch) evaluation depends on besides the epoch.
 
     The method and its weight-determining config (the final budget included: with a cosine schedule a
-    snapshot depends on it), the protocol's and the data's settings, the split, modality and seed. A
-    finished evaluation is reused only under the same identity, so rerunning a curve with other ``--set``
+    snapshot depends on it), the protocol's and the data's settings, the split, modality and seed, and for a
+    label reader that its pretraining withholds the validation part. A finished evaluation is reused only under the same identity, so rerunning a curve with other ``--set``
     values under the same file names never mixes in stale numbers.
     """
     described = {"method": plan.method.name, "version": getattr(plan.method, "version", None),
                  "config": weights_config(plan.method.config), "protocol": to_dict(plan.protocol.config),
                  "data": to_dict(plan.data_config), "split": split, "modality": plan.modality, "seed": plan.spec.seed}
+    if plan.method.reads_labels:  # its pretraining withholds the seed's validation part: older points did not
+        described["pretraining"] = "withholds selection_validation"
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
