@@ -11,7 +11,7 @@
 # Upper bounds: the `classification` protocol's scratch mode (docs/protocols.md), the same network as a family's
 # encoder trained from random initialisation with labels, for as many epochs as that family's `cpu` preset
 # pretrains (the same passes over the same training shapes; 20% of them are held out to choose the epoch).
-source "$(dirname "$0")/modelnet10_cpu_suite.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/modelnet10_cpu_suite.sh"
 
 CONTROLS=(pooled-occupancy d2-shape-distribution random-voxel-cnn random-view-cnn)
 

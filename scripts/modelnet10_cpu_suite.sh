@@ -38,13 +38,19 @@ snapshots_up_to() {  # 1 2 4 ... below the knee, then the knee itself
   echo "${out[@]}" "$knee"
 }
 
-commit() {  # commit this leaderboard folder only (never the rest of the working tree)
+commit() {  # commit this leaderboard folder (and the README's verdict table, which is read from it) only
   [[ "${COMMIT:-0}" == 1 ]] || return 0
-  bench leaderboard --results-dir "$OUT" --plot > /dev/null
-  python -m ssl3d.bench.report.cost "$OUT" > /dev/null  # cost.csv: pretraining and evaluation minutes per method
-  git add -- "$OUT" "$KNEE_OUT"
-  flock /tmp/ssl3d-git.lock git commit --only -m "modelnet10-cpu leaderboard: $1 (seeds ${SEEDS[*]})" -- "$OUT" \
-    "$KNEE_OUT" || true
+  local paths=("$OUT" "$KNEE_OUT")
+  flock /tmp/ssl3d-git.lock bash -c '
+    bench leaderboard --results-dir "$1" --plot --html > /dev/null
+    python -m ssl3d.bench.report.cost "$1" > /dev/null' _ "$OUT"  # cost.csv: pretraining and evaluation minutes per method
+  if [[ "$OUT" == results/modelnet10-cpu ]]; then  # README.md holds this leaderboard's verdict table (a test checks it)
+    flock /tmp/ssl3d-git.lock python -m ssl3d.bench.report.verdicts "$OUT" --readme README.md
+    paths+=(README.md)
+  fi
+  git add -- "${paths[@]}"
+  flock /tmp/ssl3d-git.lock git commit --only -m "modelnet10-cpu leaderboard: $1 (seeds ${SEEDS[*]})" -- \
+    "${paths[@]}" || true
 }
 
 STEP= STEP_START=

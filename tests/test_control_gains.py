@@ -191,8 +191,10 @@ def test_every_page_marks_label_reading_methods_and_controls(tmp_path):
     page = build_page(folder)
     assert '<td data-v="cmic" title="† pretraining reads class labels (not self-supervised).">cmic †</td>' in page
     assert 'id="controls"' in page and 'id="upper"' in page and "Marks: † pretraining reads class labels" in page
-    verdicts = verdict_table(folder, preset="cpu", cells=(("cmic", "views"), ("parae-pointnet", "points")))
+    verdicts = verdict_table(folder, preset="cpu", cells=(("cmic", "views"), ("parae-pointnet", "points"),
+                                                          ("point-mae", "points")))
     assert "| `cmic` † | views |" in verdicts and "| — | — | — |" in verdicts
+    assert "| `point-mae` | points | not run | not run |" in verdicts  # a missing cell is said, not dropped
     assert f"`{P}` 71.00" in verdicts and "† pretraining reads class labels" in verdicts.replace("\n", " ")
 
 
@@ -219,3 +221,12 @@ def test_a_published_checkpoint_evaluated_as_is_is_compared_with_the_controls():
     gains = gains_over_controls(runs)
     assert list(gains["settings"]) == [ckpt]  # the untrained network's own rows are not compared
     assert gains.iloc[0]["difference"] == pytest.approx(5.0)
+
+
+def test_the_readme_block_is_replaced_between_its_markers_only():
+    from ssl3d.bench.report.verdicts import replace_block
+
+    readme = "intro\n<!-- verdicts:start (command) -->\nold table\n<!-- verdicts:end -->\noutro\n"
+    assert replace_block(readme, "new\n") == "intro\n<!-- verdicts:start (command) -->\nnew\n<!-- verdicts:end -->\noutro\n"
+    with pytest.raises(ValueError, match="notes.md: no '<!-- verdicts:start"):
+        replace_block("no markers here\n", "new\n", "notes.md")

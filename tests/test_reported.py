@@ -1,4 +1,5 @@
-"""Checks of ``bench/reference/reported.csv``: the numbers the four papers print in their main tables.
+"""Checks of ``bench/reference/reported.csv``: the numbers the four papers print in their main tables, and the
+rows of Point-MAE (printed) and CrossPoint (cited by later papers) beside the methods that wrap them.
 
 Spot checks compare against numbers the papers repeat in their *prose* (or
 recompute from other cells), so they do not depend on how the table text was
@@ -28,13 +29,16 @@ CSV_TEXT = packaged_reported().read_text(encoding="utf-8")  # through the loader
 
 HEADER = ["paper", "table", "method", "dataset", "task", "protocol", "modality", "setting", "metric", "value", "notes"]
 KEY = ["paper", "table", "method", "dataset", "task", "setting", "metric", "modality"]
-PAPERS = {"switchvae", "parae", "cmcv", "cmic"}
-PROTOCOLS = {"svm", "retrieval", "segmentation", "reconstruction", "ibsr", "ibsr-seen", "pretext", "classification"}
+PAPERS = {"switchvae", "parae", "cmcv", "cmic", "point-mae", "crosspoint"}
+PROTOCOLS = {"svm", "retrieval", "segmentation", "reconstruction", "ibsr", "ibsr-seen", "pretext", "classification",
+             "fewshot"}
 MODALITIES = {"points", "voxels", "views", "image", "views+voxels"}
 METRICS = {
     "overall_acc", "mean_class_acc", "top1_acc", "top5_acc", "top10_acc", "map",
     "instance_miou", "class_miou", "point_acc", "iou", "precision", "recall", "accuracy",
     "category_acc", "pair_acc", "mpd_pos", "mpd_neg", "mpd_pos_std", "mpd_neg_std",
+    # the classification protocol's voted accuracy; the fewshot protocol's per-classifier mean and std over folds
+    "vote_acc", "svm_acc", "svm_acc_std", "finetune_acc", "finetune_acc_std",
     # named here because the papers report them and none of the above fits
     "hau", "delta_miou", "delta_point_acc",
 }
@@ -42,7 +46,7 @@ PER_CATEGORY_PREFIXES = ("iou:", "top1_acc:", "top10_acc:", "hau:")
 OUR_METHODS = {
     "switchvae", "voxel-vae", "image-vae", "switchvae-nocontrast", "switch-btcvae", "parae-pointnet",
     "parae-dgcnn", "cmcv", "cm", "cmic", "cmic-noncat", "cmic-hsv", "cmic-noaug", "cmic-triplet",
-    "random-pointnet", "random-dgcnn", "supervised-pointnet", "supervised-dgcnn",
+    "random-pointnet", "random-dgcnn", "supervised-pointnet", "supervised-dgcnn", "point-mae", "crosspoint",
 }
 # Numeric cells per table, counted by hand from the papers ("-" cells excluded).
 CELLS_PER_TABLE = {
@@ -51,11 +55,17 @@ CELLS_PER_TABLE = {
     ("cmcv", "Table 1"): 4, ("cmcv", "Table 2"): 16, ("cmcv", "Table 3"): 7,
     ("cmcv", "Table 4"): 33, ("cmcv", "Table 5"): 30, ("cmcv", "Table 6"): 26,
     ("cmic", "Table 1"): 210, ("cmic", "Table 2"): 15, ("cmic", "Table 3"): 4, ("cmic", "Table 4"): 2,
+    # Point-MAE and CrossPoint: their own rows only (no competitors), so these count the rows transcribed
+    ("point-mae", "Table 1"): 3, ("point-mae", "Table 2"): 1, ("point-mae", "Sec. 4.2"): 1,
+    ("point-mae", "Table 3"): 8, ("point-mae", "Table 4"): 1, ("point-mae", "Table 5"): 1,
+    ("crosspoint", "cited"): 21,
 }
 
 
 #: notes of a stand-in row: a printed cell copied beside our task on another dataset (docs/reported.md)
 STAND_IN = "stand-in:"
+#: `table` of a number the paper's own text was not read for, only a later paper citing it; notes name that paper
+CITED = "cited"
 
 
 def printed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -96,8 +106,9 @@ def test_every_row_is_well_formed(table):
         assert row.protocol in PROTOCOLS, row
         assert row.modality in MODALITIES, row
         assert row.metric in METRICS or row.metric.startswith(PER_CATEGORY_PREFIXES), row.metric
-        # a table, or for numbers printed only in the text the section ("Sec. 4.3")
-        assert re.fullmatch(r"Table \d+|Sec\. \d+(\.\d+)*", row.table), row.table
+        # a table, or for numbers printed only in the text the section ("Sec. 4.3"), or "cited" with the citing paper
+        assert re.fullmatch(r"Table \d+|Sec\. \d+(\.\d+)*", row.table) or row.table == CITED, row.table
+        assert (row.table == CITED) == row.notes.startswith("cited in "), row
         assert row.dataset and (row.task.startswith(row.dataset + "-") or row.notes.startswith(STAND_IN)), row
         # ours by registry name, competitors marked ref:, ablations cmic-ablation:
         assert (row.method in OUR_METHODS or row.method.startswith("ref:")
@@ -120,8 +131,16 @@ def test_every_table_complete(table):
 def test_percent_metrics_are_percent(table):
     # accuracies and IoUs printed in percent lie in [0, 100] and are not fractions;
     # CMIC's shape IoU and HAU are printed as fractions
-    pct = table[table["metric"].str.contains("acc|miou|precision") & ~table["metric"].str.startswith("delta")]
+    pct = table[table["metric"].str.contains("acc|miou|precision") & ~table["metric"].str.startswith("delta")
+                & ~table["metric"].str.endswith("_std")]
     assert pct["value"].between(1.0, 100.0).all()
+    # a spread over few-shot runs, in accuracy points: below the mean it goes with
+    std = table[table["metric"].str.endswith("_acc_std")]
+    assert len(std) == 12 and (std["value"] > 0).all()
+    for row in std.itertuples(index=False):
+        mean = cell(table, paper=row.paper, table=row.table, method=row.method, setting=row.setting,
+                    metric=row.metric.removesuffix("_std"))
+        assert row.value < mean, row
     frac = table[(table["paper"] == "cmic") & table["metric"].str.match(r"(hau|iou)(:|$)")]
     assert len(printed(frac)) == 5 * 7 * 4
     assert frac["value"].between(0.0, 1.0).all()
@@ -184,6 +203,10 @@ def test_reported_tasks_are_registered_with_the_rows_protocol(table):
 
     mine = table[(table["paper"] == "parae") & table["table"].isin(["Table 2", "Sec. 4.3"])]
     mine = pd.concat([mine, table[(table["paper"] == "cmic") & (table["dataset"] == "pix3d")]])
+    newer = table[table["paper"].isin(["point-mae", "crosspoint"])]
+    # ScanObjectNN has no svm task of ours: CrossPoint's cited ScanObjectNN SVM cells are shown in the file only
+    assert set(newer[~newer["task"].isin(TASKS.names())]["task"]) == {"scanobjectnn-svm"}
+    mine = pd.concat([mine, newer[newer["task"] != "scanobjectnn-svm"]])
     for row in mine.itertuples(index=False):
         task = TASKS.get(row.task)
         ours = (task.protocol, task.dataset.split("-")[0])
@@ -291,10 +314,93 @@ def test_cmic_pix3d_means_of_competitors(table):
             assert cell(t1, method=method, metric=metric) == pytest.approx(sum(cats) / 4, abs=0.051)
 
 
+def test_point_mae_cells_repeated_in_prose(table):
+    """Point-MAE's abstract: 94.04% on ModelNet40 and 85.18% on the hardest setting of ScanObjectNN (PB-T50-RS)."""
+    pm = table[table["paper"] == "point-mae"]
+    assert set(pm["method"]) == {"point-mae"}
+    assert cell(pm, table="Sec. 4.2", metric="vote_acc") == 94.04
+    assert cell(pm, table="Table 1", setting="pretrained on ShapeNet (300 epochs); finetune; variant=pb_t50_rs") == 85.18
+    # the hardest variant is the lowest of the three
+    variants = {row.setting.rsplit("=", 1)[1]: row.value for row in pm[pm["table"] == "Table 1"].itertuples()}
+    assert min(variants, key=variants.get) == "pb_t50_rs" and len(variants) == 3
+    # 8k points above 1k (both voted); the voted 1k cell above the unvoted one of the ablation
+    voted_1k = cell(pm, table="Table 2", metric="vote_acc")
+    assert (voted_1k, cell(pm, table="Table 5", metric="overall_acc")) == (93.8, 93.19)
+    assert 93.19 < voted_1k < 94.04
+    # few-shot (Table 3): more shots help, more ways hurt, at every setting
+    fs = {(row.setting, row.metric): row.value for row in pm[pm["table"] == "Table 3"].itertuples()}
+    acc = {tuple(int(t.split("=")[1]) for t in s.split("; ")[1:]): v for (s, m), v in fs.items() if m == "finetune_acc"}
+    assert acc == {(5, 10): 96.3, (5, 20): 97.8, (10, 10): 92.6, (10, 20): 95.0}
+    assert acc[5, 10] < acc[5, 20] and acc[10, 10] < acc[10, 20] and acc[10, 10] < acc[5, 10] and acc[10, 20] < acc[5, 20]
+    # part segmentation: instance mIoU only (the paper prints no class mIoU)
+    assert cell(pm, table="Table 4", metric="instance_miou") == 86.1
+    assert pm[pm["protocol"] == "segmentation"]["metric"].tolist() == ["instance_miou"]
+
+
+def test_crosspoint_rows_are_cited_and_backbones_kept_apart(table):
+    """CrossPoint's text was not read: every row is a citation; its PointNet rows are not our (DGCNN) crosspoint."""
+    cp = table[table["paper"] == "crosspoint"]
+    assert (cp["table"] == CITED).all() and cp["notes"].str.startswith("cited in ").all()
+    assert set(cp["method"]) == {"crosspoint", "ref:pointnet-crosspoint"}
+    assert not cp["setting"].str.contains("PointNet|backbone").any()  # the backbone is in the method, never a setting
+    svm = dict(table=CITED, protocol="svm", metric="overall_acc")
+    # DGCNN 91.2 on ModelNet40: repeated by both citing sources (POS-BERT Table 1 and PoCCA)
+    dgcnn40 = cell(cp, method="crosspoint", dataset="modelnet40", **svm)
+    assert dgcnn40 == 91.2
+    assert "POS-BERT Table 1" in cp[(cp["method"] == "crosspoint") & (cp["task"] == "modelnet40-svm")]["notes"].iloc[0]
+    # DGCNN above PointNet on both datasets, ModelNet40 above ScanObjectNN for both
+    for ds in ("modelnet40", "scanobjectnn"):
+        assert cell(cp, method="crosspoint", dataset=ds, **svm) > cell(cp, method="ref:pointnet-crosspoint", dataset=ds, **svm)
+    assert (cell(cp, method="ref:pointnet-crosspoint", dataset="modelnet40", **svm),
+            cell(cp, method="crosspoint", dataset="scanobjectnn", **svm),
+            cell(cp, method="ref:pointnet-crosspoint", dataset="scanobjectnn", **svm)) == (89.1, 81.7, 75.6)
+    fs = cp[cp["protocol"] == "fewshot"]
+    assert len(fs) == 16 and set(fs["metric"]) == {"svm_acc", "svm_acc_std"}
+    assert cell(fs, method="crosspoint", setting="pretrained on ShapeNetRender (100 epochs); way=5; shot=10",
+                metric="svm_acc") == 92.5
+    assert cell(fs, method="ref:pointnet-crosspoint", setting="pretrained on ShapeNetRender (100 epochs); way=10; shot=20",
+                metric="svm_acc_std") == 2.2
+    assert cell(cp, method="crosspoint", task="shapenetpart-seg", metric="instance_miou") == 85.5
+
+
+def test_leaderboard_shows_point_mae_and_crosspoint_beside_ours():
+    """Our point-mae (fine-tuned) and crosspoint (linear SVM) cells find the papers' numbers, with the
+    pretraining difference; a frozen point-mae probe and the PointNet CrossPoint cells do not."""
+    from ssl3d.bench.report.leaderboard import compare_with_reported
+
+    base = {"modality": "points", "preset": "paper", "pretrain_data": "", "ci95": 0.5, "n": 3}
+    finetune = "classification.mode=finetune"
+    summary = pd.DataFrame([
+        {**base, "task": "modelnet40-cls", "method": "point-mae", "metric": "overall_acc", "mean": 92.0,
+         "settings": finetune},
+        {**base, "task": "modelnet40-cls", "method": "point-mae", "metric": "vote_acc", "mean": 92.5,
+         "settings": finetune},
+        {**base, "task": "modelnet40-cls", "method": "point-mae", "metric": "overall_acc", "mean": 85.0,
+         "settings": ""},  # the default linear probe: no printed cell of Point-MAE
+        {**base, "task": "modelnet40-svm", "method": "crosspoint", "metric": "overall_acc", "mean": 90.0,
+         "settings": ""},
+    ])
+    found = compare_with_reported(summary, load_reported())
+    # unvoted: Table 5's 93.19 for point-mae; CrossPoint's DGCNN 91.2, not its PointNet 89.1
+    assert found[found["metric"] == "overall_acc"].set_index("method")["reported"].to_dict() == {
+        "point-mae": 93.19, "crosspoint": 91.2}
+    # voted: Table 2 (1k points) and Sec. 4.2 (8k points, its points shown in the source)
+    voted = found[found["metric"] == "vote_acc"].set_index("reported")["source"].to_dict()
+    assert set(voted) == {93.8, 94.04} and "n_points=8192" in voted[94.04]
+    assert 85.0 not in set(found["ours"])
+    differences = found.set_index("method")["setting_differences"]
+    assert differences["crosspoint"].endswith("paper: pretrained on ShapeNetRender (100 epochs)")
+    assert (differences["point-mae"] == "ours: pretrained on modelnet40 train, preset paper; "
+                                        "paper: pretrained on ShapeNet (300 epochs)").all()
+
+
 def test_ambiguous_cells_are_flagged(table):
     flagged = table[table["notes"].str.contains("AMBIGUOUS")]
     assert set(zip(flagged["paper"], flagged["table"], flagged["method"])) == {
-        ("cmic", "Table 3", "cmic-noncat"), ("parae", "Sec. 4.3", "parae-dgcnn")}
+        ("cmic", "Table 3", "cmic-noncat"), ("parae", "Sec. 4.3", "parae-dgcnn"), ("point-mae", "Sec. 4.2", "point-mae"),
+        ("crosspoint", "cited", "crosspoint"), ("crosspoint", "cited", "ref:pointnet-crosspoint")}
+    # CrossPoint: only the few-shot cells (classifier not named by the citing table) are in doubt
+    assert set(flagged[flagged["paper"] == "crosspoint"]["protocol"]) == {"fewshot"}
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
 """The README's verdict table: headline cells of a leaderboard, pretrained against the same network untrained.
 
-``python -m ssl3d.bench.report.verdicts RESULTS_DIR`` prints it; README.md holds exactly that output
-for ``results/modelnet10-cpu`` (a test checks it). Each cell's CI counts the seeds and the test set's
+``python -m ssl3d.bench.report.verdicts RESULTS_DIR`` prints it (``--readme README.md`` rewrites it in place);
+README.md holds exactly that output for ``results/modelnet10-cpu`` (a test checks it). Each cell's CI counts the seeds and the test set's
 sampling (``core.stats.ci95_seeds_and_test``); the differences, p and q are the leaderboard page's
 (paired over seeds, Benjamini-Hochberg over the page's gains table, and over its table of gains over the
 strongest control for the last three columns). A method whose pretraining reads labels carries a dagger.
@@ -22,6 +22,7 @@ from ssl3d.bench.report.eval_sizes import read_eval_sizes
 from ssl3d.bench.report.multiplicity import distinct_tests, format_p
 from ssl3d.bench.report.untrained import pretraining_gains
 from ssl3d.bench.run.results import ResultStore, text_columns
+from ssl3d.core.io import atomic_write_text
 from ssl3d.core.stats import ci95_seeds_and_test
 
 __all__ = ["HEADLINE", "verdict_table"]
@@ -29,7 +30,7 @@ __all__ = ["HEADLINE", "verdict_table"]
 #: (method, modality) of the headline cells: each paper's main method on each modality it embeds
 HEADLINE = (("parae-pointnet", "points"), ("parae-dgcnn", "points"), ("voxel-vae", "voxels"),
             ("switchvae", "voxels"), ("switchvae", "views"), ("cmcv", "points"), ("cmcv", "views"),
-            ("cmic", "views"), ("cmic", "image"))
+            ("cmic", "views"), ("cmic", "image"), ("point-mae", "points"), ("crosspoint", "points"))
 MODALITY_NAMES = {"image": "image (photo-like)"}
 
 
@@ -61,8 +62,10 @@ def verdict_table(root: str | Path, task: str = "modelnet10-svm", metric: str = 
     lines = ["| method | modality | pretrained | untrained | paired difference | p | q | strongest control | "
              "difference | q |", "|---|---|---|---|---|---|---|---|---|---|"]
     for method, modality in cells:
-        if (method, modality) not in gains.index:
-            raise ValueError(f"{root}: no pretrained and untrained runs of {method} / {modality} on {task} / {preset}")
+        if (method, modality) not in gains.index:  # not run yet (or being re-run): said, never left out silently
+            lines.append(f"| `{method}` | {MODALITY_NAMES.get(modality, modality)} | not run | not run | "
+                         "— | — | — | — | — | — |")
+            continue
         g = gains.loc[(method, modality)]
         untrained = _values(runs, str(g["untrained_method"]), modality, UNTRAINED)
         mark = f" {LABELS_MARK}" if reads_labels(method) else ""
@@ -77,7 +80,8 @@ def verdict_table(root: str | Path, task: str = "modelnet10-svm", metric: str = 
               "Strongest control: the best of the controls of the modality (random networks, handcrafted "
               "descriptors) on the same data; its difference: pretrained − control, paired over shared seeds, ± its "
               f"95% CI, q over the page's {distinct_tests(page_controls)} distinct tests against controls; —: no "
-              "control ran that cell. " + marks_note(m for m, _ in cells if reads_labels(m)))
+              "control ran that cell; not run: this leaderboard has no pretrained and untrained runs of that cell "
+              "(yet). " + marks_note(m for m, _ in cells if reads_labels(m)))
     return "\n".join(lines) + "\n\n" + textwrap.fill(legend.strip(), width=100) + "\n"
 
 
@@ -93,10 +97,30 @@ def _control_cells(controls: pd.DataFrame, runs: pd.DataFrame, method: str, moda
             f"{c['difference']:+.2f} ± {c['ci95']:.2f} | {format_p(c['q_value'])}")
 
 
+START, END = "<!-- verdicts:start", "<!-- verdicts:end -->"
+
+
+def replace_block(readme: str, table: str, name: str = "README.md") -> str:
+    """``readme`` with the text between its verdict markers (the start marker's line kept) replaced by ``table``."""
+    head, sep, rest = readme.partition(START)
+    marker_line, newline, body = rest.partition("\n")
+    if not sep or not newline or END not in body:
+        raise ValueError(f"{name}: no '{START} ...' line followed by a '{END}' line to replace")
+    return head + START + marker_line + "\n" + table + END + body.split(END, 1)[1]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ssl3d.bench.report.verdicts", description=__doc__.splitlines()[0])
     parser.add_argument("results_dir")
-    print(verdict_table(parser.parse_args(argv).results_dir), end="")
+    parser.add_argument("--readme", metavar="PATH", help="rewrite the table between PATH's verdict markers in place "
+                        "(atomically) instead of printing it")
+    args = parser.parse_args(argv)
+    table = verdict_table(args.results_dir)
+    if args.readme is None:
+        print(table, end="")
+        return
+    path = Path(args.readme)
+    atomic_write_text(path, replace_block(path.read_text(encoding="utf-8"), table, str(path)))
 
 
 if __name__ == "__main__":
