@@ -26,6 +26,11 @@ def _small_overrides(cls) -> dict[str, object]:
         overrides["global_dim"] = 64
     if "metric_pairs" in fields:  # CM-CV's pretext metrics after pretraining
         overrides["metric_pairs"] = 8
+    # smaller pictures: a ResNet's cost scales with the pixels, its contract does not (cmic's six 32-px views and
+    # photos made it the slowest contract check)
+    for name in ("view_size", "image_size"):
+        if name in fields and getattr(cls.from_preset("quick").config, name) <= 32:
+            overrides[name] = 16
     return overrides
 
 
