@@ -77,13 +77,16 @@ suite() {  # method [extra bench suite args]
 knee() {  # method modality largest-budget [baseline]: the 3-seed curve a preset's epochs are chosen on
   local method=$1 modality=$2 largest=$3 extra=() stem="$1-modelnet10-svm-$2-val"
   [[ -n "${4:-}" ]] && extra=(--baseline "$4")
-  # its points (the resume state) stay in $OUT/knee/curves/; the page's CSV, JSON and PNG are copied to $KNEE_OUT
+  # its points (the resume state, committed with $OUT) stay in $OUT/knee/curves/; the page's CSV and JSON are
+  # copied to $KNEE_OUT and its PNG moved there: the leaderboard's HTML page embeds every PNG of $OUT's image
+  # folders, and knee/ is not one of them
   timed "knee $method $modality" bench curve --preset cpu --method "$method" --task modelnet10-svm \
     --modality "$modality" --epochs $(snapshots_up_to "$largest") --seeds "${SEEDS[@]}" "${extra[@]}" \
     --results-dir "$OUT/knee" --no-progress
-  for ext in csv json png; do
+  for ext in csv json; do
     [[ ! -f "$OUT/knee/curves/$stem.$ext" ]] || cp "$OUT/knee/curves/$stem.$ext" "$KNEE_OUT/"
   done
+  [[ ! -f "$OUT/knee/curves/$stem.png" ]] || mv "$OUT/knee/curves/$stem.png" "$KNEE_OUT/"
 }
 
 family() {  # main-method modalities(comma-separated) baseline(modality=random-method, or - for none) members...
