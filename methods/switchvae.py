@@ -69,9 +69,9 @@ class SwitchVAEConfig(MethodConfig):
             "train.epochs": 1, "train.batch_size": 16, "n_views": 4, "view_size": 64, "kl_warmup_epochs": 0,
             "image_weights": None,
         },
-        # quick's architecture at the knee of the family's ModelNet10 budget curves (validation split): voxel-vae
-        # flat from 4 to 8 epochs; switchvae still +0.9 from 2 to 4, and 4 epochs is the most that fits the
-        # 20-minute cap per seed (docs/methods.md). One budget for the whole family keeps its comparisons fair.
+        # quick's architecture at the knee of the family's 3-seed ModelNet10 curve (validation split, paired rule):
+        # the views' knee is 4 epochs, the largest that fits the 20-minute cap per seed, the voxels' 1; a family
+        # takes the larger (docs/methods.md). One budget for the whole family keeps its comparisons fair.
         "cpu": {
             "train.epochs": 4, "train.batch_size": 16, "n_views": 4, "view_size": 64, "kl_warmup_epochs": 1,
             "image_weights": None,
