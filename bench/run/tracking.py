@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ssl3d.core.errors import UserError
-from ssl3d.methods.trainer import EPOCH_RECORD  # the LogRecord attribute the loop puts each epoch's scalars in
 
 TRACKERS = ("csv", "tensorboard", "mlflow")
 
@@ -133,11 +132,16 @@ class _EpochListener(logging.Handler):
     """Forwards the training loop's per-epoch records to a tracker."""
 
     def __init__(self, tracker: Any) -> None:
+        # imported here, not at the top: the CLI imports this module for TRACKERS, and importing any of
+        # ssl3d.methods loads every method (torch, torchvision) before `bench --help` could answer
+        from ssl3d.methods.trainer import EPOCH_RECORD  # the LogRecord attribute holding each epoch's scalars
+
         super().__init__(logging.INFO)
         self.tracker = tracker
+        self.record_attribute = EPOCH_RECORD
 
     def emit(self, record: logging.LogRecord) -> None:
-        scalars = getattr(record, EPOCH_RECORD, None)
+        scalars = getattr(record, self.record_attribute, None)
         if not scalars:
             return
         epoch = int(scalars.get("epoch", 0))

@@ -13,7 +13,6 @@ import math
 from typing import Literal
 
 import torch
-import torchvision
 from torch import Tensor, nn
 
 from ssl3d.methods.backbones.pretrained import load_weights
@@ -84,6 +83,8 @@ def resnet_trunk(arch: Arch, in_channels: int = 3, weights: str | None = None) -
     _check_arch(arch)
     if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
         raise ValueError(f"in_channels must be a positive int; got {in_channels!r}")
+    import torchvision  # here, not at the top: importing it costs seconds (torch._dynamo) in every process
+
     model = getattr(torchvision.models, arch)(weights=None)
     if weights is not None:
         model.load_state_dict(load_weights(arch, weights))

@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import torch
-import torchvision
 from torch import Tensor
 
 from ssl3d.core.config import ConfigError
@@ -60,6 +59,8 @@ def weights_source(arch: str, weights: str, key: str = "weights") -> WeightsSour
     """The file a weights setting reads for the trunk ``arch``; a setting that is neither a file nor a name is refused."""
     if os.path.isfile(weights):
         return WeightsSource(arch, weights, Path(weights), None)
+    import torchvision  # here, not at the top: importing it costs seconds (torch._dynamo) in every process
+
     names = torchvision.models.get_model_weights(arch)
     try:
         enum = names[weights]
