@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 from conftest import BENCH, subprocess_env, tiny_set_args
 
@@ -16,6 +17,13 @@ def test_version_and_help():
     out = _bench("--version")
     assert out.returncode == 0 and out.stdout.startswith("ssl3d-bench ")
     assert _bench().returncode == 2
+
+
+def test_the_command_line_answers_help_without_loading_torch():
+    # `bench --help` and `--version` must not pay for torch, torchvision and every method (seconds per call)
+    probe = "import sys, ssl3d.bench.cli; print(sorted(m for m in ('torch', 'torchvision', 'ssl3d.methods') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], env=subprocess_env(), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
 
 
 def test_list_json_has_the_registries():
