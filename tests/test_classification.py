@@ -92,6 +92,17 @@ def test_test_is_scored_with_the_weights_of_the_selected_epoch():
     np.testing.assert_array_equal(full.artifacts["test_logits"], short.artifacts["test_logits"])
 
 
+def test_every_training_epoch_logs_one_progress_line(caplog):
+    # with progress bars off (logs, pipes) a long scratch run still shows where it is
+    with caplog.at_level("INFO", logger="ssl3d.classification"):
+        out = _protocol(mode="linear", epochs=3, votes=0).evaluate(_method(), TRAIN, TEST, "points", QUIET)
+    lines = [r.getMessage() for r in caplog.records if r.name == "ssl3d.classification"]
+    assert [line.split(":")[0] for line in lines] == [f"classification (linear) epoch {e}/3" for e in (1, 2, 3)]
+    losses = out.details["train_loss_by_epoch"]
+    accs = out.details["val_acc_by_epoch"]
+    assert all(f"loss {loss:.4f}, val acc {acc:.2f}, " in line for line, loss, acc in zip(lines, losses, accs))
+
+
 def test_validation_is_carved_from_the_labelled_train_shapes():
     labels = np.repeat(np.arange(4), 25)
     labelled, fit, val = labelled_and_validation(labels, 0.4, 0.2, seed=3)

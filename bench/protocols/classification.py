@@ -46,7 +46,9 @@ state is restored afterwards.
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -62,6 +64,8 @@ from ssl3d.bench.features.splits import SplitView, carve_validation, class_balan
 from ssl3d.bench.protocols.svm import accuracy_metrics
 
 __all__ = ["ClassificationConfig", "ClassificationProtocol", "labelled_and_validation"]
+
+log = logging.getLogger("ssl3d.classification")  # one INFO line per epoch: long scratch runs show progress in logs
 
 MODES = ("finetune", "linear", "mlp", "scratch")
 FROZEN = ("linear", "mlp")
@@ -228,6 +232,7 @@ class ClassificationProtocol(Protocol):
         bar = tqdm(range(1, cfg.epochs + 1), desc=f"classification ({cfg.mode})", disable=not ctx.progress,
                    leave=False, dynamic_ncols=True)
         for epoch in bar:
+            start = time.perf_counter()
             losses.append(train_epoch(model, inputs["fit"], optimizer, shuffle, inputs["augment"], device))
             if schedule is not None:
                 schedule.step()
@@ -236,6 +241,8 @@ class ClassificationProtocol(Protocol):
                 if val_accs[-1] > best_acc:  # strictly better: ties keep the earlier epoch
                     best_epoch, best_acc, best = epoch, val_accs[-1], _state(model)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            log.info("classification (%s) epoch %d/%d: loss %.4f%s, %.1fs", cfg.mode, epoch, cfg.epochs, losses[-1],
+                     f", val acc {val_accs[-1]:.2f}" if val_accs else "", time.perf_counter() - start)
         if best is not None:
             model.load_state_dict(best)
         return {"epochs": cfg.epochs, "selected_epoch": best_epoch,
