@@ -138,6 +138,14 @@ main() {
   knee cmcv views 4
   knee cmcv points 4 random-dgcnn
   family cmcv views,points points=random-dgcnn cm
+  # the modern reference methods (issue 34) on every task that takes points: few-shot and linear
+  # classification too. Each knee curve stops at the 20-minute cap (docs/methods.md, Point-MAE and CrossPoint)
+  TASKS='modelnet10-[srfc]*'  # svm, retrieval, fewshot, cls
+  knee point-mae points 12 random-pointnet
+  family point-mae points points=random-pointnet
+  knee crosspoint points 2 random-dgcnn
+  knee crosspoint views 2
+  family crosspoint points,views points=random-dgcnn
   bench leaderboard --results-dir "$OUT" --plot
   commit "all methods"
 }
