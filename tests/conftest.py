@@ -37,6 +37,12 @@ def optimisation_steps(method, batch: dict, optimizer: torch.optim.Optimizer, st
     return terms
 
 
+def torch_threads() -> int:
+    """Two threads at most, fewer where pytest-xdist's workers share the cores (no oversubscription)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, min(2, (os.cpu_count() or 1) // workers))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path_factory, monkeypatch):
     """Every test gets its own data and results folders; nothing touches ~/.cache."""
@@ -44,7 +50,7 @@ def _isolated_env(tmp_path_factory, monkeypatch):
     results = tmp_path_factory.mktemp("ssl3d-results")
     monkeypatch.setenv("SSL3D_DATA", str(data))
     monkeypatch.setenv("SSL3D_RESULTS", str(results))
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(torch_threads())
     yield
 
 
