@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from ssl3d.bench.report.cost import cost_markdown, cost_table, main
+from ssl3d.core.errors import UserError
 from ssl3d.methods.trainer import epoch_seconds
 
 
@@ -33,7 +34,7 @@ def test_cost_counts_each_pretraining_once_and_sums_evaluations(tmp_path, caplog
     (tmp_path / "runs" / "broken").mkdir()
     (tmp_path / "runs" / "broken" / "result.json").write_text("{not json")
     (tmp_path / "timings.csv").write_text("what,seconds,exit\ncurve vae voxels,1500,0\nsuite vae ,300,0\n"
-                                          "suite random ,60,0\n")
+                                          "suite random (interrupted: 1 of 2, cached),60,143\n")
     with caplog.at_level(logging.WARNING):
         table = cost_table(tmp_path).set_index("method")
     assert "broken/result.json: skipped" in caplog.text
@@ -100,3 +101,9 @@ def test_idle_estimate_is_the_fastest_epoch_times_the_epochs(tmp_path, caplog):
     assert f"{damaged}: no epoch times read" in caplog.text
     assert pd.isna(table.loc["ae", "pretrain_min_idle"]) and pd.isna(table.loc["total", "pretrain_min_idle"])
     assert table.loc["vae", "pretrain_min_idle"] == pytest.approx(9.0)  # the other method keeps its estimate
+
+
+def test_a_timings_line_that_is_not_what_seconds_exit_is_named(tmp_path):
+    (tmp_path / "timings.csv").write_text("what,seconds,exit\nsuite vae ,300,0\nsuite vae ,fast,0\n")
+    with pytest.raises(UserError, match=r"timings\.csv, line 3: 'suite vae ,fast,0' is not 'what,seconds,exit'"):
+        cost_table(tmp_path)

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ssl3d.core.errors import UserError
 from ssl3d.core.io import atomic_write_text
 from ssl3d.methods.checkpoint import read_pretrain_info
 from ssl3d.methods.trainer import epoch_seconds
@@ -84,9 +85,19 @@ def _logged_wall(root: Path) -> dict[str, float]:
     path = root / "timings.csv"
     if not path.exists():
         return {}
-    frame = pd.read_csv(path)
-    frame["method"] = frame["what"].astype(str).str.split().str[1]
-    return frame.groupby("method")["seconds"].sum().astype(float).to_dict()
+    seconds: dict[str, float] = {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines[1:], start=2):
+        # the step's text may itself hold commas (a --set value, a note): the last two fields are the numbers
+        fields = line.rsplit(",", 2)
+        try:
+            what, step_seconds = fields[0], float(fields[1])
+        except (IndexError, ValueError):
+            raise UserError(f"{path}, line {number}: {line!r} is not 'what,seconds,exit'") from None
+        words = what.split()
+        if len(words) >= 2:
+            seconds[words[1]] = seconds.get(words[1], 0.0) + step_seconds
+    return seconds
 
 
 def cost_table(results_dir: str | os.PathLike[str]) -> pd.DataFrame:
