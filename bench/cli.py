@@ -158,8 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     board = sub.add_parser("leaderboard", help="aggregate results over seeds into tables")
     board.add_argument("--results-dir", default=None, help="results folder (default $SSL3D_RESULTS or ./results/local)")
     board.add_argument("--plot", action="store_true", help="also write bar charts and t-SNE plots to <results>/plots/")
-    board.add_argument("--html", action="store_true", help="also write <results>/leaderboard.html: one self-contained "
-                       "page (sortable, filterable tables, plots inline); never into a --reference")
+    board.add_argument("--html", action="store_true", help="also write <results>/leaderboard.html: one static page "
+                       "(sortable, filterable tables; the folder's plots linked); never into a --reference")
     board.add_argument("--reference", default=None, metavar="NAME|DIR",
                        help="also show a committed reference leaderboard (e.g. synth-quick = results/synth-quick); "
                             "read only")
