@@ -78,7 +78,7 @@ knee() {  # method modality largest-budget [baseline]: the 3-seed curve a preset
   local method=$1 modality=$2 largest=$3 extra=() stem="$1-modelnet10-svm-$2-val"
   [[ -n "${4:-}" ]] && extra=(--baseline "$4")
   # its points (the resume state, committed with $OUT) stay in $OUT/knee/curves/; the page's CSV and JSON are
-  # copied to $KNEE_OUT and its PNG moved there: the leaderboard's HTML page embeds every PNG of $OUT's image
+  # copied to $KNEE_OUT and its PNG moved there: the leaderboard's HTML page shows every PNG of $OUT's image
   # folders, and knee/ is not one of them
   timed "knee $method $modality" bench curve --preset cpu --method "$method" --task modelnet10-svm \
     --modality "$modality" --epochs $(snapshots_up_to "$largest") --seeds "${SEEDS[@]}" "${extra[@]}" \

@@ -87,7 +87,7 @@ def test_a_knee_curve_is_three_seeds_to_its_largest_budget_and_its_page_files_ar
         f"--seeds 0 1 2 --baseline random-dgcnn --results-dir {tmp_path}/knee --no-progress"]
     assert sorted(p.name for p in knee_out.iterdir()) == [f"parae-dgcnn-modelnet10-svm-points-val.{e}"
                                                           for e in ("csv", "json", "png")]
-    # the PNG is moved: the leaderboard folder's HTML page embeds every PNG of its image folders, knee/ is not one
+    # the PNG is moved: the leaderboard folder's HTML page shows every PNG of its image folders, knee/ is not one
     assert sorted(p.suffix for p in (tmp_path / "knee" / "curves").iterdir()) == [".csv", ".json"]
     assert (tmp_path / "timings.csv").read_text().startswith("knee parae-dgcnn points,")
 
